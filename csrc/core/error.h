@@ -16,7 +16,15 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& msg) : std::runtime_error(msg) {}
 };
 
-// HL_FAIL("file {}: bad magic {:#x}", path, magic)
+// Thrown by a command that has already reported what happened and only
+// needs the process to exit with `code` (e.g. an interrupted training run).
+struct ExitStatus : std::exception {
+  explicit ExitStatus(int c) : code(c) {}
+  int code;
+  const char* what() const noexcept override { return "exit"; }
+};
+
+// fail("file {}: bad magic {:#x}", path, magic)
 template <typename... Args>
 [[noreturn]] inline void fail(fmt::format_string<Args...> f, Args&&... args) {
   throw Error(fmt::format(f, std::forward<Args>(args)...));

@@ -1,2 +1,60 @@
+// hashlab: the command-line entry point. Subcommands live in cmd_*.cpp.
+#include <algorithm>
+#include <csignal>
 #include <iostream>
-int main() { std::cout << "hashlab\n"; return 0; }
+#include <vector>
+
+#include <c10/util/Exception.h>
+#include <fmt/format.h>
+
+#include "csrc/core/error.h"
+#include "tools/cli/commands.h"
+
+namespace hashlab::cli {
+namespace {
+std::vector<std::pair<int, CommandAdder>>& registry() {
+  static std::vector<std::pair<int, CommandAdder>> r;
+  return r;
+}
+}  // namespace
+
+CommandRegistration::CommandRegistration(int order, CommandAdder adder) {
+  registry().emplace_back(order, std::move(adder));
+}
+
+CLI::App* group(CLI::App& app, const std::string& name, const std::string& description) {
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    if (sub->get_name() == name) return sub;
+  CLI::App* sub = app.add_subcommand(name, description);
+  sub->require_subcommand(1);
+  return sub;
+}
+
+}  // namespace hashlab::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"hashlab: deep hashing on LibTorch (train, encode, search, evaluate, export)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "hashlab 0.1.0");
+  auto& reg = hashlab::cli::registry();
+  std::stable_sort(reg.begin(), reg.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [order, adder] : reg) adder(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const hashlab::ExitStatus& e) {
+    return e.code;
+  } catch (const hashlab::Error& e) {
+    std::cerr << "hashlab: error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "hashlab: error: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "hashlab: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
