@@ -1,0 +1,58 @@
+// Exact Hamming search over packed binary codes: one header, a CPU twin
+// (hamming_cpu.cpp, SIMD dispatched at run time) and a CUDA twin
+// (hamming_cuda.cu + hamming_cuda_adapter.cpp). The CPU version is the
+// reference the CUDA version is tested against.
+//
+// Codes: uint8 tensors [n, ceil(nbits/8)], contiguous, bit j of a code in
+// byte j/8 at position j%8 (LSB first), FAISS IndexBinaryFlat layout; bits
+// past `nbits` in the last byte must be zero. Distances are integers in
+// [0, nbits]. Results are ordered by (distance, database index) ascending,
+// on every device, so CPU and CUDA return identical indices.
+// Inputs on CUDA run on CUDA (when built with it); otherwise CPU.
+#pragma once
+
+#include <cstdint>
+
+#include <torch/torch.h>
+
+namespace hashlab::search {
+
+struct TopK {
+  torch::Tensor distances;  // int32 [nq, k]
+  torch::Tensor indices;    // int64 [nq, k]
+};
+
+// The k nearest database codes of each query. 1 <= k <= database size.
+// threads <= 0: use at::get_num_threads().
+TopK hamming_topk(const torch::Tensor& queries, const torch::Tensor& database, int nbits,
+                  int64_t k, int threads = 0);
+
+// All database codes within Hamming distance <= radius of each query, in CSR
+// form: query i's hits are [offsets[i], offsets[i+1]) of indices/distances,
+// sorted by (distance, index).
+struct RadiusResult {
+  torch::Tensor offsets;    // int64 [nq + 1]
+  torch::Tensor indices;    // int64 [total]
+  torch::Tensor distances;  // int32 [total]
+};
+RadiusResult hamming_radius(const torch::Tensor& queries, const torch::Tensor& database,
+                            int nbits, int radius, int threads = 0);
+
+// Full ranking for mAP@all without a comparison sort: per query, every
+// database index ordered by (distance, index) (a counting sort over the
+// nbits+1 possible distances), and how many items sit at each distance.
+struct RankAll {
+  torch::Tensor indices;  // int32 [nq, n_db]
+  torch::Tensor counts;   // int64 [nq, nbits + 1]; counts[i][d] = #items at distance d
+};
+RankAll hamming_rank_all(const torch::Tensor& queries, const torch::Tensor& database, int nbits,
+                         int threads = 0);
+
+// Plain distance matrix, int32 [nq, n_db] (tests, small problems).
+torch::Tensor hamming_distances(const torch::Tensor& queries, const torch::Tensor& database,
+                                int nbits, int threads = 0);
+
+// Which CPU kernel the dispatcher picked: "avx512-vpopcntdq", "avx2" or "scalar".
+const char* cpu_kernel_name();
+
+}  // namespace hashlab::search
