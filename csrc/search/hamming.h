@@ -12,6 +12,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -54,5 +56,14 @@ torch::Tensor hamming_distances(const torch::Tensor& queries, const torch::Tenso
 
 // Which CPU kernel the dispatcher picked: "avx512-vpopcntdq", "avx2" or "scalar".
 const char* cpu_kernel_name();
+
+// Kernels this CPU can run, fastest first (always ends with "scalar").
+std::vector<std::string> available_cpu_kernels();
+
+// Forces the CPU kernel ("auto" = fastest available, or one of
+// available_cpu_kernels()), for tests and benchmarks; throws hashlab::Error
+// for a kernel this CPU cannot run. Process-wide; do not call while a search
+// is running.
+void set_cpu_kernel(const std::string& name);
 
 }  // namespace hashlab::search

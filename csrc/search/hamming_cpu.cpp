@@ -1,0 +1,291 @@
+// CPU twin of hamming.h. Codes are converted once to 64-bit words (queries)
+// and to the 8-code word-interleaved layout (database, see hamming_kernels.h);
+// a per-ISA kernel chosen at run time scans database blocks against one query
+// at a time with a threshold filter, and a bucketed Selector keeps the top k.
+//
+// Work split: tiles of kQueryTile queries x contiguous database parts, so
+// that 2 threads are busy both for 1000 queries and for a single query.
+// Within a task the database is walked in chunks of ~kChunkBytes that all
+// queries of the tile scan while the chunk is in L1/L2.
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#include <ATen/Parallel.h>
+
+#include "csrc/core/error.h"
+#include "csrc/search/hamming_impl.h"
+#include "csrc/search/hamming_kernels.h"
+
+namespace hashlab::search {
+namespace {
+
+using detail::Candidate;
+using detail::kBlock;
+using detail::Kernels;
+using detail::Selector;
+
+constexpr int64_t kQueryTile = 32;
+constexpr int64_t kChunkBytes = 64 * 1024;
+
+std::vector<Kernels> supported_kernels() {
+  std::vector<Kernels> ks;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vpopcntdq"))
+    ks.push_back(detail::avx512_kernels());
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt"))
+    ks.push_back(detail::avx2_kernels());
+  ks.push_back(detail::scalar_kernels());
+  return ks;
+}
+
+Kernels& active_kernels() {
+  static Kernels k = supported_kernels().front();
+  return k;
+}
+
+int resolve_threads(int threads) { return threads > 0 ? threads : at::get_num_threads(); }
+
+// Runs fn(task) for task in [0, ntasks) on at most `threads` threads.
+template <typename Fn>
+void run_tasks(int64_t ntasks, int threads, const Fn& fn) {
+  if (ntasks <= 0) return;
+  const int64_t nchunks = std::max<int64_t>(1, std::min<int64_t>(threads, ntasks));
+  const int64_t grain = (ntasks + nchunks - 1) / nchunks;
+  at::parallel_for(0, ntasks, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) fn(t);
+  });
+}
+
+// Codes as zero-padded 64-bit words; bits past nbits are cleared so that
+// garbage in the last byte's padding cannot change distances.
+struct Packed {
+  int words = 0;
+  int64_t n = 0;
+  int64_t blocks = 0;          // interleaved only
+  std::vector<uint64_t> data;  // [n][words] or [blocks][words][8]
+};
+
+void code_to_words(const uint8_t* code, int nbits, int words, uint64_t* out) {
+  const int nbytes = (nbits + 7) / 8;
+  std::memset(out, 0, words * sizeof(uint64_t));
+  std::memcpy(out, code, nbytes);  // little-endian: byte j of the code = byte j of the words
+  if (nbits % 64) out[words - 1] &= (uint64_t{1} << (nbits % 64)) - 1;
+}
+
+Packed pack_rows(const torch::Tensor& codes, int nbits) {
+  Packed p;
+  p.words = (nbits + 63) / 64;
+  p.n = codes.size(0);
+  p.data.resize(p.n * p.words);
+  const uint8_t* src = codes.data_ptr<uint8_t>();
+  const int64_t nbytes = codes.size(1);
+  for (int64_t i = 0; i < p.n; ++i) code_to_words(src + i * nbytes, nbits, p.words, &p.data[i * p.words]);
+  return p;
+}
+
+Packed pack_interleaved(const torch::Tensor& codes, int nbits, int threads) {
+  Packed p;
+  p.words = (nbits + 63) / 64;
+  p.n = codes.size(0);
+  p.blocks = (p.n + kBlock - 1) / kBlock;
+  p.data.assign(p.blocks * p.words * kBlock, 0);
+  const uint8_t* src = codes.data_ptr<uint8_t>();
+  const int64_t nbytes = codes.size(1);
+  const int W = p.words;
+  run_tasks((p.blocks + 4095) / 4096, threads, [&](int64_t t) {
+    std::vector<uint64_t> tmp(W);
+    const int64_t b_end = std::min(p.blocks, (t + 1) * 4096);
+    for (int64_t b = t * 4096; b < b_end; ++b)
+      for (int c = 0; c < kBlock; ++c) {
+        const int64_t i = b * kBlock + c;
+        if (i >= p.n) break;
+        code_to_words(src + i * nbytes, nbits, W, tmp.data());
+        for (int w = 0; w < W; ++w) p.data[(b * W + w) * kBlock + c] = tmp[w];
+      }
+  });
+  return p;
+}
+
+// How to split the database so that there are enough tasks for the threads
+// even with few queries.
+int64_t database_parts(int64_t query_tiles, int64_t blocks, int threads) {
+  if (query_tiles == 0) return 1;
+  const int64_t want = (2 * threads + query_tiles - 1) / query_tiles;
+  return std::max<int64_t>(1, std::min<int64_t>(want, blocks / 16));
+}
+
+// Runs a Selector per (query, database part) over the whole database and
+// returns, per query, each part's finished candidates in part order.
+std::vector<std::vector<Candidate>> select_all(const Packed& q, const Packed& db, int nbits,
+                                               int64_t k, int threshold, int threads,
+                                               int64_t* parts_out) {
+  const Kernels kern = active_kernels();
+  const int64_t nq = q.n;
+  const int64_t tiles = (nq + kQueryTile - 1) / kQueryTile;
+  const int64_t parts = database_parts(tiles, db.blocks, threads);
+  const int64_t blocks_per_part = (db.blocks + parts - 1) / parts;
+  const int64_t chunk_blocks =
+      std::max<int64_t>(1, kChunkBytes / (int64_t(db.words) * kBlock * sizeof(uint64_t)));
+  std::vector<std::vector<Candidate>> found(nq * parts);
+  run_tasks(tiles * parts, threads, [&](int64_t task) {
+    const int64_t tile = task / parts, part = task % parts;
+    const int64_t q0 = tile * kQueryTile, q1 = std::min(nq, q0 + kQueryTile);
+    const int64_t b0 = std::min(db.blocks, part * blocks_per_part);
+    const int64_t b1 = std::min(db.blocks, b0 + blocks_per_part);
+    std::vector<Selector> sel(q1 - q0);
+    for (auto& s : sel) s.reset(k, threshold, nbits, db.n);
+    for (int64_t c0 = b0; c0 < b1; c0 += chunk_blocks) {
+      const int64_t c1 = std::min(b1, c0 + chunk_blocks);
+      for (int64_t i = q0; i < q1; ++i)
+        kern.scan(&q.data[i * q.words], db.data.data(), db.words, c0, c1, sel[i - q0]);
+    }
+    for (int64_t i = q0; i < q1; ++i) found[i * parts + part] = sel[i - q0].finish();
+  });
+  *parts_out = parts;
+  return found;
+}
+
+// Concatenates the parts of query i (indices increase from part to part) and
+// orders them by (distance, index).
+std::vector<Candidate> merge_parts(std::vector<std::vector<Candidate>>& found, int64_t i,
+                                   int64_t parts, int dist_end) {
+  if (parts == 1) return std::move(found[i]);
+  std::vector<Candidate> all;
+  for (int64_t p = 0; p < parts; ++p)
+    all.insert(all.end(), found[i * parts + p].begin(), found[i * parts + p].end());
+  std::vector<Candidate> out;
+  Selector::sorted_by_distance(all, dist_end, &out);
+  return out;
+}
+
+}  // namespace
+
+const char* cpu_kernel_name() { return active_kernels().name; }
+
+std::vector<std::string> available_cpu_kernels() {
+  std::vector<std::string> names;
+  for (const Kernels& k : supported_kernels()) names.emplace_back(k.name);
+  return names;
+}
+
+void set_cpu_kernel(const std::string& name) {
+  const std::vector<Kernels> ks = supported_kernels();
+  if (name == "auto") {
+    active_kernels() = ks.front();
+    return;
+  }
+  for (const Kernels& k : ks)
+    if (name == k.name) {
+      active_kernels() = k;
+      return;
+    }
+  fail("CPU Hamming kernel '{}' is not available on this CPU (choose auto, {})", name,
+       fmt::join(available_cpu_kernels(), ", "));
+}
+
+namespace cpu {
+
+TopK topk(const torch::Tensor& queries, const torch::Tensor& database, int nbits, int64_t k,
+          int threads) {
+  threads = resolve_threads(threads);
+  const Packed q = pack_rows(queries, nbits);
+  const Packed db = pack_interleaved(database, nbits, threads);
+  int64_t parts = 1;
+  auto found = select_all(q, db, nbits, k, nbits + 1, threads, &parts);
+  TopK out{torch::empty({q.n, k}, torch::kInt32), torch::empty({q.n, k}, torch::kInt64)};
+  int32_t* dist = out.distances.data_ptr<int32_t>();
+  int64_t* idx = out.indices.data_ptr<int64_t>();
+  run_tasks(q.n, threads, [&](int64_t i) {
+    const std::vector<Candidate> best = merge_parts(found, i, parts, nbits + 1);
+    // Every part kept min(k, its size) and the parts cover >= k codes.
+    TORCH_CHECK(static_cast<int64_t>(best.size()) >= k, "hamming_topk: internal: ", best.size(),
+                " candidates for k = ", k);
+    for (int64_t j = 0; j < k; ++j) {
+      dist[i * k + j] = best[j].distance;
+      idx[i * k + j] = best[j].index;
+    }
+    found[i * parts].clear();
+  });
+  return out;
+}
+
+RadiusResult radius(const torch::Tensor& queries, const torch::Tensor& database, int nbits,
+                    int radius, int threads) {
+  threads = resolve_threads(threads);
+  const Packed q = pack_rows(queries, nbits);
+  const Packed db = pack_interleaved(database, nbits, threads);
+  int64_t parts = 1;
+  auto found = select_all(q, db, nbits, Selector::kUnbounded, radius + 1, threads, &parts);
+  std::vector<std::vector<Candidate>> hits(q.n);
+  run_tasks(q.n, threads, [&](int64_t i) { hits[i] = merge_parts(found, i, parts, radius + 1); });
+  RadiusResult out;
+  out.offsets = torch::empty({q.n + 1}, torch::kInt64);
+  int64_t* off = out.offsets.data_ptr<int64_t>();
+  off[0] = 0;
+  for (int64_t i = 0; i < q.n; ++i) off[i + 1] = off[i] + static_cast<int64_t>(hits[i].size());
+  out.indices = torch::empty({off[q.n]}, torch::kInt64);
+  out.distances = torch::empty({off[q.n]}, torch::kInt32);
+  int64_t* idx = out.indices.data_ptr<int64_t>();
+  int32_t* dist = out.distances.data_ptr<int32_t>();
+  run_tasks(q.n, threads, [&](int64_t i) {
+    for (size_t j = 0; j < hits[i].size(); ++j) {
+      idx[off[i] + j] = hits[i][j].index;
+      dist[off[i] + j] = hits[i][j].distance;
+    }
+  });
+  return out;
+}
+
+RankAll rank_all(const torch::Tensor& queries, const torch::Tensor& database, int nbits,
+                 int threads) {
+  threads = resolve_threads(threads);
+  const Kernels kern = active_kernels();
+  const Packed q = pack_rows(queries, nbits);
+  const Packed db = pack_interleaved(database, nbits, threads);
+  const int64_t n = db.n;
+  RankAll out{torch::empty({q.n, n}, torch::kInt32), torch::zeros({q.n, nbits + 1}, torch::kInt64)};
+  int32_t* order = out.indices.data_ptr<int32_t>();
+  int64_t* counts = out.counts.data_ptr<int64_t>();
+  // Counting sort per query: distances, histogram, prefix sums, scatter.
+  const int64_t nchunks = std::max<int64_t>(1, std::min<int64_t>(threads, q.n));
+  const int64_t per_chunk = (q.n + nchunks - 1) / nchunks;
+  run_tasks(nchunks, threads, [&](int64_t c) {
+    std::vector<uint16_t> d(db.blocks * kBlock);
+    std::vector<int64_t> next(nbits + 1);
+    for (int64_t i = c * per_chunk; i < std::min(q.n, (c + 1) * per_chunk); ++i) {
+      kern.distances(&q.data[i * q.words], db.data.data(), db.words, 0, db.blocks, d.data());
+      int64_t* cnt = counts + i * (nbits + 1);
+      for (int64_t j = 0; j < n; ++j) ++cnt[d[j]];
+      int64_t start = 0;
+      for (int v = 0; v <= nbits; ++v) next[v] = start, start += cnt[v];
+      int32_t* row = order + i * n;
+      for (int64_t j = 0; j < n; ++j) row[next[d[j]]++] = static_cast<int32_t>(j);
+    }
+  });
+  return out;
+}
+
+torch::Tensor distances(const torch::Tensor& queries, const torch::Tensor& database, int nbits,
+                        int threads) {
+  threads = resolve_threads(threads);
+  const Kernels kern = active_kernels();
+  const Packed q = pack_rows(queries, nbits);
+  const Packed db = pack_interleaved(database, nbits, threads);
+  auto out = torch::empty({q.n, db.n}, torch::kInt32);
+  int32_t* dst = out.data_ptr<int32_t>();
+  const int64_t nchunks = std::max<int64_t>(1, std::min<int64_t>(threads, q.n));
+  const int64_t per_chunk = (q.n + nchunks - 1) / nchunks;
+  run_tasks(nchunks, threads, [&](int64_t c) {
+    std::vector<uint16_t> d(db.blocks * kBlock);
+    for (int64_t i = c * per_chunk; i < std::min(q.n, (c + 1) * per_chunk); ++i) {
+      kern.distances(&q.data[i * q.words], db.data.data(), db.words, 0, db.blocks, d.data());
+      std::copy(d.begin(), d.begin() + db.n, dst + i * db.n);
+    }
+  });
+  return out;
+}
+
+}  // namespace cpu
+}  // namespace hashlab::search

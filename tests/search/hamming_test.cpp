@@ -1,0 +1,199 @@
+// hamming_topk / hamming_radius / hamming_rank_all / hamming_distances against
+// a brute-force bit-by-bit reference, on random codes with heavy ties, for
+// every CPU kernel this machine can run.
+#include <algorithm>
+#include <random>
+#include <tuple>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "csrc/core/error.h"
+#include "csrc/search/hamming.h"
+
+namespace hs = hashlab::search;
+
+namespace {
+
+// Random codes whose bits past nbits are zero. `distinct` > 0 draws every
+// code from a pool of that many, so many distances tie exactly.
+torch::Tensor random_codes(int64_t n, int nbits, uint64_t seed, int distinct = 0) {
+  std::mt19937_64 rng(seed);
+  const int nbytes = (nbits + 7) / 8;
+  auto make = [&](int64_t rows) {
+    auto t = torch::empty({rows, nbytes}, torch::kUInt8);
+    uint8_t* p = t.data_ptr<uint8_t>();
+    for (int64_t i = 0; i < rows * nbytes; ++i) p[i] = static_cast<uint8_t>(rng());
+    if (nbits % 8)
+      for (int64_t i = 0; i < rows; ++i) p[i * nbytes + nbytes - 1] &= (1u << (nbits % 8)) - 1;
+    return t;
+  };
+  if (distinct <= 0) return make(n);
+  auto pool = make(distinct);
+  auto pick = torch::randint(distinct, {n}, torch::TensorOptions().dtype(torch::kInt64));
+  return pool.index_select(0, pick).contiguous();
+}
+
+// Bit-by-bit reference distance.
+int ref_distance(const torch::Tensor& a, int64_t i, const torch::Tensor& b, int64_t j, int nbits) {
+  const uint8_t* x = a.data_ptr<uint8_t>() + i * a.size(1);
+  const uint8_t* y = b.data_ptr<uint8_t>() + j * b.size(1);
+  int d = 0;
+  for (int bit = 0; bit < nbits; ++bit) d += ((x[bit / 8] >> (bit % 8)) & 1) != ((y[bit / 8] >> (bit % 8)) & 1);
+  return d;
+}
+
+// Per query, all (distance, index) sorted.
+std::vector<std::vector<std::pair<int, int64_t>>> ref_ranking(const torch::Tensor& q,
+                                                              const torch::Tensor& db, int nbits) {
+  std::vector<std::vector<std::pair<int, int64_t>>> out(q.size(0));
+  for (int64_t i = 0; i < q.size(0); ++i) {
+    for (int64_t j = 0; j < db.size(0); ++j) out[i].emplace_back(ref_distance(q, i, db, j, nbits), j);
+    std::sort(out[i].begin(), out[i].end());
+  }
+  return out;
+}
+
+class HammingKernels : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { hs::set_cpu_kernel(GetParam()); }
+  void TearDown() override { hs::set_cpu_kernel("auto"); }
+};
+
+TEST_P(HammingKernels, TopKRadiusRankAllDistancesMatchBruteForce) {
+  ASSERT_STREQ(hs::cpu_kernel_name(), GetParam().c_str());
+  const std::vector<int> bit_lengths = {8, 12, 64, 96, 128, 200, 256};
+  uint64_t seed = 1;
+  for (int nbits : bit_lengths) {
+    // 301 database codes: not a multiple of the 8-code block.
+    for (int distinct : {0, 12}) {
+      SCOPED_TRACE(::testing::Message() << "nbits " << nbits << " distinct " << distinct);
+      torch::manual_seed(seed);
+      auto db = random_codes(301, nbits, seed++, distinct);
+      auto q = random_codes(37, nbits, seed++, distinct);
+      const auto ref = ref_ranking(q, db, nbits);
+
+      auto dist = hs::hamming_distances(q, db, nbits, 2);
+      ASSERT_EQ(dist.sizes(), (std::vector<int64_t>{37, 301}));
+      for (int64_t i = 0; i < q.size(0); ++i)
+        for (auto [d, j] : ref[i]) ASSERT_EQ(dist[i][j].item<int>(), d);
+
+      for (int64_t k : {int64_t{1}, int64_t{7}, int64_t{100}, db.size(0)}) {
+        for (int threads : {1, 2}) {
+          auto r = hs::hamming_topk(q, db, nbits, k, threads);
+          ASSERT_EQ(r.distances.sizes(), (std::vector<int64_t>{37, k}));
+          ASSERT_EQ(r.indices.scalar_type(), torch::kInt64);
+          for (int64_t i = 0; i < q.size(0); ++i)
+            for (int64_t j = 0; j < k; ++j) {
+              ASSERT_EQ(r.distances[i][j].item<int>(), ref[i][j].first) << "k " << k << " q " << i;
+              ASSERT_EQ(r.indices[i][j].item<int64_t>(), ref[i][j].second) << "k " << k << " q " << i;
+            }
+        }
+      }
+
+      for (int radius : {0, nbits / 4, nbits / 2, nbits}) {
+        auto r = hs::hamming_radius(q, db, nbits, radius, 2);
+        auto off = r.offsets;
+        ASSERT_EQ(off[0].item<int64_t>(), 0);
+        for (int64_t i = 0; i < q.size(0); ++i) {
+          std::vector<std::pair<int, int64_t>> want;
+          for (auto p : ref[i])
+            if (p.first <= radius) want.push_back(p);
+          const int64_t b = off[i].item<int64_t>(), e = off[i + 1].item<int64_t>();
+          ASSERT_EQ(e - b, static_cast<int64_t>(want.size())) << "radius " << radius;
+          for (int64_t j = b; j < e; ++j) {
+            ASSERT_EQ(r.distances[j].item<int>(), want[j - b].first);
+            ASSERT_EQ(r.indices[j].item<int64_t>(), want[j - b].second);
+          }
+        }
+      }
+
+      auto all = hs::hamming_rank_all(q, db, nbits, 2);
+      ASSERT_EQ(all.indices.scalar_type(), torch::kInt32);
+      ASSERT_EQ(all.counts.sizes(), (std::vector<int64_t>{37, nbits + 1}));
+      for (int64_t i = 0; i < q.size(0); ++i) {
+        std::vector<int64_t> counts(nbits + 1, 0);
+        for (auto [d, j] : ref[i]) ++counts[d];
+        for (int d = 0; d <= nbits; ++d) ASSERT_EQ(all.counts[i][d].item<int64_t>(), counts[d]);
+        for (int64_t j = 0; j < db.size(0); ++j)
+          ASSERT_EQ(all.indices[i][j].item<int>(), ref[i][j].second);
+      }
+    }
+  }
+}
+
+// Large enough that the database is split into parts across threads and
+// walked in several cache chunks, with k spanning chunk boundaries.
+TEST_P(HammingKernels, TopKSplitsDatabaseAcrossThreadsExactly) {
+  for (int nbits : {64, 130}) {
+    torch::manual_seed(nbits);
+    auto db = random_codes(40000, nbits, 7, 300);  // heavy ties
+    auto q = random_codes(3, nbits, 8);
+    const auto ref = ref_ranking(q, db, nbits);
+    for (int64_t k : {int64_t{1}, int64_t{1000}, int64_t{40000}}) {
+      auto r = hs::hamming_topk(q, db, nbits, k, 2);
+      auto d = r.distances.accessor<int32_t, 2>();
+      auto ix = r.indices.accessor<int64_t, 2>();
+      for (int64_t i = 0; i < q.size(0); ++i)
+        for (int64_t j = 0; j < k; ++j) {
+          ASSERT_EQ(d[i][j], ref[i][j].first) << "nbits " << nbits << " k " << k;
+          ASSERT_EQ(ix[i][j], ref[i][j].second) << "nbits " << nbits << " k " << k;
+        }
+    }
+  }
+}
+
+TEST_P(HammingKernels, LongCodesUpTo4096Bits) {
+  for (int nbits : {1, 63, 65, 1000, 4096}) {
+    auto db = random_codes(50, nbits, nbits);
+    auto q = random_codes(4, nbits, nbits + 1);
+    auto dist = hs::hamming_distances(q, db, nbits);
+    auto r = hs::hamming_topk(q, db, nbits, 50);
+    for (int64_t i = 0; i < 4; ++i) {
+      for (int64_t j = 0; j < 50; ++j) ASSERT_EQ(dist[i][j].item<int>(), ref_distance(q, i, db, j, nbits));
+      for (int64_t j = 1; j < 50; ++j) {
+        const auto prev = std::make_tuple(r.distances[i][j - 1].item<int>(), r.indices[i][j - 1].item<int64_t>());
+        const auto cur = std::make_tuple(r.distances[i][j].item<int>(), r.indices[i][j].item<int64_t>());
+        ASSERT_LT(prev, cur);
+      }
+    }
+  }
+}
+
+std::vector<std::string> kernels_here() { return hs::available_cpu_kernels(); }
+
+INSTANTIATE_TEST_SUITE_P(AllCpuKernels, HammingKernels, ::testing::ValuesIn(kernels_here()),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+TEST(Hamming, PaddingBitsInLastByteAreIgnored) {
+  auto db = random_codes(20, 12, 3);
+  auto q = random_codes(2, 12, 4);
+  auto dirty = db.clone();
+  dirty.select(1, 1).bitwise_or_(0xF0);  // bits 12..15: past nbits
+  EXPECT_TRUE(torch::equal(hs::hamming_distances(q, db, 12), hs::hamming_distances(q, dirty, 12)));
+}
+
+TEST(Hamming, RejectsBadInputs) {
+  auto db = random_codes(10, 64, 1);
+  auto q = random_codes(2, 64, 2);
+  EXPECT_THROW(hs::hamming_topk(q, db, 64, 11), c10::Error);  // k > n_db
+  EXPECT_THROW(hs::hamming_topk(q, db, 64, 0), c10::Error);
+  EXPECT_THROW(hs::hamming_topk(q, db, 72, 1), c10::Error);  // 9 bytes needed
+  EXPECT_THROW(hs::hamming_topk(q.to(torch::kInt32), db, 64, 1), c10::Error);
+  EXPECT_THROW(hs::hamming_radius(q, db, 64, -1), c10::Error);
+  EXPECT_THROW(hs::set_cpu_kernel("sse9"), hashlab::Error);
+}
+
+TEST(Hamming, EmptyQueryBatch) {
+  auto db = random_codes(10, 32, 1);
+  auto q = random_codes(0, 32, 2);
+  auto r = hs::hamming_topk(q, db, 32, 3);
+  EXPECT_EQ(r.indices.sizes(), (std::vector<int64_t>{0, 3}));
+  EXPECT_EQ(hs::hamming_radius(q, db, 32, 5).offsets.sizes(), (std::vector<int64_t>{1}));
+}
+
+}  // namespace
