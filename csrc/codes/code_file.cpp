@@ -1,0 +1,313 @@
+#include "csrc/codes/code_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#ifdef HASHLAB_WITH_FAISS
+#include <faiss/IndexBinaryFlat.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/index_io.h>
+#endif
+
+#include "csrc/codes/codes.h"
+#include "csrc/core/error.h"
+
+namespace hashlab::codes {
+namespace {
+
+constexpr char kMagic[8] = {'H', 'L', 'C', 'O', 'D', 'E', 'S', '1'};
+constexpr size_t kHeaderBytes = 64;
+
+#pragma pack(push, 1)
+struct Header {
+  char magic[8];
+  uint32_t version;
+  uint32_t kind;
+  uint32_t nbits;
+  uint32_t M, K, dsub;
+  uint64_t count;
+  uint64_t payload_bytes;
+  uint32_t crc32;
+  uint8_t zero[12];
+};
+#pragma pack(pop)
+static_assert(sizeof(Header) == kHeaderBytes, "code file header must be 64 bytes");
+
+uint32_t crc_of(uint32_t crc, const void* data, size_t n) {
+  return static_cast<uint32_t>(::crc32_z(crc, static_cast<const Bytef*>(data), n));
+}
+
+// A read-only-file, copy-on-write mapping that tensors keep alive.
+struct Mapping {
+  void* addr = MAP_FAILED;
+  size_t size = 0;
+  ~Mapping() {
+    if (addr != MAP_FAILED) ::munmap(addr, size);
+  }
+  const uint8_t* bytes() const { return static_cast<const uint8_t*>(addr); }
+};
+
+std::shared_ptr<Mapping> map_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("code file {}: cannot open: {}", path, std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    fail("code file {}: cannot stat: {}", path, std::strerror(e));
+  }
+  auto m = std::make_shared<Mapping>();
+  m->size = static_cast<size_t>(st.st_size);
+  if (m->size < kHeaderBytes) {
+    ::close(fd);
+    fail("code file {}: truncated: {} bytes, shorter than the {}-byte header", path, m->size,
+         kHeaderBytes);
+  }
+  m->addr = ::mmap(nullptr, m->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  const int e = errno;
+  ::close(fd);
+  if (m->addr == MAP_FAILED) fail("code file {}: mmap failed: {}", path, std::strerror(e));
+  return m;
+}
+
+// Validates everything but the checksum.
+Header parse_header(const std::string& path, const Mapping& m) {
+  Header h;
+  std::memcpy(&h, m.bytes(), sizeof h);
+  if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0) {
+    uint64_t magic;
+    std::memcpy(&magic, h.magic, 8);
+    fail("code file {}: offset 0: bad magic {:#018x} (not a hashlab code file)", path, magic);
+  }
+  if (h.version != kCodeFileVersion)
+    fail("code file {}: offset 8: version {} not supported (this build reads version {})", path,
+         h.version, kCodeFileVersion);
+  uint64_t expect = 0;
+  if (h.kind == static_cast<uint32_t>(CodeKind::binary)) {
+    if (h.nbits < 1) fail("code file {}: offset 16: nbits {} must be >= 1", path, h.nbits);
+    expect = h.count * code_bytes(h.nbits);
+  } else if (h.kind == static_cast<uint32_t>(CodeKind::pq)) {
+    if (h.M < 1 || h.K < 1 || h.K > 256 || h.dsub < 1)
+      fail("code file {}: bad PQ shape M {} K {} dsub {} (need M, dsub >= 1, 1 <= K <= 256)", path,
+           h.M, h.K, h.dsub);
+    expect = uint64_t(h.M) * h.K * h.dsub * sizeof(float) + h.count * h.M;
+  } else {
+    fail("code file {}: offset 12: unknown kind {}", path, h.kind);
+  }
+  if (h.payload_bytes != expect)
+    fail("code file {}: header says {} payload bytes but its shape needs {}", path,
+         h.payload_bytes, expect);
+  if (m.size != kHeaderBytes + h.payload_bytes)
+    fail("code file {}: {}: {} bytes on disk, header says {}", path,
+         m.size < kHeaderBytes + h.payload_bytes ? "truncated" : "trailing bytes", m.size,
+         kHeaderBytes + h.payload_bytes);
+  return h;
+}
+
+void check_crc(const std::string& path, const Mapping& m, const Header& h) {
+  const uint32_t crc = crc_of(::crc32_z(0, Z_NULL, 0), m.bytes() + kHeaderBytes, h.payload_bytes);
+  if (crc != h.crc32)
+    fail("code file {}: checksum mismatch: payload crc32 {:#010x}, header says {:#010x} "
+         "(corrupt file)",
+         path, crc, h.crc32);
+}
+
+void write_all(int fd, const std::string& tmp, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      fail("code file {}: write failed: {}", tmp, std::strerror(errno));
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+struct Piece {
+  const void* data;
+  size_t bytes;
+};
+
+// Writes header + pieces to path.tmp.<pid>, fsyncs, renames over path.
+void write_atomically(const std::string& path, Header h, std::initializer_list<Piece> pieces) {
+  uint32_t crc = ::crc32_z(0, Z_NULL, 0);
+  uint64_t total = 0;
+  for (const Piece& p : pieces) {
+    crc = crc_of(crc, p.data, p.bytes);
+    total += p.bytes;
+  }
+  h.crc32 = crc;
+  h.payload_bytes = total;
+  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("code file {}: cannot create {}: {}", path, tmp, std::strerror(errno));
+  try {
+    write_all(fd, tmp, &h, sizeof h);
+    for (const Piece& p : pieces) write_all(fd, tmp, p.data, p.bytes);
+    if (::fsync(fd) != 0) fail("code file {}: fsync failed: {}", tmp, std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    fail("code file {}: cannot rename {} into place: {}", path, tmp, std::strerror(e));
+  }
+}
+
+Header new_header(CodeKind kind) {
+  Header h;
+  std::memset(&h, 0, sizeof h);
+  std::memcpy(h.magic, kMagic, sizeof kMagic);
+  h.version = kCodeFileVersion;
+  h.kind = static_cast<uint32_t>(kind);
+  return h;
+}
+
+void check_binary(const BinaryCodes& c, const std::string& what) {
+  HL_CHECK(c.nbits >= 1, "{}: nbits must be >= 1, got {}", what, c.nbits);
+  HL_CHECK(c.codes.defined() && c.codes.dim() == 2 && c.codes.scalar_type() == torch::kUInt8 &&
+               c.codes.size(1) == code_bytes(c.nbits),
+           "{}: codes must be uint8 [N, {}] for {} bits", what, code_bytes(c.nbits), c.nbits);
+}
+
+torch::Tensor view_of(const std::shared_ptr<Mapping>& m, size_t offset, at::IntArrayRef sizes,
+                      torch::Dtype dtype) {
+  void* p = static_cast<uint8_t*>(m->addr) + offset;
+  return torch::from_blob(p, sizes, [m](void*) {}, torch::TensorOptions().dtype(dtype));
+}
+
+}  // namespace
+
+CodeFileInfo read_code_file_info(const std::string& path) {
+  auto m = map_file(path);
+  const Header h = parse_header(path, *m);
+  return {static_cast<CodeKind>(h.kind), h.version, static_cast<int>(h.nbits),
+          static_cast<int>(h.M), static_cast<int>(h.K), static_cast<int>(h.dsub),
+          static_cast<int64_t>(h.count), h.payload_bytes, h.crc32};
+}
+
+void write_binary_codes(const std::string& path, const BinaryCodes& codes) {
+  check_binary(codes, fmt::format("write_binary_codes({})", path));
+  const torch::Tensor c = codes.codes.to(torch::kCPU).contiguous();
+  Header h = new_header(CodeKind::binary);
+  h.nbits = static_cast<uint32_t>(codes.nbits);
+  h.count = static_cast<uint64_t>(c.size(0));
+  write_atomically(path, h, {{c.data_ptr<uint8_t>(), static_cast<size_t>(c.numel())}});
+}
+
+BinaryCodes read_binary_codes(const std::string& path) {
+  auto m = map_file(path);
+  const Header h = parse_header(path, *m);
+  if (h.kind != static_cast<uint32_t>(CodeKind::binary))
+    fail("code file {}: holds PQ codes, expected binary codes", path);
+  check_crc(path, *m, h);
+  BinaryCodes out;
+  out.nbits = static_cast<int>(h.nbits);
+  out.codes = view_of(m, kHeaderBytes,
+                      {static_cast<int64_t>(h.count), code_bytes(h.nbits)}, torch::kUInt8);
+  return out;
+}
+
+void write_pq_codes(const std::string& path, const PQCodes& codes) {
+  const std::string what = fmt::format("write_pq_codes({})", path);
+  HL_CHECK(codes.M >= 1 && codes.K >= 1 && codes.K <= 256 && codes.dsub >= 1,
+           "{}: bad PQ shape M {} K {} dsub {}", what, codes.M, codes.K, codes.dsub);
+  HL_CHECK(codes.codebooks.defined() &&
+               codes.codebooks.sizes() == at::IntArrayRef({codes.M, codes.K, codes.dsub}),
+           "{}: codebooks must be float [{}, {}, {}]", what, codes.M, codes.K, codes.dsub);
+  HL_CHECK(codes.ids.defined() && codes.ids.dim() == 2 && codes.ids.size(1) == codes.M &&
+               codes.ids.scalar_type() == torch::kUInt8,
+           "{}: ids must be uint8 [N, {}]", what, codes.M);
+  const torch::Tensor cb = codes.codebooks.to(torch::kCPU, torch::kFloat).contiguous();
+  const torch::Tensor ids = codes.ids.to(torch::kCPU).contiguous();
+  HL_CHECK(ids.numel() == 0 || ids.max().item<int>() < codes.K, "{}: an id is >= K = {}", what,
+           codes.K);
+  Header h = new_header(CodeKind::pq);
+  h.nbits = static_cast<uint32_t>(codes.M * 8);
+  h.M = codes.M;
+  h.K = codes.K;
+  h.dsub = codes.dsub;
+  h.count = static_cast<uint64_t>(ids.size(0));
+  write_atomically(path, h,
+                   {{cb.data_ptr<float>(), static_cast<size_t>(cb.numel()) * sizeof(float)},
+                    {ids.data_ptr<uint8_t>(), static_cast<size_t>(ids.numel())}});
+}
+
+PQCodes read_pq_codes(const std::string& path) {
+  auto m = map_file(path);
+  const Header h = parse_header(path, *m);
+  if (h.kind != static_cast<uint32_t>(CodeKind::pq))
+    fail("code file {}: holds binary codes, expected PQ codes", path);
+  check_crc(path, *m, h);
+  PQCodes out;
+  out.M = static_cast<int>(h.M);
+  out.K = static_cast<int>(h.K);
+  out.dsub = static_cast<int>(h.dsub);
+  out.codebooks = view_of(m, kHeaderBytes, {out.M, out.K, out.dsub}, torch::kFloat);
+  const size_t ids_at = kHeaderBytes + size_t(h.M) * h.K * h.dsub * sizeof(float);
+  out.ids = view_of(m, ids_at, {static_cast<int64_t>(h.count), out.M}, torch::kUInt8);
+  return out;
+}
+
+void export_faiss_binary(const std::string& path, const BinaryCodes& codes) {
+  check_binary(codes, fmt::format("export_faiss_binary({})", path));
+#ifdef HASHLAB_WITH_FAISS
+  HL_CHECK(codes.nbits % 8 == 0,
+           "export_faiss_binary({}): FAISS binary indexes need a multiple of 8 bits, got {}", path,
+           codes.nbits);
+  const torch::Tensor c = codes.codes.to(torch::kCPU).contiguous();
+  try {
+    faiss::IndexBinaryFlat index(codes.nbits);
+    index.add(c.size(0), c.data_ptr<uint8_t>());
+    // Same atomic-replace discipline as our own files.
+    const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
+    faiss::write_index_binary(&index, tmp.c_str());
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+      const int e = errno;
+      ::unlink(tmp.c_str());
+      fail("faiss file {}: cannot rename into place: {}", path, std::strerror(e));
+    }
+  } catch (const faiss::FaissException& e) {
+    fail("faiss file {}: FAISS could not write the index: {}", path, e.what());
+  }
+#else
+  fail("export_faiss_binary({}): hashlab was built without FAISS", path);
+#endif
+}
+
+BinaryCodes import_faiss_binary(const std::string& path) {
+#ifdef HASHLAB_WITH_FAISS
+  std::unique_ptr<faiss::IndexBinary> index;
+  try {
+    index.reset(faiss::read_index_binary(path.c_str()));
+  } catch (const faiss::FaissException& e) {
+    fail("faiss file {}: FAISS could not read a binary index: {}", path, e.what());
+  }
+  auto* flat = dynamic_cast<faiss::IndexBinaryFlat*>(index.get());
+  if (flat == nullptr)
+    fail("faiss file {}: is a binary index but not an IndexBinaryFlat (cannot take its codes)",
+         path);
+  BinaryCodes out;
+  out.nbits = flat->d;
+  out.codes = torch::empty({flat->ntotal, static_cast<int64_t>(flat->code_size)}, torch::kUInt8);
+  std::memcpy(out.codes.data_ptr<uint8_t>(), flat->xb.data(), flat->xb.size());
+  return out;
+#else
+  fail("import_faiss_binary({}): hashlab was built without FAISS", path);
+#endif
+}
+
+}  // namespace hashlab::codes

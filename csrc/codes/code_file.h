@@ -1,0 +1,73 @@
+// Code files (.hlc): binary codes or PQ codes on disk, plus FAISS interop.
+//
+// Layout (little-endian), a 64-byte header then the payload:
+//   off  size  field
+//     0     8  magic "HLCODES1"
+//     8     4  version (kCodeFileVersion)
+//    12     4  kind: 1 = binary, 2 = pq
+//    16     4  nbits  (binary: bits per code; pq: M * 8)
+//    20     4  M      (pq; 0 for binary)
+//    24     4  K      (pq; 0 for binary)
+//    28     4  dsub   (pq; 0 for binary)
+//    32     8  count  (number of codes N)
+//    40     8  payload bytes
+//    48     4  crc32 (zlib) of the payload
+//    52    12  zero
+//   payload: binary: N * ceil(nbits/8) code bytes (FAISS layout, codes.h);
+//            pq: codebooks float32 [M, K, dsub], then ids uint8 [N, M].
+// Files are written atomically (path.tmp.<pid>, fsync, rename) and read by
+// memory-mapping (MAP_PRIVATE, so tensors from a file may be written to
+// without touching the file). Every problem with a file (missing, short,
+// foreign, other version, checksum mismatch) is a hashlab::Error naming the
+// file and the problem.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <torch/torch.h>
+
+namespace hashlab::codes {
+
+constexpr uint32_t kCodeFileVersion = 1;
+enum class CodeKind : uint32_t { binary = 1, pq = 2 };
+
+struct BinaryCodes {
+  int nbits = 0;
+  torch::Tensor codes;  // uint8 [N, ceil(nbits/8)], CPU
+};
+
+// Product-quantisation codes: code n is ids[n] (one codebook entry per
+// subspace); its reconstruction is concat_m codebooks[m][ids[n][m]].
+struct PQCodes {
+  int M = 0;             // subspaces
+  int K = 0;             // codewords per subspace (K <= 256)
+  int dsub = 0;          // dimensions per subspace
+  torch::Tensor codebooks;  // float [M, K, dsub], CPU
+  torch::Tensor ids;        // uint8 [N, M], CPU
+};
+
+// What the header says, without reading the payload.
+struct CodeFileInfo {
+  CodeKind kind;
+  uint32_t version;
+  int nbits;
+  int M, K, dsub;
+  int64_t count;
+  uint64_t payload_bytes;
+  uint32_t crc32;
+};
+CodeFileInfo read_code_file_info(const std::string& path);
+
+void write_binary_codes(const std::string& path, const BinaryCodes& codes);
+BinaryCodes read_binary_codes(const std::string& path);  // memory-mapped, checksum checked
+void write_pq_codes(const std::string& path, const PQCodes& codes);
+PQCodes read_pq_codes(const std::string& path);
+
+// FAISS IndexBinaryFlat files (faiss::write_index_binary / read_index_binary).
+// FAISS needs nbits to be a multiple of 8. Throws hashlab::Error when hashlab
+// was built without FAISS, or the file is not an IndexBinaryFlat.
+void export_faiss_binary(const std::string& path, const BinaryCodes& codes);
+BinaryCodes import_faiss_binary(const std::string& path);
+
+}  // namespace hashlab::codes
