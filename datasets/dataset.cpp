@@ -1,0 +1,197 @@
+#include "datasets/dataset.h"
+
+#include <cstring>
+#include <filesystem>
+
+#include "csrc/core/error.h"
+#include "datasets/readers/cifar.h"
+#include "datasets/readers/idx.h"
+#include "datasets/readers/image_list.h"
+#include "datasets/readers/npy.h"
+#include "datasets/readers/vecs.h"
+
+namespace hashlab::data {
+
+int64_t Dataset::size() const {
+  if (features.defined()) return features.size(0);
+  return static_cast<int64_t>(image_paths.size());
+}
+
+bool Dataset::is_image() const {
+  return !image_paths.empty() ||
+         (features.defined() && features.dim() == 4 && features.scalar_type() == torch::kUInt8);
+}
+
+DataOptions DataOptions::from_yaml(Section s) {
+  DataOptions o;
+  s.get_choice("format", o.format,
+               {"idx", "cifar10", "cifar100", "fvecs", "bvecs", "ivecs", "npy", "image_list"});
+  s.get("files", o.files);
+  s.get("labels", o.labels);
+  s.get("root", o.root);
+  s.get("name", o.name);
+  s.get_choice("protocol", o.protocol, {"label", "euclidean"});
+  s.get("queries_per_class", o.queries_per_class, Range{0, 1e9});
+  s.get("num_queries", o.num_queries, Range{0, 1e12});
+  s.get("train_per_class", o.train_per_class, Range{0, 1e9});
+  s.get("num_train", o.num_train, Range{0, 1e12});
+  s.get("split_seed", o.split_seed);
+  s.get("max_file_gib", o.max_file_gib, Range{1e-6, 1024});
+  s.get("center", o.vectors.center);
+  s.get("l2_normalize", o.vectors.l2_normalize);
+  s.get("max_norm_scale", o.vectors.max_norm_scale, Range{0, 1e30});
+  s.get("scale", o.images.scale, Range{1e-30, 1e30});
+  s.get("resize", o.images.resize, Range{1, 1 << 16});
+  s.get("crop", o.images.crop, Range{1, 1 << 16});
+  s.get("random_crop", o.images.random_crop);
+  s.get("flip", o.images.flip);
+  s.get("mean", o.images.mean);
+  s.get("std", o.images.std, Range{1e-30, 1e30});
+  s.finish();
+  if (o.files.empty()) fail("{}: at least one data file is needed", s.where("files"));
+  if (o.images.resize.size() > 2 || o.images.crop.size() > 2)
+    fail("{}: resize and crop take [size] or [height, width]", s.where("resize"));
+  if (o.format == "image_list" && o.root.empty())
+    fail("{}: format image_list needs a root directory", s.where("root"));
+  return o;
+}
+
+torch::Tensor to_tensor(const Array& a) {
+  torch::ScalarType t = torch::kUInt8;
+  switch (a.dtype) {
+    case Array::DType::u8: t = torch::kUInt8; break;
+    case Array::DType::i32: t = torch::kInt32; break;
+    case Array::DType::i64: t = torch::kInt64; break;
+    case Array::DType::f32: t = torch::kFloat32; break;
+  }
+  torch::Tensor out = torch::empty(a.shape, torch::TensorOptions().dtype(t));
+  TORCH_CHECK(static_cast<size_t>(out.nbytes()) == a.bytes.size(), "to_tensor: ", a.bytes.size(),
+              " bytes for shape ", out.sizes());
+  if (!a.bytes.empty()) std::memcpy(out.data_ptr(), a.bytes.data(), a.bytes.size());
+  return out;
+}
+
+Array read_array_auto(const std::string& path, uint64_t max_bytes) {
+  std::vector<uint8_t> raw = read_file_bytes(path, max_bytes);
+  Bytes b = maybe_gunzip(raw.data(), raw.size(), path, max_bytes);
+  if (b.size >= 6 && std::memcmp(b.data, "\x93NUMPY", 6) == 0)
+    return parse_npy(b.data, b.size, path, max_bytes);
+  return parse_idx(b.data, b.size, path, max_bytes);
+}
+
+namespace {
+
+// Features of one file as the Dataset stores them.
+torch::Tensor as_features(const Array& a, const std::string& file) {
+  torch::Tensor t = to_tensor(a);
+  if (a.dtype == Array::DType::u8 && a.shape.size() == 3) return t.unsqueeze(1);  // [N,1,H,W]
+  if (a.dtype == Array::DType::u8 && a.shape.size() == 4) return t;               // [N,C,H,W]
+  if (a.shape.size() == 2) return t.to(torch::kFloat32);                          // vectors
+  fail("{}: features of type {} and shape [{}] are neither images (uint8 [N,H,W] or "
+       "[N,C,H,W]) nor vectors ([N,D])",
+       file, dtype_name(a.dtype), shape_string(a.shape, ','));
+}
+
+// int64 [N] or uint8 multi-hot [N, C], checked.
+torch::Tensor as_labels(const Array& a, const std::string& file) {
+  if (a.dtype == Array::DType::f32)
+    fail("{}: labels must be integers, got float32", file);
+  torch::Tensor t = to_tensor(a);
+  if (a.shape.size() == 1) {
+    t = t.to(torch::kInt64);
+    if (t.numel() > 0 && t.min().item<int64_t>() < 0)
+      fail("{}: label {} at index {} is negative", file, t.min().item<int64_t>(),
+           t.argmin().item<int64_t>());
+    return t;
+  }
+  if (a.shape.size() == 2) {
+    if (t.numel() > 0 && (t.min().item<int64_t>() < 0 || t.max().item<int64_t>() > 1))
+      fail("{}: multi-hot labels must be 0 or 1, found values in [{}, {}]", file,
+           t.min().item<int64_t>(), t.max().item<int64_t>());
+    return t.to(torch::kUInt8);
+  }
+  fail("{}: labels must be [N] or multi-hot [N, C], got shape [{}]", file,
+       shape_string(a.shape, ','));
+}
+
+torch::Tensor pool(std::vector<torch::Tensor>& parts, const std::vector<std::string>& files,
+                   const char* what) {
+  for (size_t i = 1; i < parts.size(); ++i) {
+    if (parts[i].dim() != parts[0].dim() ||
+        parts[i].sizes().slice(1) != parts[0].sizes().slice(1) ||
+        parts[i].scalar_type() != parts[0].scalar_type())
+      fail("{}: {} of shape [{}] ({}) cannot be pooled with {} of shape [{}] ({})", files[i],
+           what, shape_string(parts[i].sizes().vec(), ','), c10::toString(parts[i].scalar_type()),
+           files[0], shape_string(parts[0].sizes().vec(), ','),
+           c10::toString(parts[0].scalar_type()));
+  }
+  return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+}
+
+}  // namespace
+
+Dataset load_dataset(const DataOptions& o) {
+  if (o.files.empty()) fail("data: no files given");
+  const uint64_t cap = static_cast<uint64_t>(o.max_file_gib * double(uint64_t{1} << 30));
+  Dataset d;
+  d.name = !o.name.empty() ? o.name : std::filesystem::path(o.files[0]).parent_path().filename().string();
+  if (d.name.empty()) d.name = o.files[0];
+  std::vector<torch::Tensor> feats, labs;
+
+  const bool own_labels = o.format == "cifar10" || o.format == "cifar100" ||
+                          o.format == "image_list";
+  if (own_labels && !o.labels.empty())
+    fail("data: format {} carries its own labels; remove 'labels'", o.format);
+  if (!own_labels && !o.labels.empty() && o.labels.size() != o.files.size())
+    fail("data: {} feature files but {} label files (give one label file per feature file)",
+         o.files.size(), o.labels.size());
+
+  for (size_t i = 0; i < o.files.size(); ++i) {
+    const std::string& f = o.files[i];
+    if (o.format == "idx" || o.format == "npy") {
+      feats.push_back(as_features(o.format == "idx" ? read_idx(f, cap) : read_npy(f, cap), f));
+    } else if (o.format == "cifar10" || o.format == "cifar100") {
+      CifarData c = read_cifar(f, o.format == "cifar10" ? CifarKind::cifar10 : CifarKind::cifar100,
+                               cap);
+      feats.push_back(to_tensor(c.images));
+      labs.push_back(to_tensor(c.labels));
+    } else if (o.format == "fvecs" || o.format == "bvecs" || o.format == "ivecs") {
+      VecsKind k = o.format == "fvecs"   ? VecsKind::fvecs
+                   : o.format == "bvecs" ? VecsKind::bvecs
+                                         : VecsKind::ivecs;
+      feats.push_back(to_tensor(read_vecs(f, k, cap)).to(torch::kFloat32));
+    } else if (o.format == "image_list") {
+      ImageList l = read_image_list(f, o.root, int64_t{1} << 24, cap);
+      if (!labs.empty() && (labs[0].dim() == 2) != l.multi_label)
+        fail("{}: {} labels, but {} has {}", f, l.multi_label ? "multi-hot" : "single",
+             o.files[0], labs[0].dim() == 2 ? "multi-hot" : "single");
+      d.image_paths.insert(d.image_paths.end(), l.paths.begin(), l.paths.end());
+      labs.push_back(to_tensor(l.labels));
+    } else {
+      fail("data: unknown format '{}'", o.format);
+    }
+    if (!own_labels && !o.labels.empty()) {
+      torch::Tensor l = as_labels(read_array_auto(o.labels[i], cap), o.labels[i]);
+      if (l.size(0) != feats.back().size(0))
+        fail("{}: {} labels, but {} has {} items", o.labels[i], l.size(0), f,
+             feats.back().size(0));
+      labs.push_back(l);
+    }
+  }
+  if (!feats.empty()) d.features = pool(feats, o.files, "features");
+  if (!labs.empty()) {
+    d.labels = pool(labs, own_labels ? o.files : o.labels, "labels");
+    d.multi_label = d.labels.dim() == 2;
+    d.num_classes = d.multi_label ? d.labels.size(1)
+                    : d.labels.numel() ? d.labels.max().item<int64_t>() + 1
+                                       : 0;
+  }
+  if (d.features.defined() && d.features.dim() == 2) {
+    const auto& v = o.vectors;
+    if (v.center || v.l2_normalize || v.max_norm_scale > 0)
+      d.features = apply_vector_transforms(d.features, v);
+  }
+  return d;
+}
+
+}  // namespace hashlab::data

@@ -1,0 +1,68 @@
+// A dataset in memory: the pool of all items (train + test files
+// concatenated in the order given), its labels, and the options that built it.
+//
+//   DataOptions o = DataOptions::from_yaml(cfg.section("data"));
+//   Dataset d = load_dataset(o);           // Fashion-MNIST: u8 [70000, 1, 28, 28]
+//   Split s = make_split(d, o);            // datasets/splits.h
+//   Loader train(d, s.train, {...});       // datasets/loader.h
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "csrc/core/config.h"
+#include "datasets/readers/array.h"
+#include "datasets/readers/bytes.h"
+#include "datasets/transforms.h"
+
+namespace hashlab::data {
+
+struct Dataset {
+  torch::Tensor features;  // u8 [N, C, H, W] images, or f32 [N, D] vectors; undefined for
+                           // image lists (see image_paths)
+  torch::Tensor labels;    // int64 [N] single-label, or uint8 [N, C] multi-hot; undefined
+                           // when the data has no labels (Euclidean protocol)
+  bool multi_label = false;
+  int64_t num_classes = 0;               // 0 when unlabelled
+  std::vector<std::string> image_paths;  // image-list datasets: decoded lazily by the Loader
+  std::string name;
+
+  int64_t size() const;
+  bool is_image() const;  // u8 4-D features or image paths
+  bool has_labels() const { return labels.defined(); }
+};
+
+struct DataOptions {
+  std::string format = "idx";  // idx|cifar10|cifar100|fvecs|bvecs|ivecs|npy|image_list
+  std::vector<std::string> files;   // feature files (image lists for image_list), pooled in order
+  std::vector<std::string> labels;  // label files (idx or npy, by content), one per feature file
+  std::string root;                 // image lists: the directory image paths are relative to
+  std::string name;                 // shown in logs; default: derived from the first file
+  std::string protocol = "label";   // label|euclidean
+  int64_t queries_per_class = 100;  // label protocol
+  int64_t num_queries = 1000;       // euclidean protocol (and multi-label data)
+  int64_t train_per_class = 0;      // 0 = the whole database
+  int64_t num_train = 0;            // 0 = all (after train_per_class)
+  int64_t split_seed = 0;
+  double max_file_gib = 8;          // per-file cap (decompressed), see readers/bytes.h
+  VectorTransformOptions vectors;   // keys center, l2_normalize, max_norm_scale
+  ImageTransformOptions images;     // keys scale, resize, crop, random_crop, flip, mean, std
+
+  // Reads the keys above from a `data:` section and rejects unknown ones.
+  static DataOptions from_yaml(Section s);
+};
+
+// Reads every file, checks counts and label ranges, pools them in order and
+// applies the vector transforms. Errors name the file and the problem.
+Dataset load_dataset(const DataOptions& o);
+
+// Array -> tensor of the same dtype and shape (copies the bytes).
+torch::Tensor to_tensor(const Array& a);
+
+// Reads an idx or npy file (chosen by content: npy magic, else idx), gzip or not.
+Array read_array_auto(const std::string& path, uint64_t max_bytes = kDefaultMaxBytes);
+
+}  // namespace hashlab::data
