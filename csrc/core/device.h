@@ -1,0 +1,44 @@
+// Devices, threads, seeds and what the machine offers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <torch/torch.h>
+
+namespace hashlab {
+
+// "auto" -> CUDA when LibTorch has it and a GPU is present, else CPU;
+// "cpu"; "cuda" or "cuda:N" (error when unavailable). `where` names the
+// config key for error messages.
+torch::Device resolve_device(const std::string& spec, const std::string& where = "device");
+
+// Sets LibTorch's intra-op thread count (Debian's LibTorch defaults to 1).
+void set_threads(int n);
+
+// Seeds every generator we use: LibTorch CPU (and CUDA when present).
+void seed_everything(uint64_t seed);
+
+// Serialises / restores the LibTorch generator states (checkpoints).
+torch::Tensor cpu_rng_state();
+void set_cpu_rng_state(const torch::Tensor& state);
+
+// Human-readable facts for `hashlab info`.
+struct SystemInfo {
+  std::string torch_version;
+  bool cuda_built = false;
+  bool cuda_available = false;
+  int gpu_count = 0;
+  std::string gpu_name;
+  std::string cpu_simd;  // e.g. "avx512f avx512vpopcntdq avx2 popcnt"
+  int threads = 1;
+  int hardware_threads = 1;
+  bool opencv = false;
+  bool faiss = false;
+  bool cuda_kernels = false;
+};
+SystemInfo system_info();
+// Name of GPU `index` (needs a CUDA LibTorch; "" otherwise).
+std::string gpu_name(int index);
+
+}  // namespace hashlab

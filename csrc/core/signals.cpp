@@ -1,0 +1,39 @@
+#include "csrc/core/signals.h"
+
+#include <atomic>
+#include <csignal>
+
+namespace hashlab {
+namespace {
+std::atomic<int> g_signal{0};
+struct sigaction g_old_int, g_old_term;
+
+extern "C" void on_signal(int sig) {
+  if (g_signal.load() != 0) {
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  g_signal.store(sig);
+}
+}  // namespace
+
+InterruptGuard::InterruptGuard() {
+  g_signal.store(0);
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &g_old_int);
+  sigaction(SIGTERM, &sa, &g_old_term);
+}
+
+InterruptGuard::~InterruptGuard() {
+  sigaction(SIGINT, &g_old_int, nullptr);
+  sigaction(SIGTERM, &g_old_term, nullptr);
+}
+
+bool interrupt_requested() { return g_signal.load() != 0; }
+int interrupt_signal() { return g_signal.load(); }
+void request_interrupt(int sig) { g_signal.store(sig); }
+
+}  // namespace hashlab

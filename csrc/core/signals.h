@@ -1,0 +1,21 @@
+// SIGINT/SIGTERM handling for long jobs: the first signal only sets a flag,
+// so the trainer can finish its step, write a checkpoint and exit cleanly; a
+// second signal restores the default action (so a stuck process can still
+// be killed).
+#pragma once
+
+namespace hashlab {
+
+class InterruptGuard {
+ public:
+  InterruptGuard();   // installs the handlers
+  ~InterruptGuard();  // restores the previous ones
+  InterruptGuard(const InterruptGuard&) = delete;
+  InterruptGuard& operator=(const InterruptGuard&) = delete;
+};
+
+bool interrupt_requested();
+int interrupt_signal();        // the signal number received, or 0
+void request_interrupt(int sig);  // tests and internal use
+
+}  // namespace hashlab

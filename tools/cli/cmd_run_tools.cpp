@@ -1,0 +1,143 @@
+// Commands on a finished run directory (or on saved code files):
+//   hashlab eval   --run DIR [--from-codes] [key=value ...]
+//   hashlab eval   --query-codes Q.hlc --db-codes DB.hlc --query-labels F --db-labels F
+//   hashlab encode --run DIR --input FILE [--format F] --out OUT.hlc
+//   hashlab export --run DIR [--out PATH]
+#include <filesystem>
+#include <iostream>
+
+#include "csrc/codes/code_file.h"
+#include "csrc/core/error.h"
+#include "csrc/core/fs_util.h"
+#include "csrc/core/logging.h"
+#include "csrc/eval/metrics.h"
+#include "datasets/dataset.h"
+#include "tools/cli/commands.h"
+#include "trainers/job.h"
+
+namespace fs = std::filesystem;
+using namespace hashlab;
+
+namespace {
+
+struct EvalCmd {
+  std::string run, qcodes, dbcodes, qlabels, dblabels, out;
+  bool from_codes = false;
+  std::vector<std::string> overrides;
+};
+
+torch::Tensor read_labels(const std::string& path) {
+  auto t = data::to_tensor(data::read_array_auto(path));
+  if (t.dim() == 1) return t.to(torch::kInt64);
+  if (t.dim() == 2) return t.to(torch::kUInt8);
+  fail("{}: labels must be 1-D (class ids) or 2-D (multi-hot), got {} dims", path, t.dim());
+}
+
+void run_eval(const EvalCmd& c) {
+  nlohmann::json r;
+  if (!c.run.empty()) {
+    if (c.from_codes) {
+      Config cfg = Config::load((fs::path(c.run) / "config.yaml").string(), c.overrides);
+      auto dopts = data::DataOptions::from_yaml(cfg.section("data"));
+      auto ds = data::load_dataset(dopts);
+      auto split = data::make_split(ds, dopts);
+      auto q = codes::read_binary_codes((fs::path(c.run) / "codes" / "query.hlc").string());
+      auto db = codes::read_binary_codes((fs::path(c.run) / "codes" / "database.hlc").string());
+      if (!ds.has_labels()) fail("{}: --from-codes needs labelled data", c.run);
+      Section e = cfg.section("eval");
+      e.known({"batch_size"});
+      r = eval::evaluate_hamming(q.codes, db.codes, q.nbits, ds.labels.index_select(0, split.query),
+                                 ds.labels.index_select(0, split.database),
+                                 eval::EvalOptions::from_yaml(e));
+    } else {
+      LoadedRun run = load_run(c.run, c.overrides);
+      r = evaluate_run(*run.method, run.dataset, run.split, run.data_options,
+                       run.config.section("eval"), run.context.device, run.eval_batch_size);
+    }
+  } else {
+    if (c.qcodes.empty() || c.dbcodes.empty() || c.qlabels.empty() || c.dblabels.empty())
+      fail("hashlab eval: give --run DIR, or all of --query-codes --db-codes --query-labels "
+           "--db-labels");
+    auto q = codes::read_binary_codes(c.qcodes);
+    auto db = codes::read_binary_codes(c.dbcodes);
+    if (q.nbits != db.nbits)
+      fail("{} has {}-bit codes but {} has {}-bit codes", c.qcodes, q.nbits, c.dbcodes, db.nbits);
+    auto ql = read_labels(c.qlabels), dl = read_labels(c.dblabels);
+    if (ql.size(0) != q.codes.size(0))
+      fail("{}: {} labels for {} query codes", c.qlabels, ql.size(0), q.codes.size(0));
+    if (dl.size(0) != db.codes.size(0))
+      fail("{}: {} labels for {} database codes", c.dblabels, dl.size(0), db.codes.size(0));
+    r = eval::evaluate_hamming(q.codes, db.codes, q.nbits, ql, dl, {});
+  }
+  if (!c.out.empty()) atomic_write(c.out, r.dump(2) + "\n");
+  std::cout << r.dump() << "\n";
+}
+
+struct EncodeCmd {
+  std::string run, input, labels, format, out;
+  std::vector<std::string> overrides;
+};
+
+void run_encode(const EncodeCmd& c) {
+  if (c.out.empty()) fail("hashlab encode: --out is required");
+  std::vector<std::string> ov = c.overrides;
+  LoadedRun run = load_run(c.run, ov);
+  data::DataOptions d = run.data_options;
+  d.files = {c.input};
+  d.labels.clear();
+  if (!c.format.empty()) d.format = c.format;
+  auto ds = data::load_dataset(d);
+  auto idx = torch::arange(ds.size(), torch::kLong);
+  auto codes = encode_indices(*run.method, ds, idx, d, run.context.device, run.eval_batch_size);
+  codes::write_binary_codes(c.out, {run.method->nbits(), codes});
+  std::cout << fmt::format("wrote {} {}-bit codes of {} to {}\n", codes.size(0),
+                           run.method->nbits(), c.input, c.out);
+}
+
+void run_export(const std::string& run_dir, std::string out) {
+  LoadedRun run = load_run(run_dir);
+  if (out.empty()) out = (fs::path(run_dir) / "model" / "hasher.pt").string();
+  auto module = run.method->to_torchscript(run.context);
+  std::string tmp = out + ".tmp";
+  module.save(tmp);
+  fs::rename(tmp, out);
+  std::cout << "wrote " << out << "\n";
+}
+
+void add(CLI::App& app) {
+  {
+    auto* c = app.add_subcommand("eval", "Evaluate a trained run, or saved code files");
+    auto o = std::make_shared<EvalCmd>();
+    c->add_option("--run", o->run, "Run directory");
+    c->add_flag("--from-codes", o->from_codes, "Use the run's saved codes instead of re-encoding");
+    c->add_option("--query-codes", o->qcodes, "Query code file (.hlc)");
+    c->add_option("--db-codes", o->dbcodes, "Database code file (.hlc)");
+    c->add_option("--query-labels", o->qlabels, "Query labels (idx or npy)");
+    c->add_option("--db-labels", o->dblabels, "Database labels (idx or npy)");
+    c->add_option("--out", o->out, "Also write the metrics JSON here");
+    c->add_option("overrides", o->overrides, "Config overrides (eval.map_at=[100,1000] ...)");
+    c->callback([o] { run_eval(*o); });
+  }
+  {
+    auto* c = app.add_subcommand("encode", "Encode a data file with a trained run's hasher");
+    auto o = std::make_shared<EncodeCmd>();
+    c->add_option("--run", o->run, "Run directory")->required();
+    c->add_option("--input", o->input, "Data file (same format as the run's data)")->required();
+    c->add_option("--format", o->format, "Data format if different from the run's");
+    c->add_option("--out", o->out, "Output code file (.hlc)")->required();
+    c->add_option("overrides", o->overrides, "Config overrides");
+    c->callback([o] { run_encode(*o); });
+  }
+  {
+    auto* c = app.add_subcommand("export", "Write a run's TorchScript hasher (model/hasher.pt)");
+    auto run = std::make_shared<std::string>();
+    auto out = std::make_shared<std::string>();
+    c->add_option("--run", *run, "Run directory")->required();
+    c->add_option("--out", *out, "Output path (default RUN/model/hasher.pt)");
+    c->callback([run, out] { run_export(*run, *out); });
+  }
+}
+
+}  // namespace
+
+HASHLAB_CLI_COMMAND(20, add);

@@ -1,0 +1,191 @@
+#include "trainers/hashnet.h"
+
+#include <nlohmann/json.hpp>
+
+#include "csrc/core/error.h"
+#include "csrc/export/method_export.h"
+#include "datasets/similarity.h"
+#include "models/hashnet/hashnet.h"
+#include "trainers/optim.h"
+#include "trainers/trainer.h"
+
+namespace hashlab {
+
+namespace {
+
+using models::PairWeighting;
+
+struct HashNetOptions {
+  int64_t bits = 64;
+  models::BackboneOptions backbone;
+  double alpha = 0.0;
+  std::string weighting = "paper";
+  double class_weight = 0.0;
+  std::string pairs = "all";
+  ScalarSchedule continuation;
+  double hash_lr_mult = 10.0;
+
+  static HashNetOptions from_yaml(Section& s) {
+    HashNetOptions o;
+    o.continuation.type = "hashnet";  // thuml/HashNet defaults (see ScalarSchedule)
+    s.get("bits", o.bits, Range{1, 4096});
+    if (s.has("backbone")) o.backbone = models::BackboneOptions::from_yaml(s.sub("backbone"));
+    s.get("alpha", o.alpha, Range{0, 1e6});
+    s.get_choice("weighting", o.weighting, {"paper", "code", "none"});
+    s.get("class_weight", o.class_weight, Range{0, 1e9});
+    s.get_choice("pairs", o.pairs, {"all", "halves"});
+    if (s.has("continuation")) {
+      Section c = s.sub("continuation");
+      // Keys absent in YAML keep the thuml/HashNet defaults set above.
+      ScalarSchedule parsed = ScalarSchedule::from_yaml(c);
+      if (!c.has("type")) parsed.type = "hashnet";
+      o.continuation = parsed;
+    }
+    s.get("hash_lr_mult", o.hash_lr_mult, Range{0, 1e6});
+    s.finish();
+    return o;
+  }
+};
+
+class HashNetMethod : public Method {
+ public:
+  HashNetMethod(Section& cfg, const MethodContext& ctx)
+      : opts_(HashNetOptions::from_yaml(cfg)),
+        weighting_(models::parse_pair_weighting(opts_.weighting)),
+        alpha_(opts_.alpha > 0 ? opts_.alpha : 10.0 / static_cast<double>(opts_.bits)),
+        class_weight_(opts_.class_weight > 0 ? opts_.class_weight
+                                             : std::max<double>(1.0, ctx.num_classes)),
+        net_(models::make_backbone(opts_.backbone, ctx.input_shape), opts_.bits) {
+    beta_ = opts_.continuation.at(0, ctx.total_steps);
+    net_->to(ctx.device);
+  }
+
+  std::string name() const override { return "hashnet"; }
+  int nbits() const override { return static_cast<int>(opts_.bits); }
+  torch::nn::Module* module() override { return net_.ptr().get(); }
+
+  std::vector<ParamGroup> param_groups() override {
+    return {ParamGroup{"backbone", net_->backbone->parameters(), 1.0, 1.0},
+            ParamGroup{"fch", net_->fch->parameters(), opts_.hash_lr_mult, 1.0}};
+  }
+
+  LossMap training_step(const Batch& batch, Trainer& trainer) override {
+    HL_CHECK(batch.labels.defined(), "hashnet: needs labelled training data");
+    beta_ = opts_.continuation.at(trainer.step(), trainer.total_steps());
+    torch::Tensor z = net_->forward(batch.x);
+    torch::Tensor g = torch::tanh(beta_ * z);
+    torch::Tensor h = torch::where(z >= 0, 1.0, -1.0).to(g.dtype()).detach();
+    const int64_t n = z.size(0);
+    auto loss_on = [&](const torch::Tensor& codes) {
+      if (opts_.pairs == "halves") {
+        HL_CHECK(n >= 2, "hashnet: pairs: halves needs batches of at least 2");
+        int64_t m = n / 2;
+        torch::Tensor s = data::label_similarity(batch.labels.narrow(0, 0, m),
+                                                 batch.labels.narrow(0, m, n - m));
+        return models::hashnet_pairwise_loss(codes.narrow(0, 0, m), codes.narrow(0, m, n - m),
+                                             s, alpha_, weighting_, class_weight_);
+      }
+      torch::Tensor s = data::label_similarity(batch.labels, batch.labels);
+      torch::Tensor distinct =
+          torch::eye(n, torch::TensorOptions().dtype(torch::kBool).device(z.device()))
+              .logical_not();
+      return models::hashnet_pairwise_loss(codes, codes, s, alpha_, weighting_, class_weight_,
+                                           distinct);
+    };
+    torch::Tensor loss = loss_on(g);
+    torch::Tensor loss_binary;
+    {
+      torch::NoGradGuard no_grad;
+      loss_binary = loss_on(h);
+    }
+    return {{"loss", loss}, {"loss_binary", loss_binary}};
+  }
+
+  std::vector<std::pair<std::string, double>> status() const override {
+    return {{"beta", beta_}};
+  }
+
+  void after_train(Trainer& trainer) override {
+    MetricsWriter* metrics = trainer.metrics();
+    Loader* loader = trainer.loader();
+    if (metrics == nullptr || !metrics->is_open() || loader == nullptr) return;
+    std::vector<torch::Tensor> g;
+    int64_t seen = 0;
+    for (int64_t step = 0; seen < 512 && step < loader->steps_per_epoch(); ++step) {
+      torch::Tensor x = loader->batch_at(step).x.to(trainer.device());
+      g.push_back(embed(x).abs().to(torch::kCPU));
+      seen += x.size(0);
+    }
+    if (g.empty()) return;
+    torch::Tensor all = torch::cat(g).to(torch::kFloat32).flatten();
+    torch::Tensor counts = torch::histc(all, 100, 0.0, 1.0).to(torch::kInt64).contiguous();
+    std::vector<int64_t> c(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + 100);
+    double binary = (all > 0.99).to(torch::kFloat64).mean().item<double>();
+    metrics->write("code_histogram", {{"step", trainer.step()},
+                                      {"beta", beta_},
+                                      {"bins", 100},
+                                      {"range", {0.0, 1.0}},
+                                      {"values", all.numel()},
+                                      {"counts", c},
+                                      {"fraction_above_0.99", binary}});
+  }
+
+  torch::Tensor embed(const torch::Tensor& x) override {
+    torch::NoGradGuard no_grad;
+    const bool was_training = net_->is_training();
+    net_->eval();
+    torch::Tensor v = torch::tanh(beta_ * net_->forward(x));
+    if (was_training) net_->train();
+    return v;
+  }
+
+  void save(torch::serialize::OutputArchive& archive) const override {
+    torch::serialize::OutputArchive net;
+    net_->save(net);
+    archive.write("net", net);
+    archive.write("beta", torch::tensor(beta_, torch::kFloat64));
+  }
+
+  void load(torch::serialize::InputArchive& archive) override {
+    torch::serialize::InputArchive net;
+    archive.read("net", net);
+    net_->load(net);
+    torch::Tensor beta;
+    archive.read("beta", beta);
+    beta_ = beta.item<double>();
+  }
+
+  torch::jit::Module to_torchscript(const MethodContext& ctx) const override {
+    auto spec = exporter::hasher_spec(ctx, "hashnet", opts_.bits);
+    const double beta = beta_;
+    auto module = exporter::build_hasher(spec, [&](exporter::ScriptEmitter& e,
+                                                   const std::string& x) {
+      std::string z = net_->emit_torchscript(e, x);
+      // Same op as embed(): tanh(beta * z); codes are sign(z) either way.
+      return e.let(fmt::format("torch.tanh({} * {})", z, exporter::float_literal(beta)));
+    });
+    module.register_attribute("beta", c10::FloatType::get(), beta);
+    return module;
+  }
+
+ private:
+  HashNetOptions opts_;
+  PairWeighting weighting_;
+  double alpha_;
+  double class_weight_;
+  models::HashNet net_;
+  double beta_ = 1.0;
+};
+
+}  // namespace
+
+void register_hashnet(MethodRegistry& registry) {
+  registry.add(
+      "hashnet",
+      [](Section& cfg, const MethodContext& ctx) -> std::unique_ptr<Method> {
+        return std::make_unique<HashNetMethod>(cfg, ctx);
+      },
+      "HashNet (Cao et al., ICCV 2017): deep hashing by continuation");
+}
+
+}  // namespace hashlab

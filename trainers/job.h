@@ -1,0 +1,74 @@
+// The jobs behind `hashlab train` and `hashlab eval|encode|export --run`:
+// config -> data -> split -> method -> train/fit -> evaluate -> codes ->
+// TorchScript export, all recorded in a run directory:
+//
+//   runs/<name>/<timestamp>/
+//     config.yaml          resolved config (after _base_ and overrides)
+//     log.txt              console log
+//     metrics.jsonl        {"event": "train"|"eval"|"fit"|..., ...} per line
+//     checkpoints/last.pt  trainer checkpoint (atomic)
+//     model/method.pt      trained method state (atomic)
+//     model/hasher.pt      TorchScript hasher
+//     codes/query.hlc, codes/database.hlc
+//
+// Top-level config keys: name, seed, threads, device, method, data, model,
+// optim, train, eval, output.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "csrc/core/config.h"
+#include "datasets/dataset.h"
+#include "datasets/splits.h"
+#include "trainers/method.h"
+
+namespace hashlab {
+
+struct TrainJobOptions {
+  std::string config_path;
+  std::vector<std::string> overrides;
+  std::string run_dir;      // empty: runs/<name>/<timestamp>, or the latest one on resume
+  std::string runs_root = "runs";
+  bool resume = false;
+  bool print_config = false;
+};
+
+// Runs `hashlab train`. Returns the final evaluation (empty when the method
+// produced no evaluation). Throws hashlab::Error on bad input.
+nlohmann::json run_train_job(const TrainJobOptions& opts);
+
+// A trained run loaded back: its config, data, split and method.
+struct LoadedRun {
+  std::string dir;
+  Config config;
+  data::DataOptions data_options;
+  data::Dataset dataset;
+  data::Split split;
+  MethodContext context;
+  std::unique_ptr<Method> method;
+  int64_t eval_batch_size = 256;
+};
+LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& overrides = {});
+
+// Encodes pool items `indices` of `dataset` in order (no augmentation):
+// packed uint8 codes [n, ceil(nbits/8)] on the CPU.
+torch::Tensor encode_indices(Method& method, const data::Dataset& dataset,
+                             const torch::Tensor& indices, const data::DataOptions& data_opts,
+                             torch::Device device, int64_t batch_size);
+
+// Evaluates a method on the split's queries against its database with the
+// `eval:` options (label protocol, or Euclidean for unlabelled data).
+nlohmann::json evaluate_run(Method& method, const data::Dataset& dataset, const data::Split& split,
+                            const data::DataOptions& data_opts, Section eval_cfg,
+                            torch::Device device, int64_t batch_size,
+                            torch::Tensor* query_codes = nullptr,
+                            torch::Tensor* db_codes = nullptr);
+
+// The most recent run directory under runs_root/name, or "" if none.
+std::string latest_run_dir(const std::string& runs_root, const std::string& name);
+
+}  // namespace hashlab

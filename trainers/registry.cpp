@@ -1,0 +1,16 @@
+// The built-in methods: one line each.
+#include "trainers/baselines.h"
+#include "trainers/method.h"
+
+namespace hashlab {
+
+void register_builtin_methods() {
+  static const bool done = [] {
+    MethodRegistry& r = method_registry();
+    register_baselines(r);  // lsh, pcah, itq, sh
+    return true;
+  }();
+  (void)done;
+}
+
+}  // namespace hashlab
