@@ -74,7 +74,7 @@ class HashNetMethod : public Method {
     beta_ = opts_.continuation.at(trainer.step(), trainer.total_steps());
     torch::Tensor z = net_->forward(batch.x);
     torch::Tensor g = torch::tanh(beta_ * z);
-    torch::Tensor h = torch::where(z >= 0, 1.0, -1.0).to(g.dtype()).detach();
+    torch::Tensor h = ((z >= 0).to(g.dtype()) * 2 - 1).detach();  // sgn, sgn(0) = +1
     const int64_t n = z.size(0);
     auto loss_on = [&](const torch::Tensor& codes) {
       if (opts_.pairs == "halves") {
