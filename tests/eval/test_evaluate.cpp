@@ -1,0 +1,127 @@
+// The top-level evaluate_* functions (Hamming ranking from csrc/search, query
+// blocking) against the metric classes fed with a ranking the test builds
+// itself from plainly computed popcount distances.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "csrc/eval/metrics.h"
+
+namespace hashlab::eval {
+namespace {
+
+torch::Tensor random_codes(int64_t n, int nbits) {
+  auto codes = torch::randint(0, 256, {n, (nbits + 7) / 8}, torch::kInt).to(torch::kUInt8);
+  if (nbits % 8) {  // bits past nbits must be zero
+    codes.select(1, codes.size(1) - 1).bitwise_and_(int((1 << (nbits % 8)) - 1));
+  }
+  return codes;
+}
+
+// Ranking by (popcount distance, index), computed byte by byte.
+RankingBlock plain_ranking(const torch::Tensor& q, const torch::Tensor& db, int nbits) {
+  const int64_t nq = q.size(0), n = db.size(0), bytes = q.size(1);
+  auto idx = torch::empty({nq, n}, torch::kLong);
+  auto counts = torch::zeros({nq, nbits + 1}, torch::kLong);
+  auto qa = q.accessor<uint8_t, 2>();
+  auto da = db.accessor<uint8_t, 2>();
+  for (int64_t i = 0; i < nq; ++i) {
+    std::vector<int> dist(n);
+    for (int64_t j = 0; j < n; ++j) {
+      int d = 0;
+      for (int64_t t = 0; t < bytes; ++t) d += __builtin_popcount(unsigned(qa[i][t] ^ da[j][t]));
+      dist[j] = d;
+      counts[i][d] += 1;
+    }
+    std::vector<int64_t> o(n);
+    std::iota(o.begin(), o.end(), 0);
+    std::stable_sort(o.begin(), o.end(), [&](int64_t a, int64_t b) { return dist[a] < dist[b]; });
+    for (int64_t j = 0; j < n; ++j) idx[i][j] = o[j];
+  }
+  return {idx, counts};
+}
+
+void expect_same_json(const nlohmann::json& got, const nlohmann::json& want,
+                      const std::string& where = "") {
+  ASSERT_EQ(got.type(), want.type()) << where;
+  if (want.is_object()) {
+    for (auto it = want.begin(); it != want.end(); ++it) {
+      ASSERT_TRUE(got.contains(it.key())) << where << "." << it.key();
+      expect_same_json(got[it.key()], *it, where + "." + it.key());
+    }
+  } else if (want.is_array()) {
+    ASSERT_EQ(got.size(), want.size()) << where;
+    for (size_t i = 0; i < want.size(); ++i)
+      expect_same_json(got[i], want[i], where + "[" + std::to_string(i) + "]");
+  } else if (want.is_number_float()) {
+    EXPECT_NEAR(got.get<double>(), want.get<double>(), 1e-12) << where;
+  } else {
+    EXPECT_EQ(got, want) << where;
+  }
+}
+
+class EvaluateHamming : public ::testing::TestWithParam<int> {};
+
+TEST_P(EvaluateHamming, MatchesMetricsOnPlainRanking) {
+  const int nbits = GetParam();
+  torch::manual_seed(nbits);
+  const int64_t nq = 23, n = 301;
+  auto q = random_codes(nq, nbits), db = random_codes(n, nbits);
+  auto ql = torch::randint(0, 4, {nq}, torch::kLong), dl = torch::randint(0, 4, {n}, torch::kLong);
+  EvalOptions o;
+  o.map_at = {10, 1000};
+  o.radius = {0, 2, 3};
+  o.pn = {5, 50};
+  o.block_bytes = 5 * n * 7;  // blocks of 7 queries: exercises the blocking
+  auto got = evaluate_hamming(q, db, nbits, ql, dl, o);
+
+  LabelMetrics want(o, n, nbits);
+  want.add(plain_ranking(q, db, nbits), Relevance::from_labels(ql, dl).block(0, nq));
+  auto want_json = want.result();
+  want_json["bits"] = nbits;
+  expect_same_json(got, want_json);
+  for (const char* key : {"bits", "map_all", "map_all_tie_aware", "map_10", "map_1000", "p_h2",
+                          "r_h2", "p_at_n", "r_at_n", "pr_curve", "num_queries", "num_database"})
+    EXPECT_TRUE(got.contains(key)) << key;
+}
+
+INSTANTIATE_TEST_SUITE_P(Bits, EvaluateHamming, ::testing::Values(3, 8, 13, 64, 72));
+
+TEST(EvaluateHamming, MultiLabelAndMismatchedInputs) {
+  torch::manual_seed(5);
+  const int nbits = 16;
+  auto q = random_codes(11, nbits), db = random_codes(90, nbits);
+  auto ql = torch::randint(0, 2, {11, 5}, torch::kInt).to(torch::kUInt8);
+  auto dl = torch::randint(0, 2, {90, 5}, torch::kInt).to(torch::kUInt8);
+  EvalOptions o;
+  auto got = evaluate_hamming(q, db, nbits, ql, dl, o);
+  LabelMetrics want(o, 90, nbits);
+  want.add(plain_ranking(q, db, nbits), Relevance::from_labels(ql, dl).block(0, 11));
+  expect_same_json(got, want.result());
+  EXPECT_THROW(evaluate_hamming(q, db, nbits, ql.slice(0, 0, 5), dl, o), hashlab::Error);
+  EXPECT_THROW(evaluate_hamming(q, db, nbits, ql, dl.select(1, 0), o), hashlab::Error);
+}
+
+TEST(EvaluateEuclidean, MatchesMetricsOnPlainRanking) {
+  torch::manual_seed(9);
+  const int nbits = 12;
+  const int64_t nq = 13, n = 400;
+  auto qf = torch::randn({nq, 6}), dbf = torch::randn({n, 6});
+  auto q = random_codes(nq, nbits), db = random_codes(n, nbits);
+  EvalOptions o;
+  o.recall_k = 20;
+  o.sigah_gt = 50;
+  o.m_recall_max = 100;
+  o.block_bytes = 5 * n * 4;
+  auto got = evaluate_euclidean(q, db, nbits, qf, dbf, o);
+  EuclideanMetrics want(o, n, euclidean_knn(qf, dbf, 1000 > n ? n : 1000));
+  want.add(0, plain_ranking(q, db, nbits));
+  auto want_json = want.result();
+  want_json["bits"] = nbits;
+  expect_same_json(got, want_json);
+  EXPECT_GT(got["m_recall"].get<double>(), 0.0);
+}
+
+}  // namespace
+}  // namespace hashlab::eval
