@@ -309,6 +309,7 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   result["final"] = true;
   metrics.write("eval", result);
   if (top.save_codes) {
+    fs::create_directories(fs::path(run_dir) / "codes");
     codes::write_binary_codes((fs::path(run_dir) / "codes" / "query.hlc").string(),
                               {method->nbits(), qcodes});
     codes::write_binary_codes((fs::path(run_dir) / "codes" / "database.hlc").string(),

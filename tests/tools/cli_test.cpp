@@ -1,0 +1,159 @@
+// End-to-end tests of the hashlab executable on tiny generated data.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out;
+};
+
+Result run(const std::string& args) {
+  std::string cmd = std::string(HASHLAB_CLI_PATH) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
+}
+
+void put_be32(std::ofstream& f, uint32_t v) {
+  unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
+                        static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
+  f.write(reinterpret_cast<char*>(b), 4);
+}
+
+// 300 8x8 images of 5 classes: a class-specific pattern plus noise.
+class CliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("hl_cli_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    std::mt19937 rng(7);
+    std::ofstream im(dir_ / "images.idx", std::ios::binary), lb(dir_ / "labels.idx", std::ios::binary);
+    const int n = 300;
+    put_be32(im, 0x00000803);
+    put_be32(im, n);
+    put_be32(im, 8);
+    put_be32(im, 8);
+    put_be32(lb, 0x00000801);
+    put_be32(lb, n);
+    std::normal_distribution<double> noise(0, 30);
+    for (int i = 0; i < n; ++i) {
+      unsigned char label = i % 5;
+      lb.write(reinterpret_cast<char*>(&label), 1);
+      for (int p = 0; p < 64; ++p) {
+        double v = ((p * 7 + label * 13) % 5 == 0 ? 200 : 40) + noise(rng);
+        unsigned char px = static_cast<unsigned char>(std::min(255.0, std::max(0.0, v)));
+        im.write(reinterpret_cast<char*>(&px), 1);
+      }
+    }
+    std::ofstream(dir_ / "data.yaml") << "data:\n  format: idx\n  files: [" << (dir_ / "images.idx").string()
+                                      << "]\n  labels: [" << (dir_ / "labels.idx").string()
+                                      << "]\n  queries_per_class: 5\n";
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static fs::path dir_;
+};
+fs::path CliTest::dir_;
+
+TEST_F(CliTest, HelpListsCommands) {
+  auto r = run("--help");
+  EXPECT_EQ(r.code, 0);
+  for (const char* c : {"train", "eval", "encode", "export", "info"})
+    EXPECT_NE(r.out.find(c), std::string::npos) << c;
+}
+
+TEST_F(CliTest, MisspeltKeyExitsNonZeroWithSuggestionAndLine) {
+  auto cfg = (dir_ / "typo.yaml").string();
+  std::ofstream(cfg) << "_base_: data.yaml\nmethod: itq\nmodel:\n  bits: 16\n  iteratons: 5\n";
+  auto r = run("train -c " + cfg + " --runs-root " + (dir_ / "runs").string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find(cfg + ":5:3"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("did you mean 'model.iterations'"), std::string::npos) << r.out;
+}
+
+TEST_F(CliTest, UnknownMethodAndBadOverride) {
+  auto cfg = (dir_ / "m.yaml").string();
+  std::ofstream(cfg) << "_base_: data.yaml\nmethod: itqq\n";
+  auto r = run("train -c " + cfg);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("did you mean 'itq'"), std::string::npos) << r.out;
+  std::ofstream(cfg) << "_base_: data.yaml\nmethod: itq\n";
+  r = run("train -c " + cfg + " optim.lr=abc");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("optim.lr: expected a number, got 'abc'"), std::string::npos) << r.out;
+}
+
+TEST_F(CliTest, PrintConfigShowsResolvedValues) {
+  auto cfg = (dir_ / "p.yaml").string();
+  std::ofstream(cfg) << "_base_: data.yaml\nmethod: itq\nmodel:\n  bits: 16\n";
+  auto r = run("train -c " + cfg + " model.bits=24 --print-config");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("bits: 24"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("queries_per_class: 5"), std::string::npos) << r.out;
+}
+
+TEST_F(CliTest, TrainBaselineWritesRunDirectoryAndEvaluates) {
+  auto cfg = (dir_ / "itq.yaml").string();
+  std::ofstream(cfg) << "_base_: data.yaml\nname: tiny_itq\nmethod: itq\nthreads: 1\nmodel:\n  bits: 16\n";
+  auto run_dir = dir_ / "run_itq";
+  auto r = run("train -c " + cfg + " --run-dir " + run_dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* f : {"config.yaml", "log.txt", "metrics.jsonl", "model/method.pt",
+                        "codes/query.hlc", "codes/database.hlc"})
+    EXPECT_TRUE(fs::exists(run_dir / f)) << f;
+  std::ifstream in(run_dir / "metrics.jsonl");
+  std::string line, last_eval;
+  while (std::getline(in, line))
+    if (nlohmann::json::parse(line)["event"] == "eval") last_eval = line;
+  ASSERT_FALSE(last_eval.empty());
+  auto j = nlohmann::json::parse(last_eval);
+  for (const char* k : {"map_all", "map_1000", "p_h2", "bits"}) EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_EQ(j["bits"], 16);
+  // The patterns are easy: ITQ must beat chance (0.2) by far.
+  EXPECT_GT(j["map_all"].get<double>(), 0.5);
+
+  // Evaluating the saved codes gives the same mAP as the training run.
+  auto e = run("eval --run " + run_dir.string() + " --from-codes");
+  ASSERT_EQ(e.code, 0) << e.out;
+  auto je = nlohmann::json::parse(e.out.substr(e.out.rfind('{')));
+  EXPECT_DOUBLE_EQ(je["map_all"].get<double>(), j["map_all"].get<double>());
+  // Re-encoding with the saved model gives it too.
+  e = run("eval --run " + run_dir.string());
+  ASSERT_EQ(e.code, 0) << e.out;
+  je = nlohmann::json::parse(e.out.substr(e.out.rfind('{')));
+  EXPECT_DOUBLE_EQ(je["map_all"].get<double>(), j["map_all"].get<double>());
+
+  // A second train into the same directory is refused (no lost work).
+  r = run("train -c " + cfg + " --run-dir " + run_dir.string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("already holds a run"), std::string::npos) << r.out;
+}
+
+TEST_F(CliTest, TruncatedIdxIsReportedByDataInspect) {
+  auto good = dir_ / "images.idx";
+  auto bad = dir_ / "truncated.idx";
+  fs::copy_file(good, bad, fs::copy_options::overwrite_existing);
+  fs::resize_file(bad, 16 + 100);
+  auto r = run("data inspect " + bad.string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find(bad.string()), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("truncated"), std::string::npos) << r.out;
+}
+
+}  // namespace

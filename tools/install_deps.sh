@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything hashlab needs on Debian 12, idempotently (run as root,
+# or with sudo available). Packages already installed are not touched.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libtorch-dev            # LibTorch 1.13 (CPU)
+  libyaml-cpp-dev         # configs
+  libopencv-dev           # image decoding / transforms
+  libgtest-dev googletest # tests
+  zlib1g-dev              # gzip readers, checksums
+  libcli11-dev            # CLI
+  libspdlog-dev libfmt-dev
+  nlohmann-json3-dev
+  libfaiss-dev            # FAISS peer for benchmarks and code interop
+  libbenchmark-dev        # Google Benchmark
+  libnlopt-cxx-dev        # MMA (WSL)
+  dataset-fashion-mnist   # the default dataset
+  python3-torch           # Python interop tests (torch.jit.load of exports)
+  clang-14 libclang-rt-14-dev  # libFuzzer targets (tools/fuzz.sh)
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install_deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install_deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
