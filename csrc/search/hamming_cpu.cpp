@@ -26,7 +26,7 @@ using detail::Kernels;
 using detail::Selector;
 
 constexpr int64_t kQueryTile = 32;
-constexpr int64_t kChunkBytes = 64 * 1024;
+constexpr int64_t kChunkBytes = 32 * 1024;  // stays in L1d with room for the queries
 
 std::vector<Kernels> supported_kernels() {
   std::vector<Kernels> ks;
@@ -67,11 +67,14 @@ struct Packed {
   std::vector<uint64_t> data;  // [n][words] or [blocks][words][8]
 };
 
-void code_to_words(const uint8_t* code, int nbits, int words, uint64_t* out) {
+// Little-endian: byte j of the code is byte j of its words.
+inline void code_to_words(const uint8_t* code, int nbits, int words, uint64_t* out) {
   const int nbytes = (nbits + 7) / 8;
-  std::memset(out, 0, words * sizeof(uint64_t));
-  std::memcpy(out, code, nbytes);  // little-endian: byte j of the code = byte j of the words
-  if (nbits % 64) out[words - 1] &= (uint64_t{1} << (nbits % 64)) - 1;
+  for (int w = 0; w + 1 < words; ++w) std::memcpy(&out[w], code + 8 * w, 8);
+  uint64_t last = 0;
+  std::memcpy(&last, code + 8 * (words - 1), nbytes - 8 * (words - 1));
+  if (nbits % 64) last &= (uint64_t{1} << (nbits % 64)) - 1;
+  out[words - 1] = last;
 }
 
 Packed pack_rows(const torch::Tensor& codes, int nbits) {
@@ -95,14 +98,15 @@ Packed pack_interleaved(const torch::Tensor& codes, int nbits, int threads) {
   const int64_t nbytes = codes.size(1);
   const int W = p.words;
   run_tasks((p.blocks + 4095) / 4096, threads, [&](int64_t t) {
-    std::vector<uint64_t> tmp(W);
+    uint64_t tmp[(kMaxBits + 63) / 64];
     const int64_t b_end = std::min(p.blocks, (t + 1) * 4096);
     for (int64_t b = t * 4096; b < b_end; ++b)
       for (int c = 0; c < kBlock; ++c) {
         const int64_t i = b * kBlock + c;
         if (i >= p.n) break;
-        code_to_words(src + i * nbytes, nbits, W, tmp.data());
-        for (int w = 0; w < W; ++w) p.data[(b * W + w) * kBlock + c] = tmp[w];
+        code_to_words(src + i * nbytes, nbits, W, tmp);
+        uint64_t* dst = &p.data[b * W * kBlock + c];
+        for (int w = 0; w < W; ++w) dst[w * kBlock] = tmp[w];
       }
   });
   return p;
@@ -138,8 +142,7 @@ std::vector<std::vector<Candidate>> select_all(const Packed& q, const Packed& db
     for (auto& s : sel) s.reset(k, threshold, nbits, db.n);
     for (int64_t c0 = b0; c0 < b1; c0 += chunk_blocks) {
       const int64_t c1 = std::min(b1, c0 + chunk_blocks);
-      for (int64_t i = q0; i < q1; ++i)
-        kern.scan(&q.data[i * q.words], db.data.data(), db.words, c0, c1, sel[i - q0]);
+      kern.scan(&q.data[q0 * q.words], q1 - q0, db.data.data(), db.words, c0, c1, sel.data());
     }
     for (int64_t i = q0; i < q1; ++i) found[i * parts + part] = sel[i - q0].finish();
   });

@@ -117,10 +117,12 @@ class Selector {
   std::vector<Candidate> cands_;
 };
 
-// Scans blocks [block_begin, block_end) of an interleaved database for one
-// query (W words), pushing every code whose distance is < sel.threshold().
-using ScanFn = void (*)(const uint64_t* query, const uint64_t* db, int words,
-                        int64_t block_begin, int64_t block_end, Selector& sel);
+// Scans blocks [block_begin, block_end) of an interleaved database for nq
+// queries (queries[i * W .. i * W + W)), pushing every code whose distance to
+// query i is < sels[i].threshold() into sels[i]. Kernels may process several
+// queries per database load (register tiling).
+using ScanFn = void (*)(const uint64_t* queries, int64_t nq, const uint64_t* db, int words,
+                        int64_t block_begin, int64_t block_end, Selector* sels);
 // Writes the distances of the 8 codes of each block in [block_begin,
 // block_end) to out[(b - block_begin) * 8 + c].
 using DistFn = void (*)(const uint64_t* query, const uint64_t* db, int words,

@@ -49,8 +49,8 @@ HL_AVX2 inline int below_mask(const Half2& d, __m256i thr) {
   return lo | (hi << 4);
 }
 
-HL_AVX2 void scan_avx2(const uint64_t* query, const uint64_t* db, int words, int64_t block_begin,
-                       int64_t block_end, Selector& sel) {
+HL_AVX2 void scan_one(const uint64_t* query, const uint64_t* db, int words, int64_t block_begin,
+                      int64_t block_end, Selector& sel) {
   __m256i thr = _mm256_set1_epi64x(sel.threshold());
   for (int64_t b = block_begin; b < block_end; ++b) {
     const Half2 d = block_distances(query, db + b * words * kBlock, words);
@@ -68,6 +68,11 @@ HL_AVX2 void scan_avx2(const uint64_t* query, const uint64_t* db, int words, int
       thr = _mm256_set1_epi64x(sel.threshold());
     }
   }
+}
+
+void scan_avx2(const uint64_t* queries, int64_t nq, const uint64_t* db, int words,
+               int64_t block_begin, int64_t block_end, Selector* sels) {
+  for (int64_t i = 0; i < nq; ++i) scan_one(queries + i * words, db, words, block_begin, block_end, sels[i]);
 }
 
 HL_AVX2 void distances_avx2(const uint64_t* query, const uint64_t* db, int words,

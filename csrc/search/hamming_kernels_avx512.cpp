@@ -38,37 +38,50 @@ HL_AVX512 inline void push_block(__m512i dist, __mmask8 m, int64_t base, Selecto
   }
 }
 
-template <int kWords>
-HL_AVX512 void scan_avx512(const uint64_t* query, const uint64_t* db, int words,
-                           int64_t block_begin, int64_t block_end, Selector& sel) {
+// kQueries queries against each block: the block's words are loaded once and
+// XORed with every query (register tiling), and one branch covers all of
+// them. Selector thresholds are re-read only after a push.
+template <int kWords, int kQueries>
+HL_AVX512 void scan_avx512(const uint64_t* queries, const uint64_t* db, int words,
+                           int64_t block_begin, int64_t block_end, Selector* sel) {
   const int W = kWords > 0 ? kWords : words;
-  __m512i thr = _mm512_set1_epi64(sel.threshold());
-  int64_t b = block_begin;
-  // Two blocks per iteration: independent popcount chains, one branch.
-  for (; b + 2 <= block_end; b += 2) {
+  __m512i thr[kQueries];
+  for (int i = 0; i < kQueries; ++i) thr[i] = _mm512_set1_epi64(sel[i].threshold());
+  for (int64_t b = block_begin; b < block_end; ++b) {
     const uint64_t* block = db + b * W * kBlock;
-    const __m512i d0 = block_distances<kWords>(query, block, W);
-    const __m512i d1 = block_distances<kWords>(query, block + W * kBlock, W);
-    const __mmask8 m0 = _mm512_cmplt_epi64_mask(d0, thr);
-    const __mmask8 m1 = _mm512_cmplt_epi64_mask(d1, thr);
-    if (__builtin_expect((m0 | m1) != 0, 0)) {
-      if (m0) push_block(d0, m0, b * kBlock, sel);
-      if (m1) {
-        const __mmask8 m1_now =
-            _mm512_cmplt_epi64_mask(d1, _mm512_set1_epi64(sel.threshold()));
-        if (m1_now) push_block(d1, m1_now, (b + 1) * kBlock, sel);
+    __m512i acc[kQueries];
+    for (int i = 0; i < kQueries; ++i) acc[i] = _mm512_setzero_si512();
+    for (int w = 0; w < W; ++w) {
+      const __m512i x = _mm512_loadu_si512(block + w * kBlock);
+      for (int i = 0; i < kQueries; ++i) {
+        const __m512i qw = _mm512_set1_epi64(static_cast<long long>(queries[i * W + w]));
+        acc[i] = _mm512_add_epi64(acc[i], _mm512_popcnt_epi64(_mm512_xor_si512(x, qw)));
       }
-      thr = _mm512_set1_epi64(sel.threshold());
+    }
+    __mmask8 m[kQueries];
+    unsigned any = 0;
+    for (int i = 0; i < kQueries; ++i) {
+      m[i] = _mm512_cmplt_epi64_mask(acc[i], thr[i]);
+      any |= m[i];
+    }
+    if (__builtin_expect(any != 0, 0)) {
+      for (int i = 0; i < kQueries; ++i)
+        if (m[i]) {
+          push_block(acc[i], m[i], b * kBlock, sel[i]);
+          thr[i] = _mm512_set1_epi64(sel[i].threshold());
+        }
     }
   }
-  for (; b < block_end; ++b) {
-    const __m512i d = block_distances<kWords>(query, db + b * W * kBlock, W);
-    const __mmask8 m = _mm512_cmplt_epi64_mask(d, thr);
-    if (m) {
-      push_block(d, m, b * kBlock, sel);
-      thr = _mm512_set1_epi64(sel.threshold());
-    }
-  }
+}
+
+template <int kWords>
+void scan_queries(const uint64_t* queries, int64_t nq, const uint64_t* db, int words,
+                  int64_t block_begin, int64_t block_end, Selector* sels) {
+  int64_t i = 0;
+  for (; i + 4 <= nq; i += 4)
+    scan_avx512<kWords, 4>(queries + i * words, db, words, block_begin, block_end, sels + i);
+  for (; i < nq; ++i)
+    scan_avx512<kWords, 1>(queries + i * words, db, words, block_begin, block_end, sels + i);
 }
 
 template <int kWords>
@@ -82,14 +95,14 @@ HL_AVX512 void distances_avx512(const uint64_t* query, const uint64_t* db, int w
   }
 }
 
-void scan_dispatch(const uint64_t* query, const uint64_t* db, int words, int64_t block_begin,
-                   int64_t block_end, Selector& sel) {
+void scan_dispatch(const uint64_t* queries, int64_t nq, const uint64_t* db, int words,
+                   int64_t block_begin, int64_t block_end, Selector* sels) {
   switch (words) {
-    case 1: return scan_avx512<1>(query, db, words, block_begin, block_end, sel);
-    case 2: return scan_avx512<2>(query, db, words, block_begin, block_end, sel);
-    case 3: return scan_avx512<3>(query, db, words, block_begin, block_end, sel);
-    case 4: return scan_avx512<4>(query, db, words, block_begin, block_end, sel);
-    default: return scan_avx512<0>(query, db, words, block_begin, block_end, sel);
+    case 1: return scan_queries<1>(queries, nq, db, words, block_begin, block_end, sels);
+    case 2: return scan_queries<2>(queries, nq, db, words, block_begin, block_end, sels);
+    case 3: return scan_queries<3>(queries, nq, db, words, block_begin, block_end, sels);
+    case 4: return scan_queries<4>(queries, nq, db, words, block_begin, block_end, sels);
+    default: return scan_queries<0>(queries, nq, db, words, block_begin, block_end, sels);
   }
 }
 

@@ -11,8 +11,8 @@ inline int code_distance(const uint64_t* query, const uint64_t* block, int words
   return d;
 }
 
-void scan_scalar(const uint64_t* query, const uint64_t* db, int words, int64_t block_begin,
-                 int64_t block_end, Selector& sel) {
+void scan_one(const uint64_t* query, const uint64_t* db, int words, int64_t block_begin,
+              int64_t block_end, Selector& sel) {
   for (int64_t b = block_begin; b < block_end; ++b) {
     const uint64_t* block = db + b * words * kBlock;
     for (int c = 0; c < kBlock; ++c) {
@@ -20,6 +20,11 @@ void scan_scalar(const uint64_t* query, const uint64_t* db, int words, int64_t b
       if (d < sel.threshold()) sel.push(d, b * kBlock + c);
     }
   }
+}
+
+void scan_scalar(const uint64_t* queries, int64_t nq, const uint64_t* db, int words,
+                 int64_t block_begin, int64_t block_end, Selector* sels) {
+  for (int64_t i = 0; i < nq; ++i) scan_one(queries + i * words, db, words, block_begin, block_end, sels[i]);
 }
 
 void distances_scalar(const uint64_t* query, const uint64_t* db, int words, int64_t block_begin,

@@ -1,0 +1,235 @@
+#include "csrc/search/bench_search.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+#include <random>
+
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+
+#ifdef HASHLAB_WITH_FAISS
+#include <faiss/IndexBinaryFlat.h>
+#endif
+
+#include "csrc/core/error.h"
+#include "csrc/search/hamming.h"
+
+#ifdef HASHLAB_WITH_CUDA
+#include <torch/cuda.h>
+
+#include "csrc/codes/codes.h"
+#endif
+
+namespace hashlab::search {
+namespace {
+
+torch::Tensor random_codes(int64_t n, int nbits, std::mt19937_64& rng) {
+  const int64_t nbytes = (nbits + 7) / 8;
+  auto t = torch::empty({n, nbytes}, torch::kUInt8);
+  uint8_t* p = t.data_ptr<uint8_t>();
+  int64_t i = 0;
+  for (; i + 8 <= t.numel(); i += 8) {
+    const uint64_t r = rng();
+    std::memcpy(p + i, &r, 8);
+  }
+  for (; i < t.numel(); ++i) p[i] = static_cast<uint8_t>(rng());
+  if (nbits % 8)
+    for (int64_t r = 0; r < n; ++r) p[r * nbytes + nbytes - 1] &= (1u << (nbits % 8)) - 1;
+  return t;
+}
+
+template <typename Fn>
+double best_seconds(int repeats, const Fn& fn) {
+  double best = std::numeric_limits<double>::infinity();
+  for (int r = 0; r < std::max(1, repeats); ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
+    best = std::min(best, dt.count());
+  }
+  return best;
+}
+
+int code_distance(const uint8_t* a, const uint8_t* b, int64_t nbytes) {
+  int d = 0;
+  for (int64_t i = 0; i < nbytes; ++i) d += __builtin_popcount(static_cast<unsigned>(a[i] ^ b[i]));
+  return d;
+}
+
+// Compares another engine's top-k with ours: distances exactly; indices as
+// sets, except that at the k-th distance any items of that distance will do
+// (engines order ties differently). Each reported index must also truly be at
+// its reported distance. Returns "" when they agree.
+std::string compare_topk(const TopK& ours, const int32_t* dist, const int64_t* idx,
+                         const torch::Tensor& q, const torch::Tensor& db, const char* who) {
+  const int64_t nq = ours.distances.size(0), k = ours.distances.size(1), nbytes = db.size(1);
+  auto od = ours.distances.accessor<int32_t, 2>();
+  auto oi = ours.indices.accessor<int64_t, 2>();
+  const uint8_t* qp = q.data_ptr<uint8_t>();
+  const uint8_t* dp = db.data_ptr<uint8_t>();
+  for (int64_t i = 0; i < nq; ++i) {
+    const int kth = od[i][k - 1];
+    std::vector<int64_t> a, b;
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t x = idx[i * k + j];
+      if (dist[i * k + j] != od[i][j])
+        return fmt::format("{}: query {} rank {}: distance {} vs ours {}", who, i, j,
+                           dist[i * k + j], od[i][j]);
+      if (x < 0 || x >= db.size(0) || code_distance(qp + i * nbytes, dp + x * nbytes, nbytes) != dist[i * k + j])
+        return fmt::format("{}: query {} rank {}: index {} is not at distance {}", who, i, j, x,
+                           dist[i * k + j]);
+      if (od[i][j] < kth) a.push_back(oi[i][j]), b.push_back(x);
+    }
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    if (a != b) return fmt::format("{}: query {}: different items strictly inside the top {}", who, i, k);
+  }
+  return "";
+}
+
+}  // namespace
+
+BenchSearchResult run_bench_search(const BenchSearchOptions& o) {
+  HL_CHECK(o.bits >= 1 && o.bits <= 4096, "bench search: --bits must be in [1, 4096], got {}", o.bits);
+  HL_CHECK(o.nb >= 1 && o.nq >= 1, "bench search: --nb and --nq must be >= 1");
+  HL_CHECK(o.k >= 1 && o.k <= o.nb, "bench search: --k must be in [1, nb = {}], got {}", o.nb, o.k);
+  HL_CHECK(o.threads >= 1, "bench search: --threads must be >= 1, got {}", o.threads);
+  HL_CHECK(o.device == "cpu" || o.device == "cuda",
+           "bench search: --device must be cpu or cuda, got '{}'", o.device);
+
+  BenchSearchResult r;
+  r.options = o;
+  r.kernel = cpu_kernel_name();
+  std::mt19937_64 rng(o.seed);
+  const torch::Tensor db = random_codes(o.nb, o.bits, rng);
+  const torch::Tensor q = random_codes(o.nq, o.bits, rng);
+  const double pairs = static_cast<double>(o.nq) * static_cast<double>(o.nb);
+
+  // FAISS and LibTorch both parallelise with OpenMP here: same thread count.
+  omp_set_num_threads(o.threads);
+  at::set_num_threads(o.threads);
+
+  TopK ours;
+  r.ours_s = best_seconds(o.repeats, [&] { ours = hamming_topk(q, db, o.bits, o.k, o.threads); });
+  r.ours_gdist_s = pairs / r.ours_s / 1e9;
+
+  if (o.faiss) {
+#ifdef HASHLAB_WITH_FAISS
+    HL_CHECK(o.bits % 8 == 0, "bench search: FAISS needs a multiple of 8 bits (or --no-faiss), got {}",
+             o.bits);
+    faiss::IndexBinaryFlat index(o.bits);
+    index.add(o.nb, db.data_ptr<uint8_t>());
+    std::vector<int32_t> fd(o.nq * o.k);
+    std::vector<int64_t> fi(o.nq * o.k);
+    r.faiss_s = best_seconds(o.repeats, [&] {
+      index.search(o.nq, q.data_ptr<uint8_t>(), o.k, fd.data(), fi.data());
+    });
+    r.faiss_gdist_s = pairs / r.faiss_s / 1e9;
+    r.ratio = r.ours_gdist_s / r.faiss_gdist_s;
+    const std::string diff = compare_topk(ours, fd.data(), fi.data(), q, db, "faiss");
+    if (!diff.empty()) r.agree = false, r.disagreement = diff;
+#else
+    fail("bench search: hashlab was built without FAISS (use --no-faiss)");
+#endif
+  }
+
+  if (o.device == "cuda") {
+#ifdef HASHLAB_WITH_CUDA
+    HL_CHECK(torch::cuda::is_available(), "bench search: --device cuda but no CUDA device is visible");
+    r.cuda_ran = true;
+    r.cuda_device = "cuda:0";
+    const auto dev = torch::Device(torch::kCUDA, 0);
+    const torch::Tensor qc = q.to(dev), dbc = db.to(dev);
+    TopK got;
+    hamming_topk(qc, dbc, o.bits, o.k);  // warm-up (module load, allocator)
+    torch::cuda::synchronize();
+    r.cuda_s = best_seconds(o.repeats, [&] {
+      got = hamming_topk(qc, dbc, o.bits, o.k);
+      torch::cuda::synchronize();
+    });
+    r.cuda_gdist_s = pairs / r.cuda_s / 1e9;
+    const torch::Tensor gd = got.distances.cpu().contiguous(), gi = got.indices.cpu().contiguous();
+    if (!torch::equal(gd, ours.distances) || !torch::equal(gi, ours.indices)) {
+      r.agree = false;
+      if (r.disagreement.empty()) r.disagreement = "cuda: top-k differs from the CPU's (distances or indices)";
+    }
+
+    // What a PyTorch user would write: ±1 codes as fp16, dist = (B - q.db^T)/2,
+    // topk of the negated distances, in query chunks to bound memory.
+    const torch::Tensor qh = hashlab::codes::unpack_bits(qc, o.bits).to(torch::kHalf);
+    const torch::Tensor dbh = hashlab::codes::unpack_bits(dbc, o.bits).to(torch::kHalf);
+    const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 31) / (2 * o.nb));  // <= 4 GiB fp16
+    torch::Tensor md, mi;
+    auto matmul_topk = [&] {
+      std::vector<torch::Tensor> ds, is;
+      for (int64_t s = 0; s < o.nq; s += chunk) {
+        auto dot = torch::matmul(qh.narrow(0, s, std::min(chunk, o.nq - s)), dbh.t());
+        auto res = torch::topk(dot, o.k, /*dim=*/1, /*largest=*/true, /*sorted=*/true);
+        ds.push_back(std::get<0>(res));
+        is.push_back(std::get<1>(res));
+      }
+      md = ((o.bits - torch::cat(ds).to(torch::kFloat)) / 2).round().to(torch::kInt32);
+      mi = torch::cat(is);
+      torch::cuda::synchronize();
+    };
+    matmul_topk();
+    r.matmul_s = best_seconds(o.repeats, matmul_topk);
+    r.matmul_gdist_s = pairs / r.matmul_s / 1e9;
+    const torch::Tensor mdc = md.cpu().contiguous(), mic = mi.cpu().contiguous();
+    const std::string diff = compare_topk(ours, mdc.data_ptr<int32_t>(), mic.data_ptr<int64_t>(), q, db,
+                                          "fp16 matmul+topk");
+    if (!diff.empty()) {
+      r.agree = false;
+      if (r.disagreement.empty()) r.disagreement = diff;
+    }
+#else
+    fail("bench search: --device cuda needs a build against a CUDA LibTorch (see tools/gpu_check.sh)");
+#endif
+  }
+  return r;
+}
+
+nlohmann::json to_json(const BenchSearchResult& r) {
+  const auto& o = r.options;
+  nlohmann::json j = {{"bits", o.bits},     {"nb", o.nb},
+                      {"nq", o.nq},         {"k", o.k},
+                      {"threads", o.threads}, {"seed", o.seed},
+                      {"repeats", o.repeats}, {"device", o.device},
+                      {"kernel", r.kernel}, {"ours_s", r.ours_s},
+                      {"ours_gdist_s", r.ours_gdist_s}, {"agree", r.agree}};
+  if (o.faiss) {
+    j["faiss_s"] = r.faiss_s;
+    j["faiss_gdist_s"] = r.faiss_gdist_s;
+    j["ratio"] = r.ratio;
+  }
+  if (!r.agree) j["disagreement"] = r.disagreement;
+  if (r.cuda_ran) {
+    j["cuda_device"] = r.cuda_device;
+    j["cuda_s"] = r.cuda_s;
+    j["cuda_gdist_s"] = r.cuda_gdist_s;
+    j["matmul_fp16_s"] = r.matmul_s;
+    j["matmul_fp16_gdist_s"] = r.matmul_gdist_s;
+  }
+  return j;
+}
+
+std::string to_text(const BenchSearchResult& r) {
+  const auto& o = r.options;
+  std::string s = fmt::format("hamming top-{}: {} bits, nb {}, nq {}, {} threads, kernel {}\n", o.k,
+                              o.bits, o.nb, o.nq, o.threads, r.kernel);
+  s += fmt::format("  ours (cpu)    {:9.4f} s  {:8.3f} Gdist/s\n", r.ours_s, r.ours_gdist_s);
+  if (o.faiss)
+    s += fmt::format("  faiss (cpu)   {:9.4f} s  {:8.3f} Gdist/s   ours/faiss = {:.2f}x\n", r.faiss_s,
+                     r.faiss_gdist_s, r.ratio);
+  if (r.cuda_ran) {
+    s += fmt::format("  ours (cuda)   {:9.5f} s  {:8.1f} Gdist/s\n", r.cuda_s, r.cuda_gdist_s);
+    s += fmt::format("  fp16 mm+topk  {:9.5f} s  {:8.1f} Gdist/s\n", r.matmul_s, r.matmul_gdist_s);
+  }
+  s += r.agree ? "  results agree\n" : fmt::format("  RESULTS DISAGREE: {}\n", r.disagreement);
+  return s;
+}
+
+}  // namespace hashlab::search

@@ -1,0 +1,56 @@
+// hashlab bench search: our exact Hamming top-k against FAISS (and on CUDA
+// against fp16 matmul + topk). See csrc/search/bench_search.h.
+#include <iostream>
+#include <memory>
+
+#include "csrc/core/error.h"
+#include "csrc/search/bench_search.h"
+#include "csrc/search/hamming.h"
+#include "tools/cli/commands.h"
+
+namespace {
+
+struct Opts {
+  hashlab::search::BenchSearchOptions bench;
+  bool json = false;
+  bool no_faiss = false;
+  std::string kernel = "auto";
+};
+
+void run(const Opts& opts) {
+  hashlab::search::set_cpu_kernel(opts.kernel);
+  auto o = opts.bench;
+  o.faiss = !opts.no_faiss;
+  const auto r = hashlab::search::run_bench_search(o);
+  if (opts.json)
+    std::cout << hashlab::search::to_json(r).dump() << "\n";
+  else
+    std::cout << hashlab::search::to_text(r);
+  if (!r.agree) throw hashlab::ExitStatus(2);
+}
+
+void add(CLI::App& app) {
+  auto* g = hashlab::cli::group(app, "bench", "Benchmarks");
+  auto* c = g->add_subcommand("search", "Exact Hamming top-k on random codes: ours vs FAISS "
+                                        "(and CUDA vs fp16 matmul+topk)");
+  auto opts = std::make_shared<Opts>();
+  auto& b = opts->bench;
+  c->add_option("--bits", b.bits, "bits per code")->capture_default_str();
+  c->add_option("--nb", b.nb, "database codes")->capture_default_str();
+  c->add_option("--nq", b.nq, "queries")->capture_default_str();
+  c->add_option("--k", b.k, "neighbours per query")->capture_default_str();
+  c->add_option("--threads", b.threads, "CPU threads (ours and FAISS)")->capture_default_str();
+  c->add_option("--seed", b.seed, "random seed")->capture_default_str();
+  c->add_option("--repeats", b.repeats, "timed runs; the best is reported")->capture_default_str();
+  c->add_option("--device", b.device, "cpu, or cuda to also time the CUDA paths")
+      ->capture_default_str();
+  c->add_option("--kernel", opts->kernel, "CPU kernel: auto, avx512-vpopcntdq, avx2, scalar")
+      ->capture_default_str();
+  c->add_flag("--no-faiss", opts->no_faiss, "skip FAISS");
+  c->add_flag("--json", opts->json, "one JSON object instead of text");
+  c->callback([opts] { run(*opts); });
+}
+
+}  // namespace
+
+HASHLAB_CLI_COMMAND(50, add);
