@@ -5,6 +5,7 @@
 #include "trainers/baselines.h"
 
 #include "csrc/core/checkpoint.h"
+#include "csrc/export/method_export.h"
 #include "models/baselines/shallow.h"
 #include "trainers/trainer.h"
 
@@ -79,6 +80,20 @@ class ShallowMethod : public Method {
       linear_.mean = need("mean");
       linear_.W = need("W");
     }
+  }
+
+  torch::jit::Module to_torchscript(const MethodContext& ctx) const override {
+    if (kind_ != "sh") return exporter::export_linear_hasher(kind_, linear_.W, linear_.mean, ctx);
+    // v = cos(((x - mean) W - lo) Omega^T): the same ATen calls as
+    // SpectralHash::project, so exported and eager codes agree exactly.
+    auto spec = exporter::hasher_spec(ctx, kind_, bits_);
+    return exporter::build_hasher(spec, [this](exporter::ScriptEmitter& e, const std::string& x) {
+      std::string xf = e.let(x + ".flatten(1)");
+      std::string mean = e.buffer("mean", sh_.mean), W = e.buffer("W", sh_.W);
+      std::string lo = e.buffer("lo", sh_.lo), om = e.buffer("omegas", sh_.omegas);
+      std::string y = e.let("torch.matmul(" + xf + " - " + mean + ", " + W + ") - " + lo);
+      return e.let("torch.cos(torch.matmul(" + y + ", " + om + ".t()))");
+    });
   }
 
  private:

@@ -12,6 +12,7 @@
 #include "csrc/core/fs_util.h"
 #include "csrc/core/logging.h"
 #include "csrc/eval/metrics.h"
+#include "csrc/export/script_emitter.h"
 #include "datasets/loader.h"
 #include "trainers/trainer.h"
 
@@ -319,9 +320,7 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     try {
       auto module = method->to_torchscript(ctx);
       std::string path = (fs::path(run_dir) / "model" / "hasher.pt").string();
-      std::string tmp = path + ".tmp";
-      module.save(tmp);
-      fs::rename(tmp, path);
+      exporter::save_hasher(module, path);
       log().info("exported TorchScript hasher to {}", path);
     } catch (const Error& e) {
       log().warn("no TorchScript export: {}", e.what());

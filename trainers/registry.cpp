@@ -1,5 +1,6 @@
 // The built-in methods: one line each.
 #include "trainers/baselines.h"
+#include "trainers/hashnet.h"
 #include "trainers/method.h"
 
 namespace hashlab {
@@ -8,6 +9,7 @@ void register_builtin_methods() {
   static const bool done = [] {
     MethodRegistry& r = method_registry();
     register_baselines(r);  // lsh, pcah, itq, sh
+    register_hashnet(r);
     return true;
   }();
   (void)done;

@@ -11,6 +11,7 @@
 #include "csrc/core/fs_util.h"
 #include "csrc/core/logging.h"
 #include "csrc/eval/metrics.h"
+#include "csrc/export/script_emitter.h"
 #include "datasets/dataset.h"
 #include "tools/cli/commands.h"
 #include "trainers/job.h"
@@ -98,9 +99,7 @@ void run_export(const std::string& run_dir, std::string out) {
   LoadedRun run = load_run(run_dir);
   if (out.empty()) out = (fs::path(run_dir) / "model" / "hasher.pt").string();
   auto module = run.method->to_torchscript(run.context);
-  std::string tmp = out + ".tmp";
-  module.save(tmp);
-  fs::rename(tmp, out);
+  exporter::save_hasher(module, out);
   std::cout << "wrote " << out << "\n";
 }
 
