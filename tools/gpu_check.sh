@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# GPU check for the Hamming search: builds hashlab against PyTorch's CUDA
+# LibTorch on a GPU machine, runs the *_CUDA tests (CUDA twin == CPU twin,
+# exactly) and times `hashlab bench search --device cuda`.
+#
+# The GPU machine has PyTorch (with CUDA LibTorch) and nvcc, but no network
+# and none of our other C++ dependencies. Carry them as Debian 12 .deb files
+# in .deb/ (ignored by git), fetched on a machine with apt:
+#
+#   tools/gpu_check.sh --download-debs      # fills .deb/ with apt-get download
+#
+# then, on the GPU machine, from the repository root:
+#
+#   tools/gpu_check.sh                      # unpack, configure, build, test, bench
+#
+# The .debs are unpacked (dpkg-deb -x, no root) into .deb/prefix and put on
+# CMAKE_PREFIX_PATH / LD_LIBRARY_PATH. FAISS, OpenCV and NLopt are optional
+# and not carried, so the bench runs with --no-faiss there.
+#
+# Environment: HL_GPU_BUILD (build dir, default build-gpu), HL_JOBS (default
+# nproc), HL_BENCH_ARGS (extra args for the bench), HL_SKIP_CLI=1 (tests only).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+DEB_DIR="$ROOT/.deb"
+PREFIX="$DEB_DIR/prefix"
+BUILD="${HL_GPU_BUILD:-$ROOT/build-gpu}"
+JOBS="${HL_JOBS:-$(nproc)}"
+
+# Headers and libraries hashlab needs beyond LibTorch (Debian 12 names).
+DEBS=(libyaml-cpp-dev libyaml-cpp0.7 libfmt-dev libfmt9 libspdlog-dev libspdlog1.10
+      libcli11-dev nlohmann-json3-dev libgtest-dev zlib1g-dev)
+
+if [[ "${1:-}" == "--download-debs" ]]; then
+  mkdir -p "$DEB_DIR"
+  (cd "$DEB_DIR" && apt-get download "${DEBS[@]}")
+  echo "gpu_check: downloaded into $DEB_DIR; carry .deb to the GPU machine"
+  exit 0
+fi
+
+log() { echo "gpu_check: $*" >&2; }
+
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || log "nvidia-smi not found"
+command -v nvcc >/dev/null || { [[ -x /usr/local/cuda/bin/nvcc ]] && export PATH="/usr/local/cuda/bin:$PATH"; }
+command -v nvcc >/dev/null || { log "nvcc not found: the .cu kernels need it"; exit 1; }
+
+# 1. Unpack the carried .debs into a private prefix.
+if compgen -G "$DEB_DIR/*.deb" >/dev/null; then
+  mkdir -p "$PREFIX"
+  for d in "$DEB_DIR"/*.deb; do dpkg-deb -x "$d" "$PREFIX"; done
+  log "unpacked $(ls "$DEB_DIR"/*.deb | wc -l) .deb files into $PREFIX"
+else
+  log "no .deb files in $DEB_DIR: relying on system packages"
+fi
+MULTIARCH=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+export LD_LIBRARY_PATH="$PREFIX/usr/lib/$MULTIARCH:$PREFIX/usr/lib:${LD_LIBRARY_PATH:-}"
+
+# 2. PyTorch's LibTorch, and the C++ ABI it was built with (our other
+#    dependencies are Debian builds with the new ABI).
+TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+TORCH_ABI=$(python3 -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')
+python3 -c 'import torch; print("gpu_check: torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' >&2
+if [[ "$TORCH_ABI" != 1 ]]; then
+  log "this PyTorch uses the pre-C++11 std::string ABI; Debian's yaml-cpp/fmt/spdlog use the new one, so linking will fail. Use a PyTorch >= 2.7 wheel or a cxx11-abi LibTorch."
+  exit 1
+fi
+
+# 3. Configure and build.
+GEN=()
+command -v ninja >/dev/null && GEN=(-G Ninja)
+cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$PREFIX/usr;$PREFIX/usr/lib/$MULTIARCH/cmake;$PREFIX/usr/share/cmake" \
+  -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DHASHLAB_WITH_CUDA=ON -DHASHLAB_CUDA_ARCHS=90 \
+  -DHASHLAB_WITH_OPENCV=AUTO
+grep -q 'HASHLAB_WITH_CUDA' "$BUILD/build.ninja" "$BUILD/Makefile" 2>/dev/null || \
+  log "warning: HASHLAB_WITH_CUDA is not defined in this build (LibTorch without CUDA?)"
+TARGETS=(test_search)
+[[ "${HL_SKIP_CLI:-0}" == 1 ]] || TARGETS+=(hashlab)
+cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]}"
+
+# 4. The CUDA twin against the CPU twin.
+"$BUILD/test_search" --gtest_filter='*_CUDA*:Hamming*' --gtest_brief=1
+
+# 5. Timing: CPU (ours) vs our CUDA path vs fp16 matmul + topk, same data.
+if [[ "${HL_SKIP_CLI:-0}" != 1 ]]; then
+  FAISS_ARG=(--no-faiss)
+  grep -q 'HASHLAB_WITH_FAISS' "$BUILD/build.ninja" "$BUILD/Makefile" 2>/dev/null && FAISS_ARG=()
+  "$BUILD/hashlab" bench search --device cuda --nb 1000000 --nq 10000 --bits 64 --k 100 \
+    --threads "$JOBS" "${FAISS_ARG[@]}" ${HL_BENCH_ARGS:-}
+  "$BUILD/hashlab" bench search --device cuda --nb 1000000 --nq 10000 --bits 64 --k 100 \
+    --threads "$JOBS" "${FAISS_ARG[@]}" --json ${HL_BENCH_ARGS:-}
+fi
