@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <numeric>
 
+#include "csrc/eval/evaluate_pq.h"
 #include "csrc/eval/metrics.h"
+#include "csrc/search/pq.h"
 
 namespace hashlab::eval {
 namespace {
@@ -121,6 +123,52 @@ TEST(EvaluateEuclidean, MatchesMetricsOnPlainRanking) {
   want_json["bits"] = nbits;
   expect_same_json(got, want_json);
   EXPECT_GT(got["m_recall"].get<double>(), 0.0);
+}
+
+}  // namespace
+}  // namespace hashlab::eval
+
+namespace hashlab::eval {
+namespace {
+
+TEST(EvaluatePQ, MatchesMetricsOnSortedPQDistances) {
+  torch::manual_seed(21);
+  codes::PQCodes pq;
+  pq.M = 3;
+  pq.K = 6;  // few codes: many tied distances, broken by index
+  pq.dsub = 2;
+  pq.codebooks = torch::randn({3, 6, 2});
+  const int64_t nq = 15, n = 250;
+  auto qids = torch::randint(0, 6, {nq, 3}, torch::kInt).to(torch::kUInt8);
+  auto db = torch::randint(0, 6, {n, 3}, torch::kInt).to(torch::kUInt8);
+  auto qf = torch::randn({nq, 6});
+  auto ql = torch::randint(0, 3, {nq}, torch::kLong), dl = torch::randint(0, 3, {n}, torch::kLong);
+  EvalOptions o;
+  o.map_at = {20};
+  o.pn = {10, 100};
+  o.block_bytes = 13 * n * 4;
+  for (const std::string mode : {"sdc", "adc"}) {
+    auto got = evaluate_pq(pq, mode == "sdc" ? qids : qf, db, ql, dl, mode, o);
+    // Reference ranking: the plain per-pair sums of decoded distances, std::stable_sort.
+    auto dist = mode == "sdc" ? search::pq_distances_sdc(pq, qids, db)
+                              : search::pq_distances_adc(pq, qf, db);
+    auto idx = torch::empty({nq, n}, torch::kLong);
+    for (int64_t i = 0; i < nq; ++i) {
+      std::vector<int64_t> o2(n);
+      std::iota(o2.begin(), o2.end(), 0);
+      auto row = dist[i].contiguous();
+      auto a = row.accessor<float, 1>();
+      std::stable_sort(o2.begin(), o2.end(), [&](int64_t x, int64_t y) { return a[x] < a[y]; });
+      for (int64_t j = 0; j < n; ++j) idx[i][j] = o2[j];
+    }
+    LabelMetrics want(o, n, -1);
+    want.add({idx, {}}, Relevance::from_labels(ql, dl).block(0, nq));
+    expect_same_json(got, want.result());
+    EXPECT_EQ(got["pq_mode"], mode);
+    EXPECT_EQ(got["bits"].get<int>(), 9);
+    EXPECT_FALSE(got.contains("map_all_tie_aware"));
+  }
+  EXPECT_THROW(evaluate_pq(pq, qids, db, ql, dl, "xdc", o), hashlab::Error);
 }
 
 }  // namespace
