@@ -1,0 +1,152 @@
+// hashlab search: exact Hamming top-k or radius search between two binary
+// code files (.hlc, csrc/codes/code_file.h); and hashlab codes
+// export-faiss / import-faiss / info.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "csrc/codes/code_file.h"
+#include "csrc/core/error.h"
+#include "csrc/search/hamming.h"
+#include "tools/cli/commands.h"
+
+namespace {
+
+namespace hc = hashlab::codes;
+namespace hs = hashlab::search;
+
+struct SearchOpts {
+  std::string db, queries, out;
+  int64_t k = 10;
+  int radius = -1;
+  int threads = 0;
+  std::string device = "cpu";
+};
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// NumPy .npy v1.0 with a C-order array of the tensor's dtype (int32/int64).
+void write_npy(const std::string& path, const torch::Tensor& t) {
+  const torch::Tensor c = t.cpu().contiguous();
+  const char* descr = c.scalar_type() == torch::kInt64 ? "<i8" : "<i4";
+  std::string shape = "(";
+  for (int64_t d : c.sizes()) shape += std::to_string(d) + ",";
+  if (c.dim() > 1) shape.pop_back();
+  shape += ")";
+  std::string header =
+      fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", descr, shape);
+  // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
+  header.append(63 - (10 + header.size()) % 64, ' ');
+  header += '\n';
+  std::ofstream f(path, std::ios::binary);
+  if (!f) hashlab::fail("cannot write {}", path);
+  f.write("\x93NUMPY\x01\x00", 8);
+  const uint16_t len = static_cast<uint16_t>(header.size());
+  f.put(static_cast<char>(len & 0xff)).put(static_cast<char>(len >> 8));
+  f << header;
+  f.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
+  if (!f) hashlab::fail("cannot write {}", path);
+}
+
+hc::BinaryCodes load_binary(const std::string& path, const char* what) {
+  const auto info = hc::read_code_file_info(path);
+  if (info.kind != hc::CodeKind::binary)
+    hashlab::fail("{} {}: holds PQ codes; hashlab search ranks binary codes", what, path);
+  return hc::read_binary_codes(path);
+}
+
+void run_search(const SearchOpts& o) {
+  const auto db = load_binary(o.db, "--db");
+  const auto q = load_binary(o.queries, "--queries");
+  HL_CHECK(db.nbits == q.nbits, "--db {} has {}-bit codes but --queries {} has {}-bit codes", o.db,
+           db.nbits, o.queries, q.nbits);
+  HL_CHECK(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda, got '{}'", o.device);
+  const torch::Device dev = o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  const torch::Tensor qt = q.codes.to(dev), dbt = db.codes.to(dev);
+  const bool radius = o.radius >= 0;
+  nlohmann::json j = {{"db", o.db}, {"queries", o.queries}, {"nbits", db.nbits}};
+  torch::Tensor offsets, indices, distances;
+  if (radius) {
+    HL_CHECK(!ends_with(o.out, ".npy"), "--out {}: radius results are ragged; write .json", o.out);
+    auto r = hs::hamming_radius(qt, dbt, db.nbits, o.radius, o.threads);
+    offsets = r.offsets.cpu(), indices = r.indices.cpu(), distances = r.distances.cpu();
+    j["radius"] = o.radius;
+  } else {
+    HL_CHECK(o.k >= 1 && o.k <= db.codes.size(0), "--k must be in [1, {}] (the database size), got {}",
+             db.codes.size(0), o.k);
+    auto r = hs::hamming_topk(qt, dbt, db.nbits, o.k, o.threads);
+    indices = r.indices.cpu(), distances = r.distances.cpu();
+    j["k"] = o.k;
+  }
+  if (ends_with(o.out, ".npy")) {
+    write_npy(o.out, indices);
+    const std::string dist_path = o.out.substr(0, o.out.size() - 4) + ".distances.npy";
+    write_npy(dist_path, distances);
+    std::cerr << fmt::format("wrote {} (indices) and {} (distances)\n", o.out, dist_path);
+    return;
+  }
+  auto& results = j["results"] = nlohmann::json::array();
+  for (int64_t i = 0; i < qt.size(0); ++i) {
+    const int64_t b = radius ? offsets[i].item<int64_t>() : i * o.k;
+    const int64_t e = radius ? offsets[i + 1].item<int64_t>() : (i + 1) * o.k;
+    const auto idx = indices.reshape({-1}).slice(0, b, e);
+    const auto dist = distances.reshape({-1}).slice(0, b, e);
+    results.push_back({{"indices", std::vector<int64_t>(idx.data_ptr<int64_t>(), idx.data_ptr<int64_t>() + idx.numel())},
+                       {"distances", std::vector<int32_t>(dist.data_ptr<int32_t>(), dist.data_ptr<int32_t>() + dist.numel())}});
+  }
+  if (o.out.empty()) {
+    std::cout << j.dump() << "\n";
+    return;
+  }
+  HL_CHECK(ends_with(o.out, ".json"), "--out {}: write .json or .npy", o.out);
+  std::ofstream f(o.out);
+  if (!(f << j.dump() << "\n")) hashlab::fail("cannot write {}", o.out);
+}
+
+struct ConvertOpts {
+  std::string in, out;
+};
+
+void add(CLI::App& app) {
+  auto* s = app.add_subcommand("search", "Exact Hamming top-k (or radius) search between code files");
+  auto o = std::make_shared<SearchOpts>();
+  s->add_option("--db", o->db, "database codes (.hlc)")->required();
+  s->add_option("--queries", o->queries, "query codes (.hlc)")->required();
+  s->add_option("--k", o->k, "neighbours per query")->capture_default_str();
+  s->add_option("--radius", o->radius, "instead of top-k: everything within this distance");
+  s->add_option("--out", o->out, "results.json, or results.npy (+ results.distances.npy); default: JSON on stdout");
+  s->add_option("--threads", o->threads, "CPU threads (0 = all)")->capture_default_str();
+  s->add_option("--device", o->device, "cpu or cuda")->capture_default_str();
+  s->callback([o] { run_search(*o); });
+
+  auto* g = hashlab::cli::group(app, "codes", "Code files: inspect, convert");
+  auto conv = std::make_shared<ConvertOpts>();
+  auto* ex = g->add_subcommand("export-faiss", "Write binary codes as a FAISS IndexBinaryFlat file");
+  ex->add_option("--in", conv->in, "codes (.hlc)")->required();
+  ex->add_option("--out", conv->out, "FAISS index file")->required();
+  ex->callback([conv] { hc::export_faiss_binary(conv->out, load_binary(conv->in, "--in")); });
+  auto* im = g->add_subcommand("import-faiss", "Read a FAISS IndexBinaryFlat file into a code file");
+  im->add_option("--in", conv->in, "FAISS index file")->required();
+  im->add_option("--out", conv->out, "codes (.hlc)")->required();
+  im->callback([conv] { hc::write_binary_codes(conv->out, hc::import_faiss_binary(conv->in)); });
+  auto info_path = std::make_shared<std::string>();
+  auto* info = g->add_subcommand("info", "Print a code file's header as JSON");
+  info->add_option("file", *info_path, "code file (.hlc)")->required();
+  info->callback([info_path] {
+    const auto i = hc::read_code_file_info(*info_path);
+    nlohmann::json j = {{"file", *info_path}, {"kind", i.kind == hc::CodeKind::binary ? "binary" : "pq"},
+                        {"version", i.version}, {"nbits", i.nbits}, {"count", i.count},
+                        {"payload_bytes", i.payload_bytes}, {"crc32", i.crc32}};
+    if (i.kind == hc::CodeKind::pq) j["M"] = i.M, j["K"] = i.K, j["dsub"] = i.dsub;
+    std::cout << j.dump() << "\n";
+  });
+}
+
+}  // namespace
+
+HASHLAB_CLI_COMMAND(40, add);
