@@ -6,8 +6,8 @@
 #include <fmt/ranges.h>
 
 #include "csrc/core/error.h"
-#include "csrc/core/fs_util.h"
 #include "models/backbones/nets.h"
+#include "models/backbones/torch_save_reader.h"
 
 namespace hashlab::models {
 
@@ -65,23 +65,8 @@ std::string shape_str(torch::IntArrayRef s) { return fmt::format("[{}]", fmt::jo
 
 void load_torchvision_state_dict(torch::nn::Module& module, const std::string& path,
                                  const std::vector<std::string>& ignored_prefixes) {
-  std::string bytes = read_file(path);
-  std::vector<char> data(bytes.begin(), bytes.end());
-  c10::IValue value;
-  try {
-    value = torch::pickle_load(data);
-  } catch (const c10::Error& e) {
-    fail("state_dict {}: cannot read it as a torch.save() file: {}", path,
-         e.what_without_backtrace());
-  }
-  HL_CHECK(value.isGenericDict(), "state_dict {}: expected a dict of tensors, found {}", path,
-           value.tagKind());
   std::map<std::string, torch::Tensor> file;
-  for (const auto& kv : value.toGenericDict()) {
-    HL_CHECK(kv.key().isString() && kv.value().isTensor(),
-             "state_dict {}: expected a dict of name -> tensor", path);
-    file[kv.key().toStringRef()] = kv.value().toTensor();
-  }
+  for (auto& kv : read_torch_saved_tensors(path)) file[kv.first] = kv.second;
 
   std::map<std::string, torch::Tensor> mine;
   for (const auto& kv : module.named_parameters(/*recurse=*/true)) mine[kv.key()] = kv.value();

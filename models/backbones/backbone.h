@@ -63,7 +63,7 @@ using Backbone = std::shared_ptr<BackboneImpl>;
 Backbone make_backbone(const BackboneOptions& options, const std::vector<int64_t>& input_shape);
 
 // Loads a state_dict written by Python's torch.save(model.state_dict(), path)
-// into `module` (matched by name; tensors copied, dtype converted). Keys
+// (read by torch_save_reader.h, as torch::pickle_load cannot read one) into `module` (matched by name; tensors copied, dtype converted). Keys
 // starting with one of `ignored_prefixes` are skipped. Throws one
 // hashlab::Error listing every missing key, unexpected key and shape
 // mismatch when there is any.
