@@ -100,13 +100,18 @@ Packed pack_interleaved(const torch::Tensor& codes, int nbits, int threads) {
   run_tasks((p.blocks + 4095) / 4096, threads, [&](int64_t t) {
     uint64_t tmp[(kMaxBits + 63) / 64];
     const int64_t b_end = std::min(p.blocks, (t + 1) * 4096);
+    const bool whole_words = nbits % 64 == 0;  // no partial word to mask: copy words directly
     for (int64_t b = t * 4096; b < b_end; ++b)
       for (int c = 0; c < kBlock; ++c) {
         const int64_t i = b * kBlock + c;
         if (i >= p.n) break;
-        code_to_words(src + i * nbytes, nbits, W, tmp);
         uint64_t* dst = &p.data[b * W * kBlock + c];
-        for (int w = 0; w < W; ++w) dst[w * kBlock] = tmp[w];
+        if (whole_words) {
+          for (int w = 0; w < W; ++w) std::memcpy(&dst[w * kBlock], src + i * nbytes + 8 * w, 8);
+        } else {
+          code_to_words(src + i * nbytes, nbits, W, tmp);
+          for (int w = 0; w < W; ++w) dst[w * kBlock] = tmp[w];
+        }
       }
   });
   return p;

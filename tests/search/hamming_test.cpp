@@ -73,37 +73,42 @@ TEST_P(HammingKernels, TopKRadiusRankAllDistancesMatchBruteForce) {
       auto q = random_codes(37, nbits, seed++, distinct);
       const auto ref = ref_ranking(q, db, nbits);
 
-      auto dist = hs::hamming_distances(q, db, nbits, 2);
-      ASSERT_EQ(dist.sizes(), (std::vector<int64_t>{37, 301}));
+      auto dist_t = hs::hamming_distances(q, db, nbits, 2);
+      ASSERT_EQ(dist_t.sizes(), (std::vector<int64_t>{37, 301}));
+      auto dist = dist_t.accessor<int32_t, 2>();
       for (int64_t i = 0; i < q.size(0); ++i)
-        for (auto [d, j] : ref[i]) ASSERT_EQ(dist[i][j].item<int>(), d);
+        for (auto [d, j] : ref[i]) ASSERT_EQ(dist[i][j], d);
 
       for (int64_t k : {int64_t{1}, int64_t{7}, int64_t{100}, db.size(0)}) {
         for (int threads : {1, 2}) {
           auto r = hs::hamming_topk(q, db, nbits, k, threads);
           ASSERT_EQ(r.distances.sizes(), (std::vector<int64_t>{37, k}));
           ASSERT_EQ(r.indices.scalar_type(), torch::kInt64);
+          auto rd = r.distances.accessor<int32_t, 2>();
+          auto ri = r.indices.accessor<int64_t, 2>();
           for (int64_t i = 0; i < q.size(0); ++i)
             for (int64_t j = 0; j < k; ++j) {
-              ASSERT_EQ(r.distances[i][j].item<int>(), ref[i][j].first) << "k " << k << " q " << i;
-              ASSERT_EQ(r.indices[i][j].item<int64_t>(), ref[i][j].second) << "k " << k << " q " << i;
+              ASSERT_EQ(rd[i][j], ref[i][j].first) << "k " << k << " q " << i;
+              ASSERT_EQ(ri[i][j], ref[i][j].second) << "k " << k << " q " << i;
             }
         }
       }
 
       for (int radius : {0, nbits / 4, nbits / 2, nbits}) {
         auto r = hs::hamming_radius(q, db, nbits, radius, 2);
-        auto off = r.offsets;
-        ASSERT_EQ(off[0].item<int64_t>(), 0);
+        auto off = r.offsets.accessor<int64_t, 1>();
+        auto rd = r.distances.accessor<int32_t, 1>();
+        auto ri = r.indices.accessor<int64_t, 1>();
+        ASSERT_EQ(off[0], 0);
         for (int64_t i = 0; i < q.size(0); ++i) {
           std::vector<std::pair<int, int64_t>> want;
           for (auto p : ref[i])
             if (p.first <= radius) want.push_back(p);
-          const int64_t b = off[i].item<int64_t>(), e = off[i + 1].item<int64_t>();
+          const int64_t b = off[i], e = off[i + 1];
           ASSERT_EQ(e - b, static_cast<int64_t>(want.size())) << "radius " << radius;
           for (int64_t j = b; j < e; ++j) {
-            ASSERT_EQ(r.distances[j].item<int>(), want[j - b].first);
-            ASSERT_EQ(r.indices[j].item<int64_t>(), want[j - b].second);
+            ASSERT_EQ(rd[j], want[j - b].first);
+            ASSERT_EQ(ri[j], want[j - b].second);
           }
         }
       }
@@ -111,12 +116,13 @@ TEST_P(HammingKernels, TopKRadiusRankAllDistancesMatchBruteForce) {
       auto all = hs::hamming_rank_all(q, db, nbits, 2);
       ASSERT_EQ(all.indices.scalar_type(), torch::kInt32);
       ASSERT_EQ(all.counts.sizes(), (std::vector<int64_t>{37, nbits + 1}));
+      auto ac = all.counts.accessor<int64_t, 2>();
+      auto ai = all.indices.accessor<int32_t, 2>();
       for (int64_t i = 0; i < q.size(0); ++i) {
         std::vector<int64_t> counts(nbits + 1, 0);
         for (auto [d, j] : ref[i]) ++counts[d];
-        for (int d = 0; d <= nbits; ++d) ASSERT_EQ(all.counts[i][d].item<int64_t>(), counts[d]);
-        for (int64_t j = 0; j < db.size(0); ++j)
-          ASSERT_EQ(all.indices[i][j].item<int>(), ref[i][j].second);
+        for (int d = 0; d <= nbits; ++d) ASSERT_EQ(ac[i][d], counts[d]);
+        for (int64_t j = 0; j < db.size(0); ++j) ASSERT_EQ(ai[i][j], ref[i][j].second);
       }
     }
   }
