@@ -44,6 +44,28 @@ TEST(HammingSelector, MatchesFullSortUnderFallingThreshold) {
   }
 }
 
+// Each distance level from nbits down to 0 arrives k times: every code is
+// accepted (strictly better than the threshold), 65k pushes, so compaction
+// runs even for small k.
+TEST(HammingSelector, StaircaseForcesCompaction) {
+  const int nbits = 64;
+  for (int64_t k : {1, 5, 9}) {
+    std::vector<int> dist;
+    for (int d = nbits; d >= 0; --d)
+      for (int64_t r = 0; r < k * 2; ++r) dist.push_back(d);
+    Selector sel;
+    sel.reset(k, nbits + 1, nbits, static_cast<int64_t>(dist.size()));
+    const auto got = run(sel, dist);
+    ASSERT_EQ(static_cast<int64_t>(got.size()), k);
+    // The k codes at distance 0 are the last 2k entries' first k indices.
+    const int64_t first_zero = static_cast<int64_t>(dist.size()) - 2 * k;
+    for (int64_t j = 0; j < k; ++j) {
+      EXPECT_EQ(got[j].distance, 0);
+      EXPECT_EQ(got[j].index, first_zero + j);
+    }
+  }
+}
+
 TEST(HammingSelector, RadiusModeKeepsEverythingWithinAndDropsPadding) {
   Selector sel;
   sel.reset(Selector::kUnbounded, /*threshold=*/3, /*nbits=*/8, /*n_valid=*/6);
