@@ -73,7 +73,7 @@ cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$PREFIX/usr;$PREFIX/usr/lib/$MULTIARCH/cmake;$PREFIX/usr/share/cmake" \
   -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DHASHLAB_WITH_CUDA=ON -DHASHLAB_CUDA_ARCHS=90 \
   -DHASHLAB_WITH_OPENCV=AUTO
-grep -q 'HASHLAB_WITH_CUDA' "$BUILD/build.ninja" "$BUILD/Makefile" 2>/dev/null || \
+grep -q -- '-DHASHLAB_WITH_CUDA=1' "$BUILD/build.ninja" "$BUILD/Makefile" 2>/dev/null || \
   log "warning: HASHLAB_WITH_CUDA is not defined in this build (LibTorch without CUDA?)"
 TARGETS=(test_search)
 [[ "${HL_SKIP_CLI:-0}" == 1 ]] || TARGETS+=(hashlab)
@@ -85,7 +85,7 @@ cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]}"
 # 5. Timing: CPU (ours) vs our CUDA path vs fp16 matmul + topk, same data.
 if [[ "${HL_SKIP_CLI:-0}" != 1 ]]; then
   FAISS_ARG=(--no-faiss)
-  grep -q 'HASHLAB_WITH_FAISS' "$BUILD/build.ninja" "$BUILD/Makefile" 2>/dev/null && FAISS_ARG=()
+  grep -q -- '-DHASHLAB_WITH_FAISS=1' "$BUILD/build.ninja" "$BUILD/Makefile" 2>/dev/null && FAISS_ARG=()
   "$BUILD/hashlab" bench search --device cuda --nb 1000000 --nq 10000 --bits 64 --k 100 \
     --threads "$JOBS" "${FAISS_ARG[@]}" ${HL_BENCH_ARGS:-}
   "$BUILD/hashlab" bench search --device cuda --nb 1000000 --nq 10000 --bits 64 --k 100 \
