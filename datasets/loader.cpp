@@ -55,8 +55,13 @@ Loader::~Loader() { stop_worker(); }
 
 torch::Tensor Loader::epoch_order(int64_t epoch) const {
   if (!o_.shuffle()) return indices_;
-  std::vector<int64_t> perm = permutation(indices_.size(0), mix_seed(o_.seed(), 1, epoch));
-  return indices_.index_select(0, torch::tensor(perm, torch::kInt64));
+  std::lock_guard<std::mutex> lock(order_mu_);
+  if (order_epoch_ != epoch) {
+    std::vector<int64_t> perm = permutation(indices_.size(0), mix_seed(o_.seed(), 1, epoch));
+    order_ = indices_.index_select(0, torch::tensor(perm, torch::kInt64));
+    order_epoch_ = epoch;
+  }
+  return order_;
 }
 
 Batch Loader::batch_at(int64_t step) const {

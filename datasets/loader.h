@@ -83,6 +83,12 @@ class Loader {
 
   Dataset dataset_;
   torch::Tensor indices_;
+  // The order of the most recent epoch asked for (one permutation per epoch,
+  // not per batch); guarded because batch_at may run on the worker and the
+  // caller at once.
+  mutable std::mutex order_mu_;
+  mutable int64_t order_epoch_ = -1;
+  mutable torch::Tensor order_;
   LoaderOptions o_;
   int64_t steps_per_epoch_ = 0;
   int64_t step_ = 0;
