@@ -89,8 +89,8 @@ class ShallowMethod : public Method {
     auto spec = exporter::hasher_spec(ctx, kind_, bits_);
     return exporter::build_hasher(spec, [this](exporter::ScriptEmitter& e, const std::string& x) {
       std::string xf = e.let(x + ".flatten(1)");
-      std::string mean = e.buffer("mean", sh_.mean), W = e.buffer("W", sh_.W);
-      std::string lo = e.buffer("lo", sh_.lo), om = e.buffer("omegas", sh_.omegas);
+      std::string mean = e.buffer("sh.mean", sh_.mean), W = e.buffer("sh.W", sh_.W);
+      std::string lo = e.buffer("sh.lo", sh_.lo), om = e.buffer("sh.omegas", sh_.omegas);
       std::string y = e.let("torch.matmul(" + xf + " - " + mean + ", " + W + ") - " + lo);
       return e.let("torch.cos(torch.matmul(" + y + ", " + om + ".t()))");
     });

@@ -324,6 +324,9 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
       log().info("exported TorchScript hasher to {}", path);
     } catch (const Error& e) {
       log().warn("no TorchScript export: {}", e.what());
+    } catch (const c10::Error& e) {
+      // The trained model and codes are already saved; report and go on.
+      log().error("TorchScript export failed: {}", e.what_without_backtrace());
     }
   }
   log().info("{} done in {:.1f} s: {}", top.method, train_seconds, summary_line(result));
