@@ -1,0 +1,417 @@
+#include "trainers/deepquan.h"
+
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "csrc/core/error.h"
+#include "csrc/core/logging.h"
+#include "csrc/export/method_export.h"
+#include "csrc/search/kmeans.h"
+#include "csrc/search/pq.h"
+#include "models/deepquan/deepquan.h"
+#include "models/deepquan/export.h"
+#include "trainers/trainer.h"
+
+namespace hashlab {
+
+namespace {
+
+using models::TripletForm;
+
+int64_t input_dim(const MethodContext& ctx) {
+  HL_CHECK(!ctx.input_shape.empty(), "deepquan: unknown input shape");
+  int64_t d = 1;
+  for (int64_t s : ctx.input_shape) d *= s;
+  return d;
+}
+
+// M from `M` or `bits` (= 8 M); exactly one may be given.
+int64_t read_subspaces(Section& s, int64_t fallback) {
+  int64_t M = fallback, bits = 0;
+  const bool has_m = s.has("M"), has_bits = s.has("bits");
+  HL_CHECK(!(has_m && has_bits), "{}: give either M or bits (= 8 M), not both", s.full("M"));
+  s.get("M", M, Range{1, 4096});
+  s.get("bits", bits, Range{8, 32768});
+  if (has_bits) {
+    HL_CHECK(bits % 8 == 0, "{}: bits must be a multiple of 8 (one byte per subspace), got {}",
+             s.full("bits"), bits);
+    M = bits / 8;
+  }
+  return M;
+}
+
+struct DeepQuanOptions {
+  int64_t M = 8;
+  int64_t K = 256;
+  int64_t code_dim = 0;  // 0 = 16 M
+  std::vector<int64_t> widths = {500, 500, 2000};
+  int64_t pretrain_steps = 1000;
+  double margin = 1.0;
+  double lambda = 0.1;
+  double eta = 1.0;
+  std::string loss = "triplet";
+  std::string triplet = "concat";
+  bool reconstruction = true;
+  int kmeans_iters = 25;
+
+  static DeepQuanOptions from_yaml(Section& s, bool pretrain_only) {
+    DeepQuanOptions o;
+    o.M = read_subspaces(s, o.M);
+    s.get("K", o.K, Range{2, 256});
+    s.get("code_dim", o.code_dim, Range{0, 1e6});
+    s.get("widths", o.widths);
+    s.get("eta", o.eta, Range{0, 1e6});
+    s.get("kmeans_iters", o.kmeans_iters, Range{0, 1e4});
+    if (!pretrain_only) {
+      s.get("pretrain_steps", o.pretrain_steps, Range{0, 1e12});
+      s.get("margin", o.margin, Range{0, 1e6});
+      s.get("lambda", o.lambda, Range{1e-12, 1});
+      s.get_choice("loss", o.loss, {"triplet", "quad"});
+      s.get_choice("triplet", o.triplet, {"concat", "subspace"});
+      s.get("reconstruction", o.reconstruction);
+    } else {
+      o.pretrain_steps = std::numeric_limits<int64_t>::max();
+    }
+    s.finish();
+    if (o.code_dim == 0) o.code_dim = 16 * o.M;
+    HL_CHECK(o.code_dim % o.M == 0, "{}: code_dim {} must be a multiple of M = {}",
+             s.full("code_dim"), o.code_dim, o.M);
+    for (int64_t w : o.widths)
+      HL_CHECK(w > 0, "{}: widths must be positive, got {}", s.full("widths"), w);
+    return o;
+  }
+};
+
+// Codebooks + the quantised codes z of a PQ method, shared by the three methods.
+class PQMethodBase : public Method {
+ public:
+  PQMethodBase(int64_t M, int64_t K, int kmeans_iters, uint64_t seed)
+      : M_(M), K_(K), kmeans_iters_(kmeans_iters), seed_(seed) {}
+
+  int nbits() const override { return static_cast<int>(8 * M_); }
+  CodeKind code_kind() const override { return CodeKind::kPQ; }
+
+  codes::PQCodes pq_codebooks() const override {
+    HL_CHECK(codebooks_.defined(), "method '{}': no codebooks yet (not trained)", name());
+    codes::PQCodes pq;
+    pq.M = static_cast<int>(M_);
+    pq.K = static_cast<int>(K_);
+    pq.dsub = static_cast<int>(codebooks_.size(2));
+    pq.codebooks = codebooks_.to(torch::kCPU).contiguous();
+    return pq;
+  }
+
+ protected:
+  // Fits the codebooks on z float [N, L] (any device); returns the ids of z
+  // (uint8 [N, M], CPU) and writes the "codebook_refresh" event.
+  torch::Tensor fit_codebooks(const torch::Tensor& z, Trainer* trainer) {
+    HL_CHECK(z.size(0) >= K_, "method '{}': {} training items for K = {} codewords", name(),
+             z.size(0), K_);
+    auto pq = search::pq_train(z, static_cast<int>(M_), static_cast<int>(K_), kmeans_iters_,
+                               seed_ + static_cast<uint64_t>(refreshes_));
+    ++refreshes_;
+    torch::Tensor previous = codebooks_.defined() ? last_ids_ : torch::Tensor();
+    codebooks_ = pq.codebooks.to(z.device());
+    last_ids_ = pq.ids;
+    if (trainer != nullptr && trainer->metrics() != nullptr && trainer->metrics()->is_open()) {
+      torch::NoGradGuard no_grad;
+      auto zc = z.to(torch::kCPU, torch::kFloat);
+      auto q = search::pq_decode(pq, pq.ids);
+      double qerr = (zc - q).pow(2).sum(1).mean().item<double>();
+      // Mean distance between distinct codewords of one codebook (Fig. 2a).
+      auto c = pq.codebooks;
+      auto d = (c.unsqueeze(2) - c.unsqueeze(1)).pow(2).sum(-1).sqrt();  // [M, K, K]
+      double cw = d.sum().item<double>() / (double(M_) * K_ * std::max<int64_t>(K_ - 1, 1));
+      nlohmann::json rec = {{"step", trainer->step()},        {"epoch", trainer->epoch()},
+                            {"refresh", refreshes_},           {"quantization_error", qerr},
+                            {"codeword_distance", cw}};
+      if (previous.defined() && previous.sizes() == pq.ids.sizes())
+        rec["changed"] = previous.ne(pq.ids).to(torch::kFloat64).mean().item<double>();
+      trainer->metrics()->write("codebook_refresh", rec);
+    }
+    return pq.ids;
+  }
+
+  void save_codebooks(torch::serialize::OutputArchive& a) const {
+    a.write("codebooks", codebooks_.defined() ? codebooks_.to(torch::kCPU) : torch::zeros({0}));
+    a.write("refreshes", torch::tensor(refreshes_, torch::kLong));
+  }
+  void load_codebooks(torch::serialize::InputArchive& a, torch::Device device) {
+    torch::Tensor c, r;
+    a.read("codebooks", c);
+    a.read("refreshes", r);
+    if (c.numel() == 0) {
+      codebooks_ = torch::Tensor();
+    } else {
+      HL_CHECK(c.dim() == 3 && c.size(0) == M_ && c.size(1) == K_,
+               "method '{}': saved codebooks [{}] do not match M = {}, K = {}", name(),
+               fmt::join(c.sizes().vec(), ", "), M_, K_);
+      codebooks_ = c.to(device);
+    }
+    refreshes_ = r.item<int64_t>();
+    last_ids_ = torch::Tensor();
+  }
+
+  int64_t M_, K_;
+  int kmeans_iters_;
+  uint64_t seed_;
+  int64_t refreshes_ = 0;
+  torch::Tensor codebooks_;  // float [M, K, dsub] on the model's device; undefined before fitting
+  torch::Tensor last_ids_;   // ids of the last fit (for the "changed" diagnostic)
+};
+
+// ------------------------------------------------------------------ deepquan / dae_pq
+
+class DeepQuanMethod : public PQMethodBase {
+ public:
+  DeepQuanMethod(Section& cfg, const MethodContext& ctx, bool pretrain_only)
+      : DeepQuanMethod(DeepQuanOptions::from_yaml(cfg, pretrain_only), ctx, pretrain_only) {}
+
+  DeepQuanMethod(DeepQuanOptions o, const MethodContext& ctx, bool pretrain_only)
+      : PQMethodBase(o.M, o.K, o.kmeans_iters, ctx.seed),
+        opts_(std::move(o)),
+        pretrain_only_(pretrain_only),
+        form_(models::parse_triplet_form(opts_.triplet)),
+        net_(models::DeepQuanAutoEncoderOptions(input_dim(ctx), opts_.code_dim)
+                 .widths(opts_.widths)) {
+    net_->to(ctx.device);
+  }
+
+  std::string name() const override { return pretrain_only_ ? "dae_pq" : "deepquan"; }
+  torch::nn::Module* module() override { return net_.ptr().get(); }
+
+  std::vector<ParamGroup> param_groups() override {
+    return {ParamGroup{"autoencoder", net_->parameters(), 1.0, 1.0}};
+  }
+
+  void before_train(Trainer& trainer) override {
+    cache_training_set(trainer);
+    if (codebooks_.defined()) {
+      // Resumed: assignments from the restored codebooks.
+      codebooks_ = codebooks_.to(device());
+      train_ids_ = search::pq_encode(pq_codebooks(), codes_of_cache());
+    } else if (!pretrain_only_ && opts_.pretrain_steps <= trainer.step()) {
+      refresh(trainer);
+    }
+  }
+
+  void after_step(Trainer& trainer) override {
+    if (!pretrain_only_ && !codebooks_.defined() && trainer.step() >= opts_.pretrain_steps)
+      refresh(trainer);
+  }
+
+  void after_epoch(Trainer& trainer) override {
+    if (codebooks_.defined() && !pretrain_only_) refresh(trainer);
+  }
+
+  void after_train(Trainer& trainer) override {
+    if (train_x_.defined()) refresh(trainer);
+  }
+
+  LossMap training_step(const Batch& batch, Trainer& /*trainer*/) override {
+    torch::Tensor x = batch.x.flatten(1);
+    torch::Tensor z = net_->encode(x);
+    torch::Tensor rec = models::deepquan_reconstruction_loss(x, net_->decode(z));
+    if (!codebooks_.defined()) {
+      return {{"loss", opts_.eta * rec}, {"quantization", torch::zeros({}, rec.options())},
+              {"reconstruction", rec}};
+    }
+    torch::Tensor pos_ids = positive_ids(batch, z);
+    torch::Tensor c_pos = models::gather_codewords(codebooks_, pos_ids);
+    torch::Tensor quant;
+    if (opts_.loss == "quad") {
+      quant = models::deepquan_quadratic_loss(z, c_pos);
+    } else {
+      torch::Tensor neg_ids = models::sample_negative_ids(pos_ids, K_);
+      torch::Tensor c_neg = models::gather_codewords(codebooks_, neg_ids);
+      quant = models::deepquan_triplet_loss(z, c_pos, c_neg, opts_.margin, opts_.lambda, M_, form_);
+    }
+    torch::Tensor loss = opts_.reconstruction ? quant + opts_.eta * rec : quant;
+    return {{"loss", loss}, {"quantization", quant.detach()}, {"reconstruction", rec.detach()}};
+  }
+
+  std::vector<std::pair<std::string, double>> status() const override {
+    return {{"refreshes", static_cast<double>(refreshes_)}};
+  }
+
+  torch::Tensor embed(const torch::Tensor& x) override {
+    torch::NoGradGuard no_grad;
+    const bool was_training = net_->is_training();
+    net_->eval();
+    torch::Tensor z = net_->encode(x.to(device()));
+    if (was_training) net_->train();
+    return z;
+  }
+
+  void save(torch::serialize::OutputArchive& archive) const override {
+    torch::serialize::OutputArchive net;
+    net_->save(net);
+    archive.write("net", net);
+    save_codebooks(archive);
+  }
+
+  void load(torch::serialize::InputArchive& archive) override {
+    torch::serialize::InputArchive net;
+    archive.read("net", net);
+    net_->load(net);
+    load_codebooks(archive, device());
+    train_ids_ = torch::Tensor();
+  }
+
+  torch::jit::Module to_torchscript(const MethodContext& ctx) const override {
+    HL_CHECK(codebooks_.defined(), "method '{}': nothing to export before training", name());
+    auto spec = exporter::hasher_spec(ctx, name(), nbits());
+    return models::build_pq_hasher(spec, codebooks_, [&](exporter::ScriptEmitter& e,
+                                                         const std::string& x) {
+      return net_->emit_encoder(e, x);
+    });
+  }
+
+ private:
+  torch::Device device() const { return net_->parameters().front().device(); }
+
+  // One epoch of the training stream, as the loader builds it (CPU).
+  void cache_training_set(Trainer& trainer) {
+    Loader* loader = trainer.loader();
+    HL_CHECK(loader != nullptr, "{}: needs the trainer's training loader", name());
+    std::vector<torch::Tensor> xs, idx;
+    for (int64_t s = 0; s < loader->steps_per_epoch(); ++s) {
+      Batch b = loader->batch_at(s);
+      xs.push_back(b.x.flatten(1).to(torch::kCPU));
+      idx.push_back(b.index.to(torch::kCPU, torch::kLong));
+    }
+    HL_CHECK(!xs.empty(), "{}: empty training set", name());
+    train_x_ = torch::cat(xs);
+    torch::Tensor pool = torch::cat(idx);
+    row_of_ = torch::full({pool.max().item<int64_t>() + 1}, -1, torch::kLong);
+    row_of_.index_put_({pool}, torch::arange(pool.size(0), torch::kLong));
+  }
+
+  torch::Tensor codes_of_cache() {
+    std::vector<torch::Tensor> zs;
+    const int64_t chunk = 4096;
+    for (int64_t r = 0; r < train_x_.size(0); r += chunk)
+      zs.push_back(embed(train_x_.slice(0, r, std::min(train_x_.size(0), r + chunk))));
+    return torch::cat(zs);
+  }
+
+  void refresh(Trainer& trainer) {
+    torch::Tensor z = codes_of_cache();
+    train_ids_ = fit_codebooks(z, &trainer);
+  }
+
+  // The codeword ids each item of the batch was assigned to at the last
+  // refresh: int64 [N, M] on z's device.
+  torch::Tensor positive_ids(const Batch& batch, const torch::Tensor& z) {
+    const int64_t n = z.size(0);
+    torch::Tensor rows = torch::full({n}, -1, torch::kLong);
+    if (batch.index.defined() && row_of_.defined() && train_ids_.defined()) {
+      torch::Tensor pool = batch.index.to(torch::kCPU, torch::kLong);
+      torch::Tensor known = pool.lt(row_of_.size(0)).logical_and(pool.ge(0));
+      rows = torch::where(known, row_of_.index_select(0, pool.clamp(0, row_of_.size(0) - 1)),
+                          rows);
+    }
+    torch::Tensor ids = torch::zeros({n, M_}, torch::kLong);
+    torch::Tensor seen = rows.ge(0);
+    if (seen.any().item<bool>()) {
+      torch::Tensor r = rows.masked_select(seen);
+      ids.index_put_({seen}, train_ids_.index_select(0, r).to(torch::kLong));
+    }
+    torch::Tensor unseen = seen.logical_not();
+    if (unseen.any().item<bool>()) {
+      torch::Tensor zu = z.detach().index({unseen.to(z.device())});
+      ids.index_put_({unseen}, search::pq_encode(pq_codebooks(), zu).to(torch::kLong));
+    }
+    return ids.to(z.device());
+  }
+
+  DeepQuanOptions opts_;
+  bool pretrain_only_;
+  TripletForm form_;
+  models::DeepQuanAutoEncoder net_;
+  torch::Tensor train_x_;    // float [N, D] CPU: the cached training features
+  torch::Tensor row_of_;     // int64 [max pool index + 1]: row of train_x_, or -1
+  torch::Tensor train_ids_;  // uint8 [N, M] CPU: assignments of train_x_ at the last refresh
+};
+
+// ------------------------------------------------------------------ pq (raw features)
+
+class RawPQMethod : public PQMethodBase {
+ public:
+  RawPQMethod(Section& cfg, const MethodContext& ctx)
+      : RawPQMethod(parse(cfg), ctx) {}
+
+  std::string name() const override { return "pq"; }
+  bool uses_trainer() const override { return false; }
+
+  void fit(const FitData& data, Trainer& trainer) override {
+    torch::Tensor x = data.x.flatten(1).to(torch::kFloat);
+    HL_CHECK(x.size(1) == dim_, "pq: features have {} values, the context said {}", x.size(1),
+             dim_);
+    fit_codebooks(x, &trainer);
+  }
+
+  torch::Tensor embed(const torch::Tensor& x) override { return x.flatten(1).to(torch::kFloat); }
+
+  void save(torch::serialize::OutputArchive& archive) const override { save_codebooks(archive); }
+  void load(torch::serialize::InputArchive& archive) override {
+    load_codebooks(archive, torch::kCPU);
+  }
+
+  torch::jit::Module to_torchscript(const MethodContext& ctx) const override {
+    HL_CHECK(codebooks_.defined(), "method 'pq': nothing to export before fitting");
+    auto spec = exporter::hasher_spec(ctx, name(), nbits());
+    return models::build_pq_hasher(spec, codebooks_, [](exporter::ScriptEmitter& e,
+                                                        const std::string& x) {
+      return e.let(fmt::format("torch.flatten({}, 1)", x));
+    });
+  }
+
+ private:
+  struct Parsed {
+    int64_t M = 8, K = 256;
+    int iters = 25;
+  };
+  static Parsed parse(Section& s) {
+    Parsed p;
+    p.M = read_subspaces(s, p.M);
+    s.get("K", p.K, Range{2, 256});
+    s.get("kmeans_iters", p.iters, Range{0, 1e4});
+    s.finish();
+    return p;
+  }
+  RawPQMethod(Parsed p, const MethodContext& ctx)
+      : PQMethodBase(p.M, p.K, p.iters, ctx.seed), dim_(input_dim(ctx)) {
+    HL_CHECK(dim_ % M_ == 0, "pq: M = {} must divide the input dimension {}", M_, dim_);
+  }
+  int64_t dim_;
+};
+
+}  // namespace
+
+void register_deepquan(MethodRegistry& registry) {
+  registry.add(
+      "deepquan",
+      [](Section& cfg, const MethodContext& ctx) -> std::unique_ptr<Method> {
+        return std::make_unique<DeepQuanMethod>(cfg, ctx, /*pretrain_only=*/false);
+      },
+      "DeepQuan (Chen et al., IJCAI 2018): deep auto-encoder + product quantization, "
+      "weighted triplet loss");
+  registry.add(
+      "dae_pq",
+      [](Section& cfg, const MethodContext& ctx) -> std::unique_ptr<Method> {
+        return std::make_unique<DeepQuanMethod>(cfg, ctx, /*pretrain_only=*/true);
+      },
+      "DAE-PQ (DeepQuan ablation): product quantization of a pretrained auto-encoder's codes");
+  registry.add(
+      "pq",
+      [](Section& cfg, const MethodContext& ctx) -> std::unique_ptr<Method> {
+        return std::make_unique<RawPQMethod>(cfg, ctx);
+      },
+      "PQ (Jegou et al. 2011) on the raw features (DeepQuan ablation)");
+}
+
+}  // namespace hashlab
