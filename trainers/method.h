@@ -17,6 +17,7 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include "csrc/codes/code_file.h"
 #include "csrc/core/config.h"
 #include "csrc/core/registry.h"
 #include "datasets/loader.h"
@@ -90,6 +91,13 @@ class Method {
   // ---- inference. x: float input batch on the method's device.
   virtual torch::Tensor embed(const torch::Tensor& x) = 0;  // [N, nbits] real
   virtual torch::Tensor encode(const torch::Tensor& x);     // [N, ceil(nbits/8)] uint8
+
+  // ---- product-quantization methods (code_kind() == kPQ): embed(x) gives the
+  // continuous code-layer output z [N, D]; the codebooks quantise it.
+  virtual codes::PQCodes pq_codebooks() const {  // codebooks only (ids undefined)
+    fail("method '{}' has no PQ codebooks", name());
+  }
+  virtual torch::Tensor encode_pq(const torch::Tensor& x);  // uint8 [N, M] codeword ids
 
   // ---- state (checkpoints, model files)
   virtual void save(torch::serialize::OutputArchive& archive) const = 0;

@@ -10,6 +10,11 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <torch/script.h>
+
+#include "csrc/codes/code_file.h"
+#include "datasets/dataset.h"
+#include "datasets/readers/idx.h"
 
 namespace fs = std::filesystem;
 
@@ -19,6 +24,14 @@ struct Result {
   int code;
   std::string out;
 };
+
+// The last line of a command's output (where eval/train print their JSON).
+std::string last_line(const std::string& out) {
+  std::string s = out;
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  auto nl = s.rfind('\n');
+  return nl == std::string::npos ? s : s.substr(nl + 1);
+}
 
 Result run(const std::string& args) {
   std::string cmd = std::string(HASHLAB_CLI_PATH) + " " + args + " 2>&1";
@@ -131,13 +144,27 @@ TEST_F(CliTest, TrainBaselineWritesRunDirectoryAndEvaluates) {
   // Evaluating the saved codes gives the same mAP as the training run.
   auto e = run("eval --run " + run_dir.string() + " --from-codes");
   ASSERT_EQ(e.code, 0) << e.out;
-  auto je = nlohmann::json::parse(e.out.substr(e.out.rfind('{')));
+  auto je = nlohmann::json::parse(last_line(e.out));
   EXPECT_DOUBLE_EQ(je["map_all"].get<double>(), j["map_all"].get<double>());
   // Re-encoding with the saved model gives it too.
   e = run("eval --run " + run_dir.string());
   ASSERT_EQ(e.code, 0) << e.out;
-  je = nlohmann::json::parse(e.out.substr(e.out.rfind('{')));
+  je = nlohmann::json::parse(last_line(e.out));
   EXPECT_DOUBLE_EQ(je["map_all"].get<double>(), j["map_all"].get<double>());
+
+  // The exported TorchScript hasher, fed raw pixels, reproduces the eager
+  // codes that `hashlab encode` writes for the same file.
+  ASSERT_TRUE(fs::exists(run_dir / "model/hasher.pt"));
+  auto all = (dir_ / "all.hlc").string();
+  e = run("encode --run " + run_dir.string() + " --input " + (dir_ / "images.idx").string() +
+          " --out " + all);
+  ASSERT_EQ(e.code, 0) << e.out;
+  auto eager = hashlab::codes::read_binary_codes(all);
+  EXPECT_EQ(eager.nbits, 16);
+  auto module = torch::jit::load((run_dir / "model/hasher.pt").string());
+  auto raw = hashlab::data::to_tensor(hashlab::data::read_idx((dir_ / "images.idx").string()));
+  auto scripted = module.get_method("encode")({raw.to(torch::kFloat32).unsqueeze(1)}).toTensor();
+  EXPECT_TRUE(torch::equal(scripted, eager.codes));
 
   // A second train into the same directory is refused (no lost work).
   r = run("train -c " + cfg + " --run-dir " + run_dir.string());
