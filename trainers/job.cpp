@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 
 #include "csrc/codes/code_file.h"
@@ -11,6 +12,7 @@
 #include "csrc/core/error.h"
 #include "csrc/core/fs_util.h"
 #include "csrc/core/logging.h"
+#include "csrc/eval/evaluate_pq.h"
 #include "csrc/eval/metrics.h"
 #include "csrc/export/script_emitter.h"
 #include "datasets/loader.h"
@@ -69,7 +71,7 @@ int64_t eval_batch_size(const Config& cfg) {
 }
 
 eval::EvalOptions eval_options(Section s) {
-  s.known({"batch_size"});
+  s.known({"batch_size", "pq_distance"});
   return eval::EvalOptions::from_yaml(s);
 }
 
@@ -146,32 +148,63 @@ std::string latest_run_dir(const std::string& root, const std::string& name) {
   return runs.back();
 }
 
-torch::Tensor encode_indices(Method& method, const data::Dataset& ds, const torch::Tensor& idx,
-                             const data::DataOptions& dopts, torch::Device device,
-                             int64_t batch_size) {
+namespace {
+// Applies `fn` to the transformed inputs of pool items `idx` in order (no
+// augmentation) and concatenates the CPU results.
+torch::Tensor map_indices(Method& method, const data::Dataset& ds, const torch::Tensor& idx,
+                          const data::DataOptions& dopts, torch::Device device, int64_t batch_size,
+                          const std::function<torch::Tensor(const torch::Tensor&)>& fn) {
   torch::NoGradGuard ng;
   if (auto* mod = method.module()) mod->eval();
   data::Loader loader(ds, idx, eval_loader_options(dopts, device, batch_size));
   std::vector<torch::Tensor> out;
-  for (int64_t s = 0; s < loader.steps_per_epoch(); ++s) {
-    auto b = loader.next();
-    out.push_back(method.encode(b.x).to(torch::kCPU));
-  }
-  return out.empty() ? torch::empty({0, (method.nbits() + 7) / 8}, torch::kUInt8)
-                     : torch::cat(out).contiguous();
+  for (int64_t s = 0; s < loader.steps_per_epoch(); ++s) out.push_back(fn(loader.next().x).cpu());
+  if (out.empty()) return torch::Tensor();
+  return torch::cat(out).contiguous();
+}
+
+std::string pq_distance_mode(Section eval_cfg) {
+  std::string mode = "sdc";
+  eval_cfg.get_choice("pq_distance", mode, {"sdc", "adc"});
+  return mode;
+}
+}  // namespace
+
+torch::Tensor encode_indices(Method& method, const data::Dataset& ds, const torch::Tensor& idx,
+                             const data::DataOptions& dopts, torch::Device device,
+                             int64_t batch_size) {
+  auto codes = map_indices(method, ds, idx, dopts, device, batch_size,
+                           [&](const torch::Tensor& x) {
+                             return method.code_kind() == CodeKind::kPQ ? method.encode_pq(x)
+                                                                        : method.encode(x);
+                           });
+  if (codes.defined()) return codes;
+  int64_t width = method.code_kind() == CodeKind::kPQ ? method.nbits() / 8 : (method.nbits() + 7) / 8;
+  return torch::empty({0, width}, torch::kUInt8);
 }
 
 nlohmann::json evaluate_run(Method& method, const data::Dataset& ds, const data::Split& split,
                             const data::DataOptions& dopts, Section eval_cfg, torch::Device device,
                             int64_t batch_size, torch::Tensor* qcodes_out,
                             torch::Tensor* dbcodes_out) {
+  const std::string pq_mode = pq_distance_mode(eval_cfg);
   auto opts = eval_options(eval_cfg);
   auto t0 = std::chrono::steady_clock::now();
   auto q = encode_indices(method, ds, split.query, dopts, device, batch_size);
   auto db = encode_indices(method, ds, split.database, dopts, device, batch_size);
   double t_encode = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   nlohmann::json r;
-  if (ds.has_labels() && dopts.protocol == "label") {
+  if (method.code_kind() == CodeKind::kPQ) {
+    if (!ds.has_labels() || dopts.protocol != "label")
+      fail("evaluation: PQ methods are evaluated with the label protocol (data.protocol: label)");
+    auto ql = ds.labels.index_select(0, split.query);
+    auto dl = ds.labels.index_select(0, split.database);
+    torch::Tensor queries = q;
+    if (pq_mode == "adc")
+      queries = map_indices(method, ds, split.query, dopts, device, batch_size,
+                            [&](const torch::Tensor& x) { return method.embed(x); });
+    r = eval::evaluate_pq(method.pq_codebooks(), queries, db, ql, dl, pq_mode, opts);
+  } else if (ds.has_labels() && dopts.protocol == "label") {
     auto ql = ds.labels.index_select(0, split.query);
     auto dl = ds.labels.index_select(0, split.database);
     r = eval::evaluate_hamming(q, db, method.nbits(), ql, dl, opts);
@@ -311,10 +344,18 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   metrics.write("eval", result);
   if (top.save_codes) {
     fs::create_directories(fs::path(run_dir) / "codes");
-    codes::write_binary_codes((fs::path(run_dir) / "codes" / "query.hlc").string(),
-                              {method->nbits(), qcodes});
-    codes::write_binary_codes((fs::path(run_dir) / "codes" / "database.hlc").string(),
-                              {method->nbits(), dbcodes});
+    auto save = [&](const char* file, const torch::Tensor& c) {
+      std::string path = (fs::path(run_dir) / "codes" / file).string();
+      if (method->code_kind() == CodeKind::kPQ) {
+        codes::PQCodes pq = method->pq_codebooks();
+        pq.ids = c;
+        codes::write_pq_codes(path, pq);
+      } else {
+        codes::write_binary_codes(path, {method->nbits(), c});
+      }
+    };
+    save("query.hlc", qcodes);
+    save("database.hlc", dbcodes);
   }
   if (top.export_model) {
     try {

@@ -10,6 +10,7 @@
 #include "csrc/core/error.h"
 #include "csrc/core/fs_util.h"
 #include "csrc/core/logging.h"
+#include "csrc/eval/evaluate_pq.h"
 #include "csrc/eval/metrics.h"
 #include "csrc/export/script_emitter.h"
 #include "datasets/dataset.h"
@@ -42,14 +43,26 @@ void run_eval(const EvalCmd& c) {
       auto dopts = data::DataOptions::from_yaml(cfg.section("data"));
       auto ds = data::load_dataset(dopts);
       auto split = data::make_split(ds, dopts);
-      auto q = codes::read_binary_codes((fs::path(c.run) / "codes" / "query.hlc").string());
-      auto db = codes::read_binary_codes((fs::path(c.run) / "codes" / "database.hlc").string());
+      std::string qpath = (fs::path(c.run) / "codes" / "query.hlc").string();
+      std::string dbpath = (fs::path(c.run) / "codes" / "database.hlc").string();
       if (!ds.has_labels()) fail("{}: --from-codes needs labelled data", c.run);
       Section e = cfg.section("eval");
+      std::string pq_mode = "sdc";
+      e.get_choice("pq_distance", pq_mode, {"sdc", "adc"});
       e.known({"batch_size"});
-      r = eval::evaluate_hamming(q.codes, db.codes, q.nbits, ds.labels.index_select(0, split.query),
-                                 ds.labels.index_select(0, split.database),
-                                 eval::EvalOptions::from_yaml(e));
+      auto opts = eval::EvalOptions::from_yaml(e);
+      auto ql = ds.labels.index_select(0, split.query);
+      auto dl = ds.labels.index_select(0, split.database);
+      if (codes::read_code_file_info(qpath).kind == codes::CodeKind::pq) {
+        if (pq_mode != "sdc") fail("--from-codes: saved PQ codes support only SDC ranking");
+        auto q = codes::read_pq_codes(qpath);
+        auto db = codes::read_pq_codes(dbpath);
+        r = eval::evaluate_pq(db, q.ids, db.ids, ql, dl, "sdc", opts);
+      } else {
+        auto q = codes::read_binary_codes(qpath);
+        auto db = codes::read_binary_codes(dbpath);
+        r = eval::evaluate_hamming(q.codes, db.codes, q.nbits, ql, dl, opts);
+      }
     } else {
       LoadedRun run = load_run(c.run, c.overrides);
       r = evaluate_run(*run.method, run.dataset, run.split, run.data_options,
@@ -90,7 +103,13 @@ void run_encode(const EncodeCmd& c) {
   auto ds = data::load_dataset(d);
   auto idx = torch::arange(ds.size(), torch::kLong);
   auto codes = encode_indices(*run.method, ds, idx, d, run.context.device, run.eval_batch_size);
-  codes::write_binary_codes(c.out, {run.method->nbits(), codes});
+  if (run.method->code_kind() == CodeKind::kPQ) {
+    codes::PQCodes pq = run.method->pq_codebooks();
+    pq.ids = codes;
+    codes::write_pq_codes(c.out, pq);
+  } else {
+    codes::write_binary_codes(c.out, {run.method->nbits(), codes});
+  }
   std::cout << fmt::format("wrote {} {}-bit codes of {} to {}\n", codes.size(0),
                            run.method->nbits(), c.input, c.out);
 }
