@@ -194,12 +194,17 @@ codes::PQCodes pq_train(const torch::Tensor& X, int M, int K, int iters, uint64_
   pq.dsub = int(X.size(1) / M);
   pq.codebooks = torch::empty({M, K, pq.dsub}, torch::kFloat);
   pq.ids = torch::empty({X.size(0), M}, torch::kUInt8);
-  for (int m = 0; m < M; ++m) {
-    auto sub = X.slice(1, int64_t(m) * pq.dsub, int64_t(m + 1) * pq.dsub);
+  auto train_subspace = [&](int64_t m) {
+    auto sub = X.slice(1, m * pq.dsub, (m + 1) * pq.dsub);
     auto res = kmeans(sub, K, KMeansOptions{iters, 1e-5, seed + uint64_t(m)});
     pq.codebooks[m].copy_(res.centroids.cpu());
     pq.ids.select(1, m).copy_(res.assignments.cpu().to(torch::kUInt8));
-  }
+  };
+  // On the CPU, one intra-op thread: k-means on a small subspace is a long
+  // chain of small ops, and a parallel region per op costs more than the op
+  // (on a loaded machine, a scheduler time slice per region: ~50x slower).
+  ThreadsGuard guard(X.is_cuda() ? 0 : 1);
+  for (int64_t m = 0; m < M; ++m) train_subspace(m);
   return pq;
 }
 
@@ -208,10 +213,11 @@ torch::Tensor pq_encode(const codes::PQCodes& pq, const torch::Tensor& X) {
   TORCH_CHECK(X.dim() == 2 && X.size(1) == int64_t(pq.M) * pq.dsub, "pq_encode: X must be [N, ",
               pq.M * pq.dsub, "], got ", X.sizes());
   auto ids = torch::empty({X.size(0), pq.M}, torch::kUInt8);
-  for (int m = 0; m < pq.M; ++m) {
-    auto sub = X.slice(1, int64_t(m) * pq.dsub, int64_t(m + 1) * pq.dsub);
+  auto encode_subspace = [&](int64_t m) {
+    auto sub = X.slice(1, m * pq.dsub, (m + 1) * pq.dsub);
     ids.select(1, m).copy_(nearest_centroids(sub, pq.codebooks[m]).first.cpu().to(torch::kUInt8));
-  }
+  };
+  for (int64_t m = 0; m < pq.M; ++m) encode_subspace(m);
   return ids;
 }
 
