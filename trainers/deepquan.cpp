@@ -204,7 +204,9 @@ class DeepQuanMethod : public PQMethodBase {
   }
 
   void after_epoch(Trainer& trainer) override {
-    if (codebooks_.defined() && !pretrain_only_) refresh(trainer);
+    // Skipped when pretraining ended on this very step (just refreshed).
+    if (codebooks_.defined() && !pretrain_only_ && last_refresh_step_ != trainer.step())
+      refresh(trainer);
   }
 
   void after_train(Trainer& trainer) override {
@@ -301,6 +303,7 @@ class DeepQuanMethod : public PQMethodBase {
   void refresh(Trainer& trainer) {
     torch::Tensor z = codes_of_cache();
     train_ids_ = fit_codebooks(z, &trainer);
+    last_refresh_step_ = trainer.step();
   }
 
   // The codeword ids each item of the batch was assigned to at the last
@@ -335,6 +338,7 @@ class DeepQuanMethod : public PQMethodBase {
   torch::Tensor train_x_;    // float [N, D] CPU: the cached training features
   torch::Tensor row_of_;     // int64 [max pool index + 1]: row of train_x_, or -1
   torch::Tensor train_ids_;  // uint8 [N, M] CPU: assignments of train_x_ at the last refresh
+  int64_t last_refresh_step_ = -1;
 };
 
 // ------------------------------------------------------------------ pq (raw features)
