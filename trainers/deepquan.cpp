@@ -34,8 +34,8 @@ int64_t read_subspaces(Section& s, int64_t fallback) {
   const bool has_m = s.has("M"), has_bits = s.has("bits");
   HL_CHECK(!(has_m && has_bits), "{}: give either M or bits (= 8 M), not both", s.full("M"));
   s.get("M", M, Range{1, 4096});
-  s.get("bits", bits, Range{8, 32768});
   if (has_bits) {
+    s.get("bits", bits, Range{8, 32768});
     HL_CHECK(bits % 8 == 0, "{}: bits must be a multiple of 8 (one byte per subspace), got {}",
              s.full("bits"), bits);
     M = bits / 8;
