@@ -113,9 +113,7 @@ class PQMethodBase : public Method {
     auto pq = search::pq_train(z, static_cast<int>(M_), static_cast<int>(K_), kmeans_iters_,
                                seed_ + static_cast<uint64_t>(refreshes_));
     ++refreshes_;
-    torch::Tensor previous = codebooks_.defined() ? last_ids_ : torch::Tensor();
     codebooks_ = pq.codebooks.to(z.device());
-    last_ids_ = pq.ids;
     if (trainer != nullptr && trainer->metrics() != nullptr && trainer->metrics()->is_open()) {
       torch::NoGradGuard no_grad;
       auto zc = z.to(torch::kCPU, torch::kFloat);
@@ -128,8 +126,6 @@ class PQMethodBase : public Method {
       nlohmann::json rec = {{"step", trainer->step()},        {"epoch", trainer->epoch()},
                             {"refresh", refreshes_},           {"quantization_error", qerr},
                             {"codeword_distance", cw}};
-      if (previous.defined() && previous.sizes() == pq.ids.sizes())
-        rec["changed"] = previous.ne(pq.ids).to(torch::kFloat64).mean().item<double>();
       trainer->metrics()->write("codebook_refresh", rec);
     }
     return pq.ids;
@@ -152,7 +148,6 @@ class PQMethodBase : public Method {
       codebooks_ = c.to(device);
     }
     refreshes_ = r.item<int64_t>();
-    last_ids_ = torch::Tensor();
   }
 
   int64_t M_, K_;
@@ -160,7 +155,6 @@ class PQMethodBase : public Method {
   uint64_t seed_;
   int64_t refreshes_ = 0;
   torch::Tensor codebooks_;  // float [M, K, dsub] on the model's device; undefined before fitting
-  torch::Tensor last_ids_;   // ids of the last fit (for the "changed" diagnostic)
 };
 
 // ------------------------------------------------------------------ deepquan / dae_pq

@@ -38,7 +38,8 @@
 // seed = model seed + refresh count) and writes the metrics event
 // "codebook_refresh" {step, epoch, quantization_error (mean ||z − q(z)||²),
 // codeword_distance (mean distance between codewords of a codebook: the
-// paper's Fig. 2a diagnostic), changed (fraction of assignments that moved)}.
+// paper's Fig. 2a diagnostic)}. Each refresh is a fresh k-means (the k-means
+// API has no warm start), so ids are not comparable across refreshes.
 // After a resume the assignments are re-derived from the restored codebooks.
 //
 // dae_pq — the "DAE-PQ" ablation: the same auto-encoder trained on eq. 3 for

@@ -287,15 +287,10 @@ TEST(DeepQuanMethod, TrainingRefreshesCodebooksAndLowersTheLoss) {
   ASSERT_EQ(refreshes.size(), 16u);
   EXPECT_EQ(refreshes.front()["step"].get<int64_t>(), pretrain);
   EXPECT_EQ(refreshes.back()["step"].get<int64_t>(), steps);
-  bool moved = false;
-  for (size_t i = 1; i < refreshes.size(); ++i) {
-    double changed = refreshes[i]["changed"].get<double>();
-    EXPECT_GE(changed, 0.0);
-    EXPECT_LE(changed, 1.0);
-    moved = moved || changed > 0;
-    EXPECT_GT(refreshes[i]["codeword_distance"].get<double>(), 0.0);
+  for (const auto& r : refreshes) {
+    EXPECT_GT(r["codeword_distance"].get<double>(), 0.0);
+    EXPECT_GT(r["quantization_error"].get<double>(), 0.0);
   }
-  EXPECT_TRUE(moved) << "the encoder moved but no assignment changed";
 
   // Pretraining lowers the reconstruction; the joint phase lowers eq. 4.
   auto train = read_events(dir / "metrics.jsonl", "train");
