@@ -153,12 +153,14 @@ std::string emit_sequential(ScriptEmitter& e, const std::string& prefix,
   return cur;
 }
 
-torch::jit::Module build_hasher(const HasherSpec& spec, const NetEmitter& emit_net) {
+HasherBase hasher_base(const HasherSpec& spec, const NetEmitter& emit_net,
+                       const std::string& module_name) {
   HL_CHECK(spec.nbits > 0, "export: nbits must be positive, got {}", spec.nbits);
   HL_CHECK(!spec.input_shape.empty(), "export: empty input shape");
   HL_CHECK(spec.input_scale > 0, "export: input_scale must be positive, got {}",
            spec.input_scale);
-  torch::jit::Module m("hashlab_" + spec.method + "_hasher");
+  HasherBase base{torch::jit::Module(module_name), ""};
+  torch::jit::Module& m = base.module;
   m.register_attribute("nbits", c10::IntType::get(), spec.nbits);
   m.register_attribute("method", c10::StringType::get(), spec.method);
   m.register_attribute("input_shape", c10::ListType::ofInts(), c10::List<int64_t>(spec.input_shape));
@@ -181,15 +183,11 @@ torch::jit::Module build_hasher(const HasherSpec& spec, const NetEmitter& emit_n
   };
   m.register_buffer("input_mean", stat(spec.mean, 0.0, "mean"));
   m.register_buffer("input_std", stat(spec.std, 1.0, "std"));
-  std::vector<int64_t> weights = {1, 2, 4, 8, 16, 32, 64, 128};
-  m.register_buffer("bit_weights", torch::tensor(weights, torch::kInt64));
 
   ScriptEmitter e(m);
   std::string out = emit_net(e, "x");
-  const int64_t nbytes = (spec.nbits + 7) / 8;
-  const int64_t pad = nbytes * 8 - spec.nbits;
   const int64_t dims = static_cast<int64_t>(spec.input_shape.size()) + 1;
-  std::string src = fmt::format(
+  base.source = fmt::format(
       R"(
 def preprocess(self, x):
     assert x.dim() == {dims}, "hashlab hasher: expected input [N] + {shape}"
@@ -199,7 +197,31 @@ def preprocess(self, x):
 def embed(self, x):
     x = self.preprocess(x)
 {body}    return {out}
+)",
+      fmt::arg("dims", dims), fmt::arg("shape", int_list(spec.input_shape)),
+      fmt::arg("f32", kFloat32), fmt::arg("body", e.body()), fmt::arg("out", out));
+  return base;
+}
 
+torch::jit::Module define_hasher(HasherBase& base, const std::string& method) {
+  try {
+    base.module.define(base.source);
+  } catch (const c10::Error& err) {
+    fail("export: TorchScript for method '{}' does not compile: {}\n{}", method,
+         err.what_without_backtrace(), base.source);
+  }
+  base.module.eval();
+  return base.module;
+}
+
+torch::jit::Module build_hasher(const HasherSpec& spec, const NetEmitter& emit_net) {
+  HasherBase base = hasher_base(spec, emit_net, "hashlab_" + spec.method + "_hasher");
+  std::vector<int64_t> weights = {1, 2, 4, 8, 16, 32, 64, 128};
+  base.module.register_buffer("bit_weights", torch::tensor(weights, torch::kInt64));
+  const int64_t nbytes = (spec.nbits + 7) / 8;
+  const int64_t pad = nbytes * 8 - spec.nbits;
+  base.source += fmt::format(
+      R"(
 def forward(self, x):
     v = self.embed(x)
     return (v >= 0).to({f32}) * 2.0 - 1.0
@@ -211,18 +233,9 @@ def encode(self, x):
     bits = bits.view([bits.size(0), {nbytes}, 8])
     return (bits * self.bit_weights).sum(2).to({u8})
 )",
-      fmt::arg("dims", dims), fmt::arg("shape", int_list(spec.input_shape)),
       fmt::arg("f32", kFloat32), fmt::arg("i64", kInt64), fmt::arg("u8", kUInt8),
-      fmt::arg("body", e.body()), fmt::arg("out", out), fmt::arg("pad", pad),
-      fmt::arg("nbytes", nbytes));
-  try {
-    m.define(src);
-  } catch (const c10::Error& err) {
-    fail("export: TorchScript for method '{}' does not compile: {}\n{}", spec.method,
-         err.what_without_backtrace(), src);
-  }
-  m.eval();
-  return m;
+      fmt::arg("pad", pad), fmt::arg("nbytes", nbytes));
+  return define_hasher(base, spec.method);
 }
 
 torch::jit::Module export_linear_hasher(const torch::Tensor& W, const torch::Tensor& center,

@@ -91,6 +91,21 @@ struct HasherSpec {
 // variable holding the real outputs v [N, nbits].
 using NetEmitter = std::function<std::string(ScriptEmitter& e, const std::string& x)>;
 
+// What every exported hasher shares: a module carrying the spec's attributes
+// (nbits, method, input_shape, input_scale, mean, std) and the input_mean /
+// input_std buffers, and the TorchScript source of preprocess(x) and embed(x)
+// (embed runs the network that emit_net writes). Callers register what else
+// they need, append their own methods to `source`, then define_hasher().
+struct HasherBase {
+  torch::jit::Module module;
+  std::string source;
+};
+HasherBase hasher_base(const HasherSpec& spec, const NetEmitter& emit_net,
+                       const std::string& module_name);
+// Compiles base.source into base.module (errors show the source) and
+// switches it to eval mode.
+torch::jit::Module define_hasher(HasherBase& base, const std::string& method);
+
 // The hasher module described at the top of this file.
 torch::jit::Module build_hasher(const HasherSpec& spec, const NetEmitter& emit_net);
 
