@@ -156,6 +156,7 @@ void Trainer::train() {
   Progress progress(step_, train_.iterations, "img", train_.batch_size, train_.log_every);
   auto t_last = std::chrono::steady_clock::now();
   int64_t steps_since_log = 0;
+  std::string extra;  // progress suffix, refreshed on log steps
 
   while (step_ < train_.iterations) {
     Batch batch = loader_->next();
@@ -198,8 +199,9 @@ void Trainer::train() {
       steps_since_log = 0;
       log_step(losses, sec);
     }
-    std::string extra;
-    if (log_now || Progress::stdout_is_tty()) {
+    // The loss read-out syncs with the device: refresh it only on log steps
+    // (the bar shows the last logged values in between).
+    if (log_now) {
       extra = fmt::format("loss {:.4f}",
                           losses.front().second.detach().to(torch::kCPU).item<double>());
       for (const auto& [name, value] : method_.status())
