@@ -13,18 +13,36 @@ namespace hashlab::models {
 
 BackboneOptions BackboneOptions::from_yaml(Section s) {
   BackboneOptions o;
-  s.get_choice("name", o.name, {"small_cnn", "alexnet", "vgg16", "resnet18", "resnet34", "resnet50"});
+  s.get_choice("name", o.name,
+               {"mlp", "small_cnn", "alexnet", "vgg16", "resnet18", "resnet34", "resnet50"});
   s.get("pretrained", o.pretrained);
+  // Options of one backbone given to another are a mistake, not a no-op.
+  auto only_for = [&](const char* key, const char* owner) {
+    if (s.has(key) && o.name != owner)
+      fail("{}: '{}' applies to the {} backbone only, not {}", s.where(key), key, owner, o.name);
+  };
+  only_for("feature_dim", "small_cnn");
+  only_for("widths", "mlp");
+  only_for("dropout", "mlp");
   s.get("feature_dim", o.feature_dim, Range{1, 1 << 20});
   s.get("input_size", o.input_size, Range{0, 4096});
+  s.get("widths", o.widths);
+  s.get("dropout", o.dropout, Range{0, 0.999});
+  for (int64_t w : o.widths)
+    HL_CHECK(w > 0, "{}: widths must be positive, got {}", s.where("widths"), w);
   s.finish();
   return o;
 }
 
 Backbone make_backbone(const BackboneOptions& o, const std::vector<int64_t>& input_shape) {
-  HL_CHECK(input_shape.size() == 3, "backbone '{}': needs image input [C, H, W], got [{}]",
-           o.name, fmt::join(input_shape, ", "));
   Backbone b;
+  if (o.name == "mlp") {
+    HL_CHECK(o.pretrained.empty(), "backbone mlp: has no pretrained weights ('{}')", o.pretrained);
+    return std::make_shared<MLPImpl>(input_shape, o.widths, o.dropout);
+  }
+  HL_CHECK(input_shape.size() == 3,
+           "backbone '{}': needs image input [C, H, W], got [{}] (use backbone mlp for vectors)",
+           o.name, fmt::join(input_shape, ", "));
   if (o.name == "small_cnn") {
     HL_CHECK(o.pretrained.empty(), "backbone small_cnn: has no pretrained weights ('{}')",
              o.pretrained);

@@ -4,6 +4,7 @@
 // dropped; methods put their own head (HashNet's fch) on top.
 //
 //   name         input                         feature_dim   torchvision names
+//   mlp          any shape, flattened to D      widths.back() layers.{0,2,..}: Linear (ReLU between)
 //   small_cnn    [C, H, W], any small size      feature_dim   (own layout, below)
 //   alexnet      [1|3, H, W] -> 3 x input_size  4096 (fc7)    features.*, classifier.{1,4}
 //   vgg16        [1|3, H, W] -> 3 x input_size  4096 (fc7)    features.*, classifier.{0,3}
@@ -17,7 +18,9 @@
 // `torch.save(model.state_dict(), f)` loads with load_torchvision_state_dict.
 //
 // YAML (`model.backbone`):
-//   name: small_cnn       # small_cnn | alexnet | vgg16 | resnet18 | resnet34 | resnet50
+//   name: small_cnn       # mlp | small_cnn | alexnet | vgg16 | resnet18 | resnet34 | resnet50
+//   widths: [1024, 1024]  # mlp only: hidden widths, each Linear + ReLU; [] = the raw input
+//   dropout: 0            # mlp only: dropout after each ReLU while training
 //   pretrained: ""        # path to a torchvision state_dict (.pth), ImageNet nets only
 //   feature_dim: 512      # small_cnn only
 //   input_size: 224       # ImageNet nets: side the input is resized to; 0 = keep
@@ -39,6 +42,8 @@ struct BackboneOptions {
   std::string pretrained;
   int64_t feature_dim = 512;
   int64_t input_size = 224;
+  std::vector<int64_t> widths = {1024, 1024};  // mlp
+  double dropout = 0.0;                        // mlp
 
   static BackboneOptions from_yaml(Section s);
 };

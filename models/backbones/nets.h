@@ -10,6 +10,23 @@
 
 namespace hashlab::models {
 
+// MLP for feature vectors (or any input, flattened): layers = [Linear(D, w0),
+// ReLU, (Dropout), Linear(w0, w1), ReLU, ...]; feature_dim = widths.back(),
+// or D with no widths (the flattened input itself).
+class MLPImpl : public BackboneImpl {
+ public:
+  MLPImpl(const std::vector<int64_t>& input_shape, const std::vector<int64_t>& widths,
+          double dropout);
+  torch::Tensor forward(torch::Tensor x) override;
+  int64_t feature_dim() const override { return feature_dim_; }
+  std::string emit_torchscript(exporter::ScriptEmitter& e, const std::string& prefix,
+                               const std::string& x) const override;
+
+ private:
+  int64_t feature_dim_;
+  torch::nn::Sequential layers{nullptr};
+};
+
 // Small CNN for small images (Fashion-MNIST 28x28 grayscale by default):
 //   features:   0 conv3x3(C,32,p1) 1 BN 2 ReLU 3 maxpool2
 //               4 conv3x3(32,64,p1) 5 BN 6 ReLU 7 maxpool2

@@ -17,6 +17,36 @@ nn::MaxPool2d maxpool(int64_t k, int64_t s) { return nn::MaxPool2d(nn::MaxPool2d
 nn::ReLU relu() { return nn::ReLU(nn::ReLUOptions(true)); }
 }  // namespace
 
+// ---------------------------------------------------------------- MLP
+
+MLPImpl::MLPImpl(const std::vector<int64_t>& shape, const std::vector<int64_t>& widths,
+                 double dropout) {
+  HL_CHECK(!shape.empty(), "backbone mlp: unknown input shape");
+  int64_t in = 1;
+  for (int64_t d : shape) in *= d;
+  HL_CHECK(in > 0, "backbone mlp: empty input shape [{}]", fmt::join(shape, ", "));
+  nn::Sequential seq;
+  for (int64_t w : widths) {
+    seq->push_back(nn::Linear(in, w));
+    seq->push_back(relu());
+    if (dropout > 0) seq->push_back(nn::Dropout(dropout));
+    in = w;
+  }
+  feature_dim_ = in;
+  layers = register_module("layers", seq);
+}
+
+torch::Tensor MLPImpl::forward(torch::Tensor x) {
+  x = torch::flatten(x, 1);
+  return layers->size() == 0 ? x : layers->forward(x);
+}
+
+std::string MLPImpl::emit_torchscript(exporter::ScriptEmitter& e, const std::string& prefix,
+                                      const std::string& x) const {
+  std::string v = e.let(fmt::format("torch.flatten({}, 1)", x));
+  return exporter::emit_sequential(e, prefix + "layers.", layers, v);
+}
+
 // ---------------------------------------------------------------- SmallCNN
 
 SmallCNNImpl::SmallCNNImpl(const std::vector<int64_t>& shape, int64_t feature_dim)

@@ -143,6 +143,24 @@ TEST(Export, HashNetSmallCNNRoundTripIsExact) {
   EXPECT_THROW(hasher.run_method("encode", torch::zeros({2, 144})), std::exception);
 }
 
+TEST(Export, HashNetMLPOnVectorsRoundTripIsExact) {
+  // Feature vectors (fvecs/npy style): no scale, no mean/std, rank-1 items.
+  MethodContext ctx;
+  ctx.input_shape = {40};
+  torch::manual_seed(7);
+  auto m = make_hashnet("{bits: 24, backbone: {name: mlp, widths: [64, 32], dropout: 0.1}}", ctx);
+  {
+    torch::NoGradGuard g;
+    for (auto& p : m->module()->named_parameters())
+      if (p.key().rfind("fch.", 0) == 0) p.value().normal_(0, 0.3);
+  }
+  TempDir dir;
+  exporter::save_hasher(m->to_torchscript(ctx), dir / "hasher.pt");
+  auto hasher = torch::jit::load(dir / "hasher.pt");
+  EXPECT_EQ(hasher.attr("input_shape").toIntVector(), (std::vector<int64_t>{40}));
+  expect_same_codes(*m, hasher, torch::randn({6, 40}), ctx);
+}
+
 TEST(Export, HashNetResNet18WithResizeRoundTripIsExact) {
   MethodContext ctx;
   ctx.input_shape = {1, 20, 20};  // grayscale, resized to 24 inside

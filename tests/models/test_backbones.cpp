@@ -63,6 +63,32 @@ TEST(Backbones, SmallCNNShapesAndNames) {
   EXPECT_THROW(make("small_cnn", {1, 3, 3}, 0), hashlab::Error);
 }
 
+TEST(Backbones, MLPOnVectorsAndImages) {
+  BackboneOptions o;
+  o.name = "mlp";
+  o.widths = {48, 16};
+  auto b = make_backbone(o, {100});
+  EXPECT_EQ(b->feature_dim(), 16);
+  EXPECT_EQ(b->forward(torch::randn({5, 100})).sizes(), (std::vector<int64_t>{5, 16}));
+  EXPECT_EQ(state_keys(*b), (std::set<std::string>{"layers.0.weight", "layers.0.bias",
+                                                   "layers.2.weight", "layers.2.bias"}));
+  // Images are flattened; no widths = the flattened input itself.
+  auto img = make_backbone(o, {1, 4, 5});
+  EXPECT_EQ(img->forward(torch::randn({2, 1, 4, 5})).sizes(), (std::vector<int64_t>{2, 16}));
+  o.widths = {};
+  auto id = make_backbone(o, {1, 4, 5});
+  EXPECT_EQ(id->feature_dim(), 20);
+  auto x = torch::randn({3, 1, 4, 5});
+  EXPECT_TRUE(torch::equal(id->forward(x), x.flatten(1)));
+  // Image backbones name the mlp for vector input.
+  try {
+    make("small_cnn", {100}, 0);
+    FAIL() << "small_cnn accepted a vector";
+  } catch (const hashlab::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("backbone mlp"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Backbones, ResNetShapesAndTorchvisionNames) {
   // Grayscale 20x20 input: channel repeated, resized to 32 inside forward.
   auto r18 = make("resnet18", {1, 20, 20}, 32);
@@ -116,13 +142,21 @@ TEST(Backbones, OptionsFromYaml) {
   auto cfg = hashlab::Config::from_string(
       "backbone: {name: resnet34, input_size: 112, pretrained: /x.pth}\n"
       "bad: {name: resnet19}\n"
-      "typo: {name: small_cnn, feature_dimm: 3}\n");
+      "typo: {name: small_cnn, feature_dimm: 3}\n"
+      "mlp: {name: mlp, widths: [256, 64], dropout: 0.2}\n"
+      "wrong_owner: {name: mlp, feature_dim: 64}\n"
+      "bad_width: {name: mlp, widths: [0]}\n");
   auto o = BackboneOptions::from_yaml(cfg.section("backbone"));
   EXPECT_EQ(o.name, "resnet34");
   EXPECT_EQ(o.input_size, 112);
   EXPECT_EQ(o.pretrained, "/x.pth");
   EXPECT_THROW(BackboneOptions::from_yaml(cfg.section("bad")), hashlab::Error);
   EXPECT_THROW(BackboneOptions::from_yaml(cfg.section("typo")), hashlab::Error);
+  auto m = BackboneOptions::from_yaml(cfg.section("mlp"));
+  EXPECT_EQ(m.widths, (std::vector<int64_t>{256, 64}));
+  EXPECT_DOUBLE_EQ(m.dropout, 0.2);
+  EXPECT_THROW(BackboneOptions::from_yaml(cfg.section("wrong_owner")), hashlab::Error);
+  EXPECT_THROW(BackboneOptions::from_yaml(cfg.section("bad_width")), hashlab::Error);
 }
 
 TEST(Backbones, StateDictLoadsAndReportsEveryProblem) {
