@@ -2,7 +2,7 @@
 //
 // model:
 //   bits: 64
-//   backbone: {name: small_cnn, feature_dim: 512}    # models/backbones/backbone.h
+//   backbone: {name: small_cnn, feature_dim: 512}    # or {name: mlp, widths: [1024, 1024]}; models/backbones/backbone.h
 //   alpha: 0               # sigmoid scale; 0 = 10 / bits (thuml/HashNet)
 //   weighting: paper       # paper (eq. 2) | code (released code) | none (HashNet-W)
 //   class_weight: 0        # `code` weighting's similar-pair factor; 0 = number of classes
