@@ -6,6 +6,36 @@ namespace hashlab {
 
 OptimOptions OptimOptions::from_yaml(Section s) {
   OptimOptions o;
+  s.known({"stages"});
+  o.read_keys(s);
+  s.finish();
+  if (!s.has("stages")) return o;
+  const YAML::Node& list = s.node()["stages"];
+  if (!list.IsSequence() || list.size() == 0)
+    fail("{}: expected a non-empty list of stages ({{until: STEP, <optim keys>}})",
+         s.where("stages"));
+  int64_t prev = 0;
+  for (size_t i = 0; i < list.size(); ++i) {
+    Section ss = s.item("stages", i);
+    OptimOptions stage = o;  // the top-level values, then the stage's keys
+    stage.stages.clear();
+    if (!ss.has("until"))
+      fail("{}: missing 'until' (the first step after the stage)", ss.where("until"));
+    ss.get("until", stage.until, Range{1, 1e12});
+    if (stage.until <= prev)
+      fail("{}: until must increase from stage to stage ({} after {})", ss.where("until"),
+           stage.until, prev);
+    if (ss.has("stages")) fail("{}: stages do not nest", ss.where("stages"));
+    stage.read_keys(ss);
+    ss.finish();
+    prev = stage.until;
+    o.stages.push_back(std::move(stage));
+  }
+  return o;
+}
+
+void OptimOptions::read_keys(Section& s) {
+  OptimOptions& o = *this;
   s.get_choice("type", o.type, {"sgd", "adam", "adamw"});
   s.get("lr", o.lr, Range{0.0, 10.0});
   s.get("momentum", o.momentum, Range{0.0, 1.0});
@@ -21,8 +51,28 @@ OptimOptions OptimOptions::from_yaml(Section s) {
   s.get("warmup", o.warmup, Range{0, 1e12});
   if (o.nesterov && (o.type != "sgd" || o.momentum <= 0))
     fail("{}: nesterov needs type sgd and momentum > 0", s.where("nesterov"));
-  s.finish();
-  return o;
+}
+
+size_t OptimOptions::stage_index(int64_t step) const {
+  for (size_t i = 0; i < stages.size(); ++i)
+    if (step < stages[i].until) return i;
+  return stages.size();
+}
+
+const OptimOptions& OptimOptions::stage(size_t index) const {
+  return index < stages.size() ? stages[index] : *this;
+}
+
+std::pair<int64_t, int64_t> OptimOptions::stage_range(size_t index, int64_t total) const {
+  int64_t begin = index == 0 || stages.empty() ? 0 : stages[std::min(index, stages.size()) - 1].until;
+  int64_t end = index < stages.size() ? stages[index].until : std::max(total, begin);
+  return {begin, end};
+}
+
+double staged_lr_factor(const OptimOptions& o, int64_t step, int64_t total) {
+  size_t i = o.stage_index(step);
+  auto [begin, end] = o.stage_range(i, total);
+  return lr_factor(o.stage(i), step - begin, end - begin);
 }
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimOptions& o,

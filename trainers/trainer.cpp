@@ -61,13 +61,24 @@ Trainer::Trainer(Method& method, Loader* loader, TrainOptions train, OptimOption
   if (method_.uses_trainer()) {
     groups_ = method_.param_groups();
     if (groups_.empty()) fail("method '{}' returned no parameters to train", method_.name());
-    optimizer_ = make_optimizer(optim_, groups_);
+    build_optimizer(optim_.stage_index(0));
   }
 }
 
 Trainer::~Trainer() = default;
 
-double Trainer::current_lr_factor() const { return lr_factor(optim_, step_, train_.iterations); }
+void Trainer::build_optimizer(size_t index) {
+  optimizer_ = make_optimizer(optim_.stage(index), groups_);
+  optim_stage_ = index;
+}
+
+double Trainer::current_lr_factor() const {
+  return staged_lr_factor(optim_, step_, train_.iterations);
+}
+
+double Trainer::current_lr() const {
+  return optim_.stage(optim_.stage_index(step_)).lr * current_lr_factor();
+}
 
 std::string Trainer::last_checkpoint_path() const {
   return checkpoint_dir_.empty() ? "" : (fs::path(checkpoint_dir_) / "last.pt").string();
@@ -83,6 +94,7 @@ void Trainer::save_checkpoint(const std::string& path) {
     optimizer_->save(o);
     a.write("optimizer", o);
   }
+  archive_write(a, "optim_stage", static_cast<int64_t>(optim_stage_));
   archive_write(a, "step", step_);
   archive_write(a, "epoch", epoch_);
   archive_write(a, "method_name", method_.name());
@@ -101,6 +113,14 @@ void Trainer::resume(const std::string& path) {
   if (!a.try_read("method", m)) fail("{}: checkpoint has no method state", path);
   method_.load(m);
   if (optimizer_) {
+    // The state belongs to the stage that was training when it was saved.
+    torch::Tensor stage;
+    size_t index = 0;
+    if (a.try_read("optim_stage", stage)) index = static_cast<size_t>(stage.item<int64_t>());
+    if (index > optim_.stages.size())
+      fail("{}: checkpoint was saved in optimizer stage {}, the config has {} stages", path,
+           index, optim_.stages.size());
+    if (index != optim_stage_) build_optimizer(index);
     torch::serialize::InputArchive o;
     if (!a.try_read("optimizer", o)) fail("{}: checkpoint has no optimizer state", path);
     optimizer_->load(o);
@@ -128,7 +148,7 @@ void Trainer::check_finite(const LossMap& losses) {
         metrics_->write("error", {{"step", step_}, {"message", "non-finite " + name}});
       fail("training diverged: '{}' is {} at step {} (lr {:.3g}); {}. Lower optim.lr or "
            "set train.grad_clip.",
-           name, v, step_, optim_.lr * current_lr_factor(), where);
+           name, v, step_, current_lr(), where);
     }
   }
 }
@@ -137,7 +157,7 @@ void Trainer::log_step(const LossMap& losses, double sec_per_step) {
   nlohmann::json rec;
   rec["step"] = step_;
   rec["epoch"] = epoch_;
-  rec["lr"] = optim_.lr * current_lr_factor();
+  rec["lr"] = current_lr();
   for (const auto& [name, value] : losses)
     rec[name] = value.detach().to(torch::kCPU).to(torch::kFloat64).item<double>();
   for (const auto& [name, value] : method_.status()) rec[name] = value;
@@ -168,7 +188,14 @@ void Trainer::train() {
     }
     if (train_.channels_last && on_cuda && batch.x.dim() == 4)
       batch.x = batch.x.contiguous(torch::MemoryFormat::ChannelsLast);
-    apply_lr(*optimizer_, optim_, groups_, current_lr_factor());
+    const size_t stage = optim_.stage_index(step_);
+    if (stage != optim_stage_) {
+      build_optimizer(stage);
+      const OptimOptions& o = optim_.stage(stage);
+      progress.clear();
+      log().info("step {}: optimizer stage {} ({} lr {:g})", step_, stage, o.type, o.lr);
+    }
+    apply_lr(*optimizer_, optim_.stage(stage), groups_, current_lr_factor());
     optimizer_->zero_grad();
     LossMap losses;
     {

@@ -83,6 +83,9 @@ class Trainer {
  private:
   void log_step(const LossMap& losses, double seconds_per_step);
   void check_finite(const LossMap& losses);
+  // (Re)builds optimizer_ for optim stage `index` (fresh state).
+  void build_optimizer(size_t index);
+  double current_lr() const;
 
   Method& method_;
   Loader* loader_;
@@ -93,6 +96,7 @@ class Trainer {
   MetricsWriter* metrics_;
   std::vector<ParamGroup> groups_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  size_t optim_stage_ = 0;  // index into optim_'s stages of optimizer_
   int64_t step_ = 0;
   int64_t epoch_ = -1;  // epoch of the last batch seen; -1 before the first
   int64_t last_good_checkpoint_step_ = -1;

@@ -24,6 +24,14 @@ std::string join_key(const std::string& prefix, const std::string& key) {
 void record_marks(const YAML::Node& node, const std::string& prefix,
                   const std::string& file,
                   std::map<std::string, std::string>& where) {
+  if (node.IsSequence()) {  // list items are "<prefix>.<index>"
+    for (size_t i = 0; i < node.size(); ++i) {
+      const std::string key = join_key(prefix, std::to_string(i));
+      where[key] = mark_str(file, node[i].Mark());
+      record_marks(node[i], key, file, where);
+    }
+    return;
+  }
   if (!node.IsMap()) return;
   for (const auto& kv : node) {
     const std::string key = join_key(prefix, kv.first.Scalar());
@@ -386,6 +394,15 @@ Section Section::sub(const std::string& key) {
     return Section(n, full(key), cfg_);
   }
   return Section(YAML::Node(YAML::NodeType::Map), full(key), cfg_);
+}
+
+Section Section::item(const std::string& key, size_t index) const {
+  const std::string k = key + "." + std::to_string(index);
+  if (!has(key) || !node_[key].IsSequence() || index >= node_[key].size())
+    fail("{}: no list item {}", where(key), index);
+  YAML::Node n = node_[key][index];
+  if (!n.IsMap()) fail("{}: expected a mapping of keys, got {}", where(k), type_name(n));
+  return Section(n, full(k), cfg_);
 }
 
 void Section::finish() const {

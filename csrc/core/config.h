@@ -81,6 +81,9 @@ class Section {
   T require(const std::string& key);
   // Nested mapping (empty section when absent). Marks `key` as known.
   Section sub(const std::string& key);
+  // Item `index` of the list under `key`, which must be a mapping
+  // (locations "key.index.sub"). Does not mark `key` as known.
+  Section item(const std::string& key, size_t index) const;
   // Declares keys as known without reading them (read by someone else).
   Section& known(const std::vector<std::string>& keys);
   // Throws hashlab::Error for the first key that was never asked for.

@@ -146,6 +146,54 @@ TEST(Trainer, InterruptedAndResumedRunIsBitIdentical) {
   EXPECT_FALSE(torch::equal(fresh.net_->weight, c.net_->weight));
 }
 
+// Two optimizer stages (Adam, then the top-level SGD): interrupting before,
+// exactly at and after the switch and resuming gives the uninterrupted run.
+TEST(Trainer, OptimizerStagesSwitchAndResumeBitIdentical) {
+  set_threads(2);
+  auto ds = toy_dataset();
+  auto idx = torch::arange(200, torch::kLong);
+  OptimOptions staged = sgd();
+  OptimOptions adam = sgd();
+  adam.type = "adam";
+  adam.nesterov = false;
+  adam.lr = 0.01;
+  adam.schedule = "constant";
+  adam.until = 10;
+  staged.stages = {adam};
+  auto run = [&](const std::string& name, int64_t interrupt_at, const OptimOptions& o) {
+    auto dir = tmpdir(name);
+    seed_everything(1);
+    ToyMethod m(16);
+    m.interrupt_at = interrupt_at;
+    {
+      data::Loader l(ds, idx, loader_opts());
+      Trainer t(m, &l, train_opts(23), o, torch::kCPU, dir.string(), nullptr);
+      try {
+        t.train();
+      } catch (const ExitStatus&) {
+      }
+    }
+    if (interrupt_at < 0) return params_of(m);
+    seed_everything(7);
+    ToyMethod r(16);
+    data::Loader l(ds, idx, loader_opts());
+    Trainer t(r, &l, train_opts(23), o, torch::kCPU, dir.string(), nullptr);
+    t.resume((dir / "last.pt").string());
+    EXPECT_EQ(t.step(), interrupt_at);
+    t.train();
+    return params_of(r);
+  };
+  auto whole = run("staged", -1, staged);
+  for (int64_t at : {6, 10, 15}) {
+    auto resumed = run("staged_" + std::to_string(at), at, staged);
+    for (size_t i = 0; i < whole.size(); ++i)
+      EXPECT_TRUE(torch::equal(whole[i], resumed[i])) << "interrupted at " << at << ", param " << i;
+  }
+  // The stage matters: without it the run differs.
+  auto plain = run("plain", -1, sgd());
+  EXPECT_FALSE(torch::equal(whole[0], plain[0]));
+}
+
 TEST(Trainer, NonFiniteLossStopsWithPointerToLastGoodCheckpoint) {
   auto ds = toy_dataset();
   seed_everything(1);
@@ -189,6 +237,52 @@ TEST(Optim, StepCosineAndWarmupSchedules) {
   EXPECT_NEAR(lr_factor(o, 100, 100), 0.1, 1e-12);
   o.warmup = 10;
   EXPECT_NEAR(lr_factor(o, 0, 100), 0.1, 1e-12);
+}
+
+TEST(Optim, StagesInheritOverrideAndScheduleWithinTheStage) {
+  auto cfg = Config::from_string(
+      "optim: {type: sgd, lr: 0.01, momentum: 0.9, schedule: step, step_size: 10, gamma: 0.5,\n"
+      "        stages: [{until: 100, type: adam, lr: 0.001, schedule: constant},\n"
+      "                 {until: 150, lr: 0.1}]}\n"
+      "bad_order: {stages: [{until: 50}, {until: 50}]}\n"
+      "no_until: {stages: [{lr: 0.1}]}\n"
+      "typo: {stages: [{until: 5, lrr: 0.1}]}\n"
+      "not_list: {stages: {until: 5}}\n");
+  auto o = OptimOptions::from_yaml(cfg.section("optim"));
+  ASSERT_EQ(o.stages.size(), 2u);
+  EXPECT_EQ(o.stage_index(0), 0u);
+  EXPECT_EQ(o.stage_index(99), 0u);
+  EXPECT_EQ(o.stage_index(100), 1u);
+  EXPECT_EQ(o.stage_index(150), 2u);
+  EXPECT_EQ(o.stage(0).type, "adam");
+  EXPECT_DOUBLE_EQ(o.stage(0).momentum, 0.9);  // inherited
+  EXPECT_EQ(o.stage(1).type, "sgd");           // inherited from the top level
+  EXPECT_DOUBLE_EQ(o.stage(1).lr, 0.1);
+  EXPECT_EQ(o.stage(1).schedule, "step");
+  EXPECT_EQ(&o.stage(2), &o);
+  EXPECT_EQ(o.stage_range(1, 300), (std::pair<int64_t, int64_t>{100, 150}));
+  EXPECT_EQ(o.stage_range(2, 300), (std::pair<int64_t, int64_t>{150, 300}));
+  // Schedules count from the stage's first step.
+  EXPECT_DOUBLE_EQ(staged_lr_factor(o, 99, 300), 1.0);
+  EXPECT_DOUBLE_EQ(staged_lr_factor(o, 100, 300), 1.0);
+  EXPECT_DOUBLE_EQ(staged_lr_factor(o, 110, 300), 0.5);
+  EXPECT_DOUBLE_EQ(staged_lr_factor(o, 150, 300), 1.0);
+  EXPECT_DOUBLE_EQ(staged_lr_factor(o, 165, 300), 0.5);
+  for (const char* bad : {"bad_order", "no_until", "typo", "not_list"}) {
+    try {
+      OptimOptions::from_yaml(cfg.section(bad));
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string(bad) + ".stages"), std::string::npos)
+          << e.what();
+    }
+  }
+  // The error points at the line of the stage.
+  try {
+    OptimOptions::from_yaml(cfg.section("typo"));
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(":6:"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Optim, GroupMultipliersAndOptimizerKinds) {
