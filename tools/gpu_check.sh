@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# GPU check for the Hamming search: builds hashlab against PyTorch's CUDA
-# LibTorch on a GPU machine, runs the *_CUDA tests (CUDA twin == CPU twin,
-# exactly) and times `hashlab bench search --device cuda`.
+# GPU check: builds hashlab against PyTorch's CUDA LibTorch on a GPU machine,
+# runs the *_CUDA tests (CUDA twin == CPU twin, exactly), times `hashlab bench
+# search --device cuda`, and compares HashNet's ResNet-50 training step (224²,
+# bf16 autocast, channels-last) with the same step in Python PyTorch
+# (tools/bench_train.sh).
 #
 # The GPU machine has PyTorch (with CUDA LibTorch) and nvcc, but no network
 # and none of our other C++ dependencies. Carry them as Debian 12 .deb files
@@ -18,7 +20,8 @@
 # and not carried, so the bench runs with --no-faiss there.
 #
 # Environment: HL_GPU_BUILD (build dir, default build-gpu), HL_JOBS (default
-# nproc), HL_BENCH_ARGS (extra args for the bench), HL_SKIP_CLI=1 (tests only).
+# nproc), HL_BENCH_ARGS (extra args for the bench), HL_SKIP_CLI=1 (tests only),
+# HL_SKIP_TRAIN=1 (no training benchmark).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -90,4 +93,10 @@ if [[ "${HL_SKIP_CLI:-0}" != 1 ]]; then
     --threads "$JOBS" "${FAISS_ARG[@]}" ${HL_BENCH_ARGS:-}
   "$BUILD/hashlab" bench search --device cuda --nb 1000000 --nq 10000 --bits 64 --k 100 \
     --threads "$JOBS" "${FAISS_ARG[@]}" --json ${HL_BENCH_ARGS:-}
+fi
+
+# 6. Training throughput: ours vs Python PyTorch, ResNet-50 at 224², AMP.
+if [[ "${HL_SKIP_CLI:-0}" != 1 && "${HL_SKIP_TRAIN:-0}" != 1 ]]; then
+  HASHLAB="$BUILD/hashlab" "$ROOT/tools/bench_train.sh" --backbone resnet50 --size 224 \
+    --batch 64 --iters 60 --warmup 20 --device cuda --amp 1
 fi
