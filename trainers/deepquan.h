@@ -2,7 +2,7 @@
 // (models/deepquan/deepquan.h holds the network and the losses).
 //
 // deepquan — auto-encoder pretraining, then alternating optimisation
-// (section 3.3): SGD steps on eq. 4 with the codebooks fixed, and every epoch
+// (section 3.3): optimizer steps on eq. 4 with the codebooks fixed, and every epoch
 // the codebooks C and assignments h refreshed by seeded k-means on the codes z
 // of the whole training set.
 //
@@ -22,7 +22,7 @@
 //   kmeans_iters: 25
 //
 // Step. Items are flattened to x [N, D]; z = f(x). During pretraining the
-// loss is R = mean ||x − g(z)||². Afterwards the positive codewords are the
+// loss is η R, R = mean ||x − g(z)||². Afterwards the positive codewords are the
 // ones the item was assigned to at the last refresh (looked up by the batch's
 // pool index; an item the refresh did not see gets its nearest codeword
 // now), one random negative per subspace (sample_negative_ids, global CPU
