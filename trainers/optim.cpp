@@ -14,11 +14,11 @@ OptimOptions OptimOptions::from_yaml(Section s) {
   if (!list.IsSequence() || list.size() == 0)
     fail("{}: expected a non-empty list of stages ({{until: STEP, <optim keys>}})",
          s.where("stages"));
+  const OptimOptions top = o;  // what every stage starts from
   int64_t prev = 0;
   for (size_t i = 0; i < list.size(); ++i) {
     Section ss = s.item("stages", i);
-    OptimOptions stage = o;  // the top-level values, then the stage's keys
-    stage.stages.clear();
+    OptimOptions stage = top;
     if (!ss.has("until"))
       fail("{}: missing 'until' (the first step after the stage)", ss.where("until"));
     ss.get("until", stage.until, Range{1, 1e12});
@@ -64,7 +64,8 @@ const OptimOptions& OptimOptions::stage(size_t index) const {
 }
 
 std::pair<int64_t, int64_t> OptimOptions::stage_range(size_t index, int64_t total) const {
-  int64_t begin = index == 0 || stages.empty() ? 0 : stages[std::min(index, stages.size()) - 1].until;
+  // index <= stages.size(): stage `index` starts where the previous one ends.
+  int64_t begin = index == 0 ? 0 : stages[index - 1].until;
   int64_t end = index < stages.size() ? stages[index].until : std::max(total, begin);
   return {begin, end};
 }

@@ -76,6 +76,14 @@ std::unique_ptr<Method> make_hashnet(const std::string& model_yaml, const Method
   return method_registry().create("hashnet", "test", s, ctx);
 }
 
+// fch's N(0, 0.01) init gives near-zero outputs: spread them so the codes
+// depend on the whole network.
+void spread_fch(Method& m) {
+  torch::NoGradGuard g;
+  for (auto& p : m.module()->named_parameters())
+    if (p.key().rfind("fch.", 0) == 0) p.value().normal_(0, 0.3);
+}
+
 // What the loader feeds the eager model for raw pixels: the hasher's own
 // preprocessing, written out with the same ops.
 torch::Tensor normalise(const torch::Tensor& raw, const MethodContext& ctx) {
@@ -120,11 +128,7 @@ TEST(Export, HashNetSmallCNNRoundTripIsExact) {
   // 12 bits: the last byte is half padding.
   auto m = make_hashnet("{bits: 12, backbone: {name: small_cnn, feature_dim: 24}}", ctx);
   randomize_batchnorm(*m->module());
-  {
-    torch::NoGradGuard g;  // fch's N(0, 0.01) init gives near-zero outputs; spread them.
-    for (auto& p : m->module()->named_parameters())
-      if (p.key().rfind("fch.", 0) == 0) p.value().normal_(0, 0.3);
-  }
+  spread_fch(*m);
   TempDir dir;
   exporter::save_hasher(m->to_torchscript(ctx), dir / "hasher.pt");
   auto hasher = torch::jit::load(dir / "hasher.pt");
@@ -149,11 +153,7 @@ TEST(Export, HashNetMLPOnVectorsRoundTripIsExact) {
   ctx.input_shape = {40};
   torch::manual_seed(7);
   auto m = make_hashnet("{bits: 24, backbone: {name: mlp, widths: [64, 32], dropout: 0.1}}", ctx);
-  {
-    torch::NoGradGuard g;
-    for (auto& p : m->module()->named_parameters())
-      if (p.key().rfind("fch.", 0) == 0) p.value().normal_(0, 0.3);
-  }
+  spread_fch(*m);
   TempDir dir;
   exporter::save_hasher(m->to_torchscript(ctx), dir / "hasher.pt");
   auto hasher = torch::jit::load(dir / "hasher.pt");
@@ -170,11 +170,7 @@ TEST(Export, HashNetResNet18WithResizeRoundTripIsExact) {
   torch::manual_seed(5);
   auto m = make_hashnet("{bits: 32, backbone: {name: resnet18, input_size: 24}}", ctx);
   randomize_batchnorm(*m->module());
-  {
-    torch::NoGradGuard g;
-    for (auto& p : m->module()->named_parameters())
-      if (p.key().rfind("fch.", 0) == 0) p.value().normal_(0, 0.3);
-  }
+  spread_fch(*m);
   TempDir dir;
   exporter::save_hasher(m->to_torchscript(ctx), dir / "hasher.pt");
   auto hasher = torch::jit::load(dir / "hasher.pt");
@@ -239,11 +235,7 @@ TEST(Export, PythonClientGetsTheSameCodes) {
   torch::manual_seed(8);
   auto m = make_hashnet("{bits: 20, backbone: {name: small_cnn, feature_dim: 16}}", ctx);
   randomize_batchnorm(*m->module());
-  {
-    torch::NoGradGuard g;
-    for (auto& p : m->module()->named_parameters())
-      if (p.key().rfind("fch.", 0) == 0) p.value().normal_(0, 0.3);
-  }
+  spread_fch(*m);
   TempDir dir;
   exporter::save_hasher(m->to_torchscript(ctx), dir / "hasher.pt");
   auto raw = torch::randint(0, 256, {11, 1, 12, 12}).to(torch::kFloat32);
