@@ -330,8 +330,12 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     if (ds.has_labels()) fd.labels = ds.labels.index_select(0, split.train);
     method->fit(fd, trainer);
   }
-  double train_seconds =
+  // This session's wall time; for trained methods train_seconds adds the
+  // sessions this run resumed (a resumed run reports the whole training).
+  const double session_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_train).count();
+  const double train_seconds =
+      method->uses_trainer() ? trainer.train_seconds() : session_seconds;
   write_method_file((fs::path(run_dir) / "model" / "method.pt").string(), *method);
 
   // ---- evaluate, save codes, export
@@ -340,6 +344,7 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
                                        eval_bs, &qcodes, &dbcodes);
   result["step"] = trainer.step();
   result["train_seconds"] = train_seconds;
+  if (jo.resume) result["session_seconds"] = session_seconds;
   result["final"] = true;
   metrics.write("eval", result);
   if (top.save_codes) {

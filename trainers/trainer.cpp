@@ -80,6 +80,12 @@ double Trainer::current_lr() const {
   return optim_.stage(optim_.stage_index(step_)).lr * current_lr_factor();
 }
 
+double Trainer::train_seconds() const {
+  if (!session_start_) return seconds_before_;
+  return seconds_before_ +
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - *session_start_).count();
+}
+
 std::string Trainer::last_checkpoint_path() const {
   return checkpoint_dir_.empty() ? "" : (fs::path(checkpoint_dir_) / "last.pt").string();
 }
@@ -97,6 +103,7 @@ void Trainer::save_checkpoint(const std::string& path) {
   archive_write(a, "optim_stage", static_cast<int64_t>(optim_stage_));
   archive_write(a, "step", step_);
   archive_write(a, "epoch", epoch_);
+  archive_write(a, "train_seconds", train_seconds());
   archive_write(a, "method_name", method_.name());
   a.write("rng_cpu", cpu_rng_state());
   write_checkpoint(path, a);
@@ -127,6 +134,8 @@ void Trainer::resume(const std::string& path) {
   }
   step_ = archive_read_int(a, "step");
   epoch_ = archive_read_int(a, "epoch");
+  torch::Tensor secs;  // absent from checkpoints written before it was recorded
+  seconds_before_ = a.try_read("train_seconds", secs) ? secs.item<double>() : 0.0;
   torch::Tensor rng;
   if (!a.try_read("rng_cpu", rng)) fail("{}: checkpoint has no RNG state", path);
   set_cpu_rng_state(rng);
@@ -169,6 +178,7 @@ void Trainer::train() {
   if (!method_.uses_trainer()) fail("method '{}' does not train through the trainer", method_.name());
   if (!loader_) fail("trainer: no training data loader");
   InterruptGuard guard;
+  session_start_ = std::chrono::steady_clock::now();
   method_.before_train(*this);
   if (auto* mod = method_.module()) mod->train();
   const bool on_cuda = device_.is_cuda();
@@ -269,6 +279,8 @@ void Trainer::train() {
   }
   progress.finish();
   method_.after_train(*this);
+  seconds_before_ = train_seconds();  // stop the clock before the final checkpoint records it
+  session_start_.reset();
   if (!checkpoint_dir_.empty()) save_checkpoint(last_checkpoint_path());
   if (auto* mod = method_.module()) mod->eval();
 }

@@ -17,6 +17,7 @@
 //   prefetch: 2             # batches prepared ahead by the loader thread
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -79,6 +80,9 @@ class Trainer {
   MetricsWriter* metrics() { return metrics_; }
   Loader* loader() { return loader_; }
   double current_lr_factor() const;
+  // Seconds spent in train(), summed over this run and every run it resumed
+  // (each checkpoint carries the total so far); ticking while train() runs.
+  double train_seconds() const;
 
  private:
   void log_step(const LossMap& losses, double seconds_per_step);
@@ -100,6 +104,8 @@ class Trainer {
   int64_t step_ = 0;
   int64_t epoch_ = -1;  // epoch of the last batch seen; -1 before the first
   int64_t last_good_checkpoint_step_ = -1;
+  double seconds_before_ = 0;  // train() time of earlier sessions (from the checkpoint)
+  std::optional<std::chrono::steady_clock::time_point> session_start_;  // set while training
 };
 
 }  // namespace hashlab
