@@ -184,9 +184,12 @@ class DeepQuanMethod : public PQMethodBase {
   void before_train(Trainer& trainer) override {
     cache_training_set(trainer);
     if (codebooks_.defined()) {
-      // Resumed: assignments from the restored codebooks.
+      // Resumed: the assignments of the last refresh, as saved; recomputed from
+      // the restored codebooks only when the checkpoint lacks them or was made
+      // on another training set.
       codebooks_ = codebooks_.to(device());
-      train_ids_ = search::pq_encode(pq_codebooks(), codes_of_cache());
+      if (!train_ids_.defined() || train_ids_.size(0) != train_x_.size(0))
+        train_ids_ = search::pq_encode(pq_codebooks(), codes_of_cache());
     } else if (!pretrain_only_ && opts_.pretrain_steps <= trainer.step()) {
       refresh(trainer);
     }
@@ -204,7 +207,11 @@ class DeepQuanMethod : public PQMethodBase {
   }
 
   void after_train(Trainer& trainer) override {
-    if (train_x_.defined()) refresh(trainer);
+    // Final codebooks for the evaluation and the checkpoint; a refresh at this
+    // very step (end of pretraining or of an epoch) already fitted the final z,
+    // and a second k-means (next seed) would make a resumed run start from other
+    // codebooks than an uninterrupted one.
+    if (train_x_.defined() && last_refresh_step_ != trainer.step()) refresh(trainer);
   }
 
   LossMap training_step(const Batch& batch, Trainer& /*trainer*/) override {
@@ -247,6 +254,11 @@ class DeepQuanMethod : public PQMethodBase {
     net_->save(net);
     archive.write("net", net);
     save_codebooks(archive);
+    // Training state, so that a resumed run continues exactly as an
+    // uninterrupted one: the positives of eq. 2 (assignments of the last
+    // refresh, not of the current network) and the step of that refresh.
+    archive.write("train_ids", train_ids_.defined() ? train_ids_ : torch::zeros({0}));
+    archive.write("last_refresh_step", torch::tensor(last_refresh_step_, torch::kLong));
   }
 
   void load(torch::serialize::InputArchive& archive) override {
@@ -254,7 +266,10 @@ class DeepQuanMethod : public PQMethodBase {
     archive.read("net", net);
     net_->load(net);
     load_codebooks(archive, device());
-    train_ids_ = torch::Tensor();
+    torch::Tensor ids, last;
+    train_ids_ = archive.try_read("train_ids", ids) && ids.numel() > 0 ? ids : torch::Tensor();
+    last_refresh_step_ =
+        archive.try_read("last_refresh_step", last) ? last.item<int64_t>() : int64_t{-1};
   }
 
   torch::jit::Module to_torchscript(const MethodContext& ctx) const override {

@@ -4,6 +4,7 @@
 // refreshes, falling loss, consistent assignments), save/load, TorchScript
 // export (C++ reload and a Python client) and the "pq" / "dae_pq" ablations.
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include "csrc/core/config.h"
 #include "csrc/core/error.h"
 #include "csrc/core/logging.h"
+#include "csrc/core/signals.h"
 #include "csrc/export/script_emitter.h"
 #include "csrc/search/pq.h"
 #include "datasets/loader.h"
@@ -325,6 +327,82 @@ TEST(DeepQuanMethod, TrainingRefreshesCodebooksAndLowersTheLoss) {
     got = m->training_step(b, trainer);
   }
   EXPECT_NEAR(loss_named(got, "quantization"), want.item<double>(), 1e-5);
+}
+
+// A run continued from a checkpoint must train exactly like an uninterrupted
+// one (same codebooks, network and codes): after a run that ended with
+// pretraining (how tools/deepquan_ablation.sh shares one pretraining between
+// variants), and after interrupts mid-epoch and at an epoch's end, where the
+// positives of eq. 2 are still those of the last refresh.
+TEST(DeepQuanMethod, ResumedRunsMatchAnUninterruptedRun) {
+  const int64_t n = 256, pretrain = 16, steps = 40;  // 8 steps per epoch
+  auto ds = toy_dataset(n);
+  data::LoaderOptions lo;
+  lo.batch_size(32).shuffle(true).drop_last(true).augment(false).seed(5).prefetch(0);
+  const std::string yaml =
+      "{M: 2, K: 8, code_dim: 8, widths: [32], pretrain_steps: 16, kmeans_iters: 10}";
+  auto x = data::Loader(ds, torch::arange(n, torch::kLong), lo).batch_at(3).x;
+
+  torch::manual_seed(11);
+  auto whole = make("deepquan", yaml, toy_context());
+  {
+    data::Loader loader(ds, torch::arange(n, torch::kLong), lo);
+    Trainer t(*whole, &loader, short_run(steps), plain_sgd(0.01), torch::kCPU, "", nullptr);
+    t.train();
+  }
+
+  for (int64_t stop : {pretrain, int64_t{21}, int64_t{24}}) {
+    SCOPED_TRACE("stopped at step " + std::to_string(stop));
+    const bool interrupt = stop != pretrain;
+    TempDir dir;
+    torch::manual_seed(11);
+    auto first = make("deepquan", yaml, toy_context());
+    double first_seconds = 0;
+    {
+      MetricsWriter metrics(dir / "metrics.jsonl", /*append=*/false);
+      data::Loader loader(ds, torch::arange(n, torch::kLong), lo);
+      TrainOptions opts = short_run(interrupt ? steps : pretrain);
+      opts.eval_every = interrupt ? stop : 0;
+      Trainer t(*first, &loader, opts, plain_sgd(0.01), torch::kCPU, dir.path.string(),
+                &metrics);
+      t.evaluate = [] {
+        request_interrupt(SIGINT);
+        return nlohmann::json::object();
+      };
+      EXPECT_EQ(interrupt, [&] {
+        try {
+          t.train();
+          return false;
+        } catch (const ExitStatus&) {
+          return true;
+        }
+      }());
+      EXPECT_EQ(t.step(), stop);
+      first_seconds = t.train_seconds();
+    }
+    if (!interrupt) {
+      // One k-means when pretraining ends, not a second one after training.
+      auto refreshes = read_events(dir / "metrics.jsonl", "codebook_refresh");
+      ASSERT_EQ(refreshes.size(), 1u);
+      EXPECT_EQ(refreshes[0]["step"].get<int64_t>(), pretrain);
+    }
+
+    torch::manual_seed(99);  // other initial weights: everything must come from the checkpoint
+    auto resumed = make("deepquan", yaml, toy_context());
+    {
+      data::Loader loader(ds, torch::arange(n, torch::kLong), lo);
+      Trainer t(*resumed, &loader, short_run(steps), plain_sgd(0.01), torch::kCPU,
+                dir.path.string(), nullptr);
+      t.resume(dir / "last.pt");
+      ASSERT_EQ(t.step(), stop);
+      if (!interrupt) EXPECT_EQ(t.train_seconds(), first_seconds);  // carried by the checkpoint
+      t.train();
+      EXPECT_GT(t.train_seconds(), first_seconds);
+    }
+    EXPECT_TRUE(torch::equal(whole->pq_codebooks().codebooks, resumed->pq_codebooks().codebooks));
+    EXPECT_TRUE(torch::equal(whole->embed(x), resumed->embed(x)));
+    EXPECT_TRUE(torch::equal(whole->encode_pq(x), resumed->encode_pq(x)));
+  }
 }
 
 TEST(DeepQuanMethod, QuadAndNoReconstructionVariantsTrain) {
