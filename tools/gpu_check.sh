@@ -21,7 +21,8 @@
 #
 # Environment: HL_GPU_BUILD (build dir, default build-gpu), HL_JOBS (default
 # nproc), HL_BENCH_ARGS (extra args for the bench), HL_SKIP_CLI=1 (tests only),
-# HL_SKIP_TRAIN=1 (no training benchmark).
+# HL_SKIP_TRAIN=1 (no training benchmark or DeepQuan run), HL_FMNIST_DIR
+# (Fashion-MNIST .gz files for step 7, default .deb/fashion-mnist).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,6 +39,11 @@ DEBS=(libyaml-cpp-dev libyaml-cpp0.7 libfmt-dev libfmt9 libspdlog-dev libspdlog1
 if [[ "${1:-}" == "--download-debs" ]]; then
   mkdir -p "$DEB_DIR"
   (cd "$DEB_DIR" && apt-get download "${DEBS[@]}")
+  # Fashion-MNIST for step 7 (Debian's dataset-fashion-mnist, when installed).
+  if [[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
+    mkdir -p "$DEB_DIR/fashion-mnist"
+    cp /usr/share/datasets/fashion-mnist/*-ubyte.gz "$DEB_DIR/fashion-mnist/"
+  fi
   echo "gpu_check: downloaded into $DEB_DIR; carry .deb to the GPU machine"
   exit 0
 fi
@@ -99,4 +105,18 @@ fi
 if [[ "${HL_SKIP_CLI:-0}" != 1 && "${HL_SKIP_TRAIN:-0}" != 1 ]]; then
   HASHLAB="$BUILD/hashlab" "$ROOT/tools/bench_train.sh" --backbone resnet50 --size 224 \
     --batch 64 --iters 60 --warmup 20 --device cuda --amp 1
+fi
+
+# 7. DeepQuan's Fashion-MNIST runs on the GPU (the README table's GPU training
+#    times), when the dataset was carried (--download-debs copies it).
+FMNIST="${HL_FMNIST_DIR:-$DEB_DIR/fashion-mnist}"
+if [[ "${HL_SKIP_CLI:-0}" != 1 && "${HL_SKIP_TRAIN:-0}" != 1 && -f "$FMNIST/train-images-idx3-ubyte.gz" ]]; then
+  for bits in 16 32 64; do
+    "$BUILD/hashlab" train -c "$ROOT/configs/deepquan_fmnist.yaml" model.bits=$bits device=cuda \
+      threads="$JOBS" --runs-root "$BUILD/runs" \
+      "data.files=[$FMNIST/train-images-idx3-ubyte.gz,$FMNIST/t10k-images-idx3-ubyte.gz]" \
+      "data.labels=[$FMNIST/train-labels-idx1-ubyte.gz,$FMNIST/t10k-labels-idx1-ubyte.gz]"
+  done
+elif [[ "${HL_SKIP_TRAIN:-0}" != 1 ]]; then
+  log "no Fashion-MNIST under $FMNIST: DeepQuan GPU runs skipped"
 fi
