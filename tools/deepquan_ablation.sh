@@ -8,7 +8,7 @@
 #    evaluation is DAE-PQ.
 # 2. Copies that run once per variant and resumes it to the config's full
 #    length with the variant's overrides (a resumed run trains exactly as an
-#    uninterrupted one would: test DeepQuanMethod.ResumingWhenPretrainingEnds...).
+#    uninterrupted one would: test DeepQuanMethod.ResumedRunsMatchAnUninterruptedRun).
 # 3. Prints a markdown table: variant, overrides, mAP@all, mAP@1000, seconds of
 #    the joint phase.
 #

@@ -86,6 +86,11 @@ double Trainer::train_seconds() const {
          std::chrono::duration<double>(std::chrono::steady_clock::now() - *session_start_).count();
 }
 
+void Trainer::stop_clock() {
+  seconds_before_ = train_seconds();
+  session_start_.reset();
+}
+
 std::string Trainer::last_checkpoint_path() const {
   return checkpoint_dir_.empty() ? "" : (fs::path(checkpoint_dir_) / "last.pt").string();
 }
@@ -179,6 +184,11 @@ void Trainer::train() {
   if (!loader_) fail("trainer: no training data loader");
   InterruptGuard guard;
   session_start_ = std::chrono::steady_clock::now();
+  // Stop the clock however train() leaves: return, interrupt or divergence.
+  struct StopClock {
+    Trainer& t;
+    ~StopClock() { t.stop_clock(); }
+  } stop_clock_on_exit{*this};
   method_.before_train(*this);
   if (auto* mod = method_.module()) mod->train();
   const bool on_cuda = device_.is_cuda();
@@ -279,8 +289,7 @@ void Trainer::train() {
   }
   progress.finish();
   method_.after_train(*this);
-  seconds_before_ = train_seconds();  // stop the clock before the final checkpoint records it
-  session_start_.reset();
+  stop_clock();  // before the final checkpoint records the time
   if (!checkpoint_dir_.empty()) save_checkpoint(last_checkpoint_path());
   if (auto* mod = method_.module()) mod->eval();
 }

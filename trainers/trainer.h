@@ -90,6 +90,8 @@ class Trainer {
   // (Re)builds optimizer_ for optim stage `index` (fresh state).
   void build_optimizer(size_t index);
   double current_lr() const;
+  // Adds the running session to seconds_before_ and stops the clock (idempotent).
+  void stop_clock();
 
   Method& method_;
   Loader* loader_;
