@@ -69,6 +69,9 @@ class Loader {
   int64_t step() const { return step_; }
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
   int64_t size() const { return indices_.size(0); }
+  const Dataset& dataset() const { return dataset_; }
+  const torch::Tensor& indices() const { return indices_; }  // int64 [n], CPU
+  const LoaderOptions& options() const { return o_; }
 
   // The batch at `step`, built on the calling thread, on the CPU (what
   // next() would return for that step, before the device copy).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds hashlab (Release) into ${BUILD_DIR:-build}.
-# Extra arguments go to cmake's configure step.
+# Extra arguments go to cmake's configure step. TARGETS="hashlab" builds only
+# those targets (tools/run.sh: the executable, not the test binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -14,4 +15,6 @@ if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
 elif [ $# -gt 0 ]; then
   cmake -S . -B "$BUILD_DIR" "$@"
 fi
-cmake --build "$BUILD_DIR" -j "$JOBS"
+target_args=()
+for t in ${TARGETS:-}; do target_args+=(--target "$t"); done
+cmake --build "$BUILD_DIR" -j "$JOBS" "${target_args[@]}"

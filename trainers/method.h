@@ -1,12 +1,29 @@
 // Method: one per paper (and one per baseline). Looked up by name in the
-// method registry (trainers/registry.cpp, one line per method).
+// method registry; each method folder (models/<method>/) registers its own
+// entries, and app/builtin_methods.cpp calls each folder's register function.
 //
-// A method builds its model from its `model:` config section, then either
-//  - trains through the generic Trainer (param_groups + training_step + hooks), or
-//  - fits itself directly (uses_trainer() == false: closed-form baselines,
-//    custom optimisers), still logging through the same MetricsWriter.
-// Afterwards it maps inputs to real-valued outputs (embed) and codes (encode),
-// saves/loads its state, and builds its TorchScript hasher.
+// A method builds its model from its `model:` config section, then trains in
+// one of three ways, all run by the Trainer (trainers/trainer.h) with the same
+// services (LR schedule, checkpoints, resume, periodic evaluation, metrics,
+// progress, NaN/inf guard, SIGINT):
+//
+//  1. Default step: param_groups() and training_step(batch) -> named losses,
+//     "loss" first. The Trainer zeroes the gradients, back-propagates "loss"
+//     and steps one optimizer (`optim:`), through a closure, so re-evaluating
+//     optimizers such as lbfgs work unchanged.
+//  2. Own step: parameter_sets() declares named optimizers over disjoint
+//     parameter sets (e.g. "generator", "discriminator"); step(batch, trainer)
+//     runs the updates with trainer.optimize(name, closure) and returns the
+//     losses to log. `optim.optimizers.<name>` overrides settings per optimizer.
+//  3. Fit: fits() == true; fit(training_set, trainer) runs the method's own
+//     optimisation (closed forms, bit-by-bit solvers) in units of work and
+//     calls trainer.unit_done() after each, which logs, evaluates, checkpoints
+//     and handles SIGINT; a resumed fit continues from trainer.units_done()
+//     with the state its save() wrote.
+//
+// Afterwards it maps inputs to real-valued outputs (embed) and to codes
+// (encode: packed bits, or PQ codeword ids), saves/loads its state, and builds
+// its TorchScript hasher.
 #pragma once
 
 #include <memory>
@@ -21,11 +38,13 @@
 #include "csrc/core/config.h"
 #include "csrc/core/registry.h"
 #include "datasets/loader.h"
+#include "datasets/training_set.h"
 
 namespace hashlab {
 
 using data::Batch;
 using data::Loader;
+using data::TrainingSet;
 class Trainer;
 
 // What a method knows about its input when it is built.
@@ -41,8 +60,9 @@ struct MethodContext {
   std::vector<double> mean, std;
 };
 
-// Named scalar losses of one step; the entry named "loss" is minimised, the
-// others are logged.
+// Named scalar losses or values of one step. In a default step the entry
+// named "loss" (first) is minimised and the others are logged; an own step
+// returns whatever it wants logged.
 using LossMap = std::vector<std::pair<std::string, torch::Tensor>>;
 
 struct ParamGroup {
@@ -52,33 +72,37 @@ struct ParamGroup {
   double weight_decay_mult = 1.0;
 };
 
-// The training data a non-trainer method fits on, materialised: features as
-// float after transforms ([N, ...]), labels as in the Dataset.
-struct FitData {
-  torch::Tensor x;
-  torch::Tensor labels;
+// The parameters of one named optimizer. Sets of one method are disjoint.
+struct ParameterSet {
+  std::string name;
+  std::vector<ParamGroup> groups;
 };
-
-enum class CodeKind { kBinary, kPQ };
 
 class Method {
  public:
   virtual ~Method() = default;
   virtual std::string name() const = 0;
   virtual int nbits() const = 0;
-  virtual CodeKind code_kind() const { return CodeKind::kBinary; }
 
-  // ---- closed-form / custom optimisation
-  virtual bool uses_trainer() const { return true; }
-  virtual void fit(const FitData& /*data*/, Trainer& /*trainer*/) {
-    fail("method '{}' has no fit(): it trains through the generic trainer", name());
-  }
-
-  // ---- generic trainer path
+  // ---- 1. default step
   virtual std::vector<ParamGroup> param_groups() { return {}; }
   virtual LossMap training_step(const Batch& /*batch*/, Trainer& /*trainer*/) {
     fail("method '{}' has no training_step()", name());
   }
+
+  // ---- 2. own step (named optimizers). The default implementations are the
+  // default step: one set named "model" over param_groups(), and a step that
+  // runs trainer.default_step(batch) (training_step through the closure).
+  virtual std::vector<ParameterSet> parameter_sets() { return {{"model", param_groups()}}; }
+  virtual LossMap step(const Batch& batch, Trainer& trainer);
+
+  // ---- 3. fit
+  virtual bool fits() const { return false; }
+  virtual void fit(const TrainingSet& /*data*/, Trainer& /*trainer*/) {
+    fail("method '{}' has no fit(): it trains in steps", name());
+  }
+
+  // ---- hooks around the step loop (not called for fits)
   virtual void before_train(Trainer&) {}
   virtual void after_step(Trainer&) {}
   virtual void after_epoch(Trainer&) {}
@@ -89,29 +113,29 @@ class Method {
   virtual torch::nn::Module* module() { return nullptr; }
 
   // ---- inference. x: float input batch on the method's device.
-  virtual torch::Tensor embed(const torch::Tensor& x) = 0;  // [N, nbits] real
-  virtual torch::Tensor encode(const torch::Tensor& x);     // [N, ceil(nbits/8)] uint8
-
-  // ---- product-quantization methods (code_kind() == kPQ): embed(x) gives the
-  // continuous code-layer output z [N, D]; the codebooks quantise it.
+  virtual torch::Tensor embed(const torch::Tensor& x) = 0;  // [N, nbits] real (PQ: [N, L])
+  // The kind of code encode() gives: packed bits (sign of embed, FAISS layout)
+  // by default; PQ methods return codeword ids and override pq_codebooks().
+  virtual codes::CodeKind code_kind() const { return codes::CodeKind::binary; }
+  virtual torch::Tensor encode(const torch::Tensor& x);  // uint8 [N, bytes per code]
   virtual codes::PQCodes pq_codebooks() const {  // codebooks only (ids undefined)
     fail("method '{}' has no PQ codebooks", name());
   }
-  virtual torch::Tensor encode_pq(const torch::Tensor& x);  // uint8 [N, M] codeword ids
+  // encode() output of many items as a code set (binary: nbits; PQ: the codebooks).
+  codes::Codes make_codes(torch::Tensor data) const;
 
-  // ---- state (checkpoints, model files)
+  // ---- state (checkpoints, model files): everything needed to continue.
   virtual void save(torch::serialize::OutputArchive& archive) const = 0;
   virtual void load(torch::serialize::InputArchive& archive) = 0;
 
   // ---- export: a TorchScript module with forward(x) -> ±1 codes and
-  // encode(x) -> packed codes (csrc/export builds the common parts).
+  // encode(x) -> packed codes (trainers/method_export.h builds the common parts).
   virtual torch::jit::Module to_torchscript(const MethodContext& ctx) const;
 };
 
 using MethodRegistry = Registry<Method, Section&, const MethodContext&>;
 MethodRegistry& method_registry();
-// One line per built-in method; idempotent.
-void register_builtin_methods();
+// Builds a registered method (app/builtin_methods.h registers the built-in ones).
 std::unique_ptr<Method> create_method(const std::string& name, Section& model_cfg,
                                       const MethodContext& ctx, const std::string& where);
 

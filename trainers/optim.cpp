@@ -1,13 +1,45 @@
 #include "trainers/optim.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
+
+#include <fmt/ranges.h>
 
 namespace hashlab {
 
+// ------------------------------------------------------------------ options
+
 OptimOptions OptimOptions::from_yaml(Section s) {
   OptimOptions o;
-  s.known({"stages"});
+  o.where = s.where("type");
+  s.known({"stages", "optimizers"});
   o.read_keys(s);
+  if (s.has("optimizers")) {
+    const YAML::Node& map = s.node()["optimizers"];
+    if (!map.IsMap() || map.size() == 0)
+      fail("{}: expected a map of named optimizers ({{NAME: {{<optim keys>}}}})",
+           s.where("optimizers"));
+    Section all = s.sub("optimizers");
+    for (const auto& kv : map) {
+      const std::string name = kv.first.as<std::string>();
+      Section ns = all.sub(name);
+      for (const char* key : {"stages", "until", "optimizers"})
+        if (ns.has(key))
+          fail("{}: '{}' cannot be set per optimizer (stages apply to every optimizer)",
+               ns.where(key), key);
+      OptimOptions named;
+      named.where = all.where(name);
+      named.read_keys(ns);
+      ns.finish();
+      // The combination must be valid too (e.g. nesterov given here, momentum above).
+      OptimOptions check = o;
+      check.override_with(named);
+      if (check.nesterov && (check.type != "sgd" || check.momentum <= 0))
+        fail("{}: nesterov needs type sgd and momentum > 0", named.where);
+      o.optimizers[name] = std::move(named);
+    }
+  }
   s.finish();
   if (!s.has("stages")) return o;
   const YAML::Node& list = s.node()["stages"];
@@ -19,6 +51,8 @@ OptimOptions OptimOptions::from_yaml(Section s) {
   for (size_t i = 0; i < list.size(); ++i) {
     Section ss = s.item("stages", i);
     OptimOptions stage = top;
+    stage.optimizers.clear();
+    stage.where = ss.where("until");
     if (!ss.has("until"))
       fail("{}: missing 'until' (the first step after the stage)", ss.where("until"));
     ss.get("until", stage.until, Range{1, 1e12});
@@ -26,6 +60,10 @@ OptimOptions OptimOptions::from_yaml(Section s) {
       fail("{}: until must increase from stage to stage ({} after {})", ss.where("until"),
            stage.until, prev);
     if (ss.has("stages")) fail("{}: stages do not nest", ss.where("stages"));
+    if (ss.has("optimizers"))
+      fail("{}: per-optimizer overrides go at the top level of optim (they apply in every "
+           "stage)",
+           ss.where("optimizers"));
     stage.read_keys(ss);
     ss.finish();
     prev = stage.until;
@@ -36,7 +74,12 @@ OptimOptions OptimOptions::from_yaml(Section s) {
 
 void OptimOptions::read_keys(Section& s) {
   OptimOptions& o = *this;
-  s.get_choice("type", o.type, {"sgd", "adam", "adamw"});
+  for (const char* key :
+       {"type", "lr", "momentum", "nesterov", "weight_decay", "betas", "eps", "history_size",
+        "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "line_search",
+        "reset_each_step", "schedule", "step_size", "gamma", "min_lr_factor", "warmup"})
+    if (s.has(key)) o.given.insert(key);
+  s.get_choice("type", o.type, optimizer_registry().names());
   s.get("lr", o.lr, Range{0.0, 10.0});
   s.get("momentum", o.momentum, Range{0.0, 1.0});
   s.get("nesterov", o.nesterov);
@@ -44,13 +87,49 @@ void OptimOptions::read_keys(Section& s) {
   s.get("betas", o.betas, Range{0.0, 1.0});
   if (o.betas.size() != 2) fail("{}: expected two values [beta1, beta2]", s.where("betas"));
   s.get("eps", o.eps, Range{0.0, 1.0});
-  s.get_choice("schedule", o.schedule, {"constant", "step", "cosine"});
+  s.get("history_size", o.history_size, Range{1, 1e6});
+  s.get("max_iter", o.max_iter, Range{1, 1e9});
+  s.get("max_eval", o.max_eval, Range{0, 1e9});
+  s.get("tolerance_grad", o.tolerance_grad, Range{0.0, 1e12});
+  s.get("tolerance_change", o.tolerance_change, Range{0.0, 1e12});
+  s.get_choice("line_search", o.line_search, {"strong_wolfe", "none"});
+  s.get("reset_each_step", o.reset_each_step);
+  s.get_choice("schedule", o.schedule, lr_schedule_registry().names());
   s.get("step_size", o.step_size, Range{1, 1e12});
   s.get("gamma", o.gamma, Range{0.0, 1.0});
   s.get("min_lr_factor", o.min_lr_factor, Range{0.0, 1.0});
   s.get("warmup", o.warmup, Range{0, 1e12});
   if (o.nesterov && (o.type != "sgd" || o.momentum <= 0))
     fail("{}: nesterov needs type sgd and momentum > 0", s.where("nesterov"));
+  if (o.type == "lbfgs" && o.given.count("weight_decay") && o.weight_decay > 0)
+    fail("{}: lbfgs has no weight decay (got {}); set it to 0 or add the penalty to the loss",
+         s.where("weight_decay"), o.weight_decay);
+}
+
+void OptimOptions::override_with(const OptimOptions& n) {
+  for (const std::string& k : n.given) {
+    given.insert(k);
+    if (k == "type") type = n.type;
+    else if (k == "lr") lr = n.lr;
+    else if (k == "momentum") momentum = n.momentum;
+    else if (k == "nesterov") nesterov = n.nesterov;
+    else if (k == "weight_decay") weight_decay = n.weight_decay;
+    else if (k == "betas") betas = n.betas;
+    else if (k == "eps") eps = n.eps;
+    else if (k == "history_size") history_size = n.history_size;
+    else if (k == "max_iter") max_iter = n.max_iter;
+    else if (k == "max_eval") max_eval = n.max_eval;
+    else if (k == "tolerance_grad") tolerance_grad = n.tolerance_grad;
+    else if (k == "tolerance_change") tolerance_change = n.tolerance_change;
+    else if (k == "line_search") line_search = n.line_search;
+    else if (k == "reset_each_step") reset_each_step = n.reset_each_step;
+    else if (k == "schedule") schedule = n.schedule;
+    else if (k == "step_size") step_size = n.step_size;
+    else if (k == "gamma") gamma = n.gamma;
+    else if (k == "min_lr_factor") min_lr_factor = n.min_lr_factor;
+    else if (k == "warmup") warmup = n.warmup;
+  }
+  where = n.where;
 }
 
 size_t OptimOptions::stage_index(int64_t step) const {
@@ -70,48 +149,162 @@ std::pair<int64_t, int64_t> OptimOptions::stage_range(size_t index, int64_t tota
   return {begin, end};
 }
 
-double staged_lr_factor(const OptimOptions& o, int64_t step, int64_t total) {
-  size_t i = o.stage_index(step);
-  auto [begin, end] = o.stage_range(i, total);
-  return lr_factor(o.stage(i), step - begin, end - begin);
+OptimOptions OptimOptions::resolve(size_t index, const std::string& name) const {
+  const OptimOptions& base = stage(index);
+  OptimOptions r;
+  r.type = base.type, r.lr = base.lr, r.momentum = base.momentum, r.nesterov = base.nesterov;
+  r.weight_decay = base.weight_decay, r.betas = base.betas, r.eps = base.eps;
+  r.history_size = base.history_size, r.max_iter = base.max_iter, r.max_eval = base.max_eval;
+  r.tolerance_grad = base.tolerance_grad, r.tolerance_change = base.tolerance_change;
+  r.line_search = base.line_search, r.reset_each_step = base.reset_each_step;
+  r.schedule = base.schedule, r.step_size = base.step_size, r.gamma = base.gamma;
+  r.min_lr_factor = base.min_lr_factor, r.warmup = base.warmup;
+  r.given = base.given, r.where = base.where, r.until = base.until;
+  auto it = optimizers.find(name);
+  if (it != optimizers.end()) r.override_with(it->second);
+  return r;
+}
+
+void OptimOptions::check_names(const std::vector<std::string>& names,
+                               const std::string& method) const {
+  for (const auto& [name, o] : optimizers) {
+    if (std::find(names.begin(), names.end(), name) != names.end()) continue;
+    std::string hint = did_you_mean(name, names);
+    fail("{}: method '{}' has no optimizer '{}' (it has {}){}", o.where, method, name,
+         fmt::join(names, ", "), hint.empty() ? "" : " (did you mean '" + hint + "'?)");
+  }
+}
+
+// ------------------------------------------------------------------ optimizers
+
+namespace {
+
+using namespace torch::optim;
+
+template <typename Opt, typename Options>
+std::unique_ptr<Optimizer> per_group(const OptimOptions& o, const std::vector<ParamGroup>& groups,
+                                     const std::function<void(Options&, double wd)>& set) {
+  std::vector<OptimizerParamGroup> pg;
+  for (const auto& g : groups) {
+    auto opt = std::make_unique<Options>(o.lr * g.lr_mult);
+    set(*opt, o.weight_decay * g.weight_decay_mult);
+    pg.emplace_back(g.params, std::move(opt));
+  }
+  return std::make_unique<Opt>(pg, Options(o.lr));
+}
+
+void register_optimizers(OptimizerRegistry& r) {
+  r.add("sgd", [](const OptimOptions& o, const std::vector<ParamGroup>& groups) {
+    return per_group<SGD, SGDOptions>(o, groups, [&](SGDOptions& s, double wd) {
+      s.momentum(o.momentum).nesterov(o.nesterov).weight_decay(wd);
+    });
+  }, "SGD with momentum / Nesterov and weight decay");
+  r.add("adam", [](const OptimOptions& o, const std::vector<ParamGroup>& groups) {
+    return per_group<Adam, AdamOptions>(o, groups, [&](AdamOptions& s, double wd) {
+      s.betas({o.betas[0], o.betas[1]}).eps(o.eps).weight_decay(wd);
+    });
+  }, "Adam (L2 weight decay)");
+  r.add("adamw", [](const OptimOptions& o, const std::vector<ParamGroup>& groups) {
+    return per_group<AdamW, AdamWOptions>(o, groups, [&](AdamWOptions& s, double wd) {
+      s.betas({o.betas[0], o.betas[1]}).eps(o.eps).weight_decay(wd);
+    });
+  }, "AdamW (decoupled weight decay)");
+  r.add("lbfgs", [](const OptimOptions& o, const std::vector<ParamGroup>& groups)
+                     -> std::unique_ptr<Optimizer> {
+    // torch::optim::LBFGS takes one parameter group: one learning rate.
+    std::vector<torch::Tensor> params;
+    for (const auto& g : groups) {
+      HL_CHECK(g.lr_mult == groups.front().lr_mult,
+               "{}: lbfgs uses one learning rate for all parameters, but group '{}' has lr_mult "
+               "{} and group '{}' {}",
+               o.where, groups.front().name, groups.front().lr_mult, g.name, g.lr_mult);
+      params.insert(params.end(), g.params.begin(), g.params.end());
+    }
+    LBFGSOptions opt(o.lr * (groups.empty() ? 1.0 : groups.front().lr_mult));
+    opt.history_size(o.history_size).max_iter(o.max_iter);
+    opt.tolerance_grad(o.tolerance_grad).tolerance_change(o.tolerance_change);
+    if (o.max_eval > 0) opt.max_eval(o.max_eval);
+    if (o.line_search == "strong_wolfe") opt.line_search_fn("strong_wolfe");
+    return std::make_unique<LBFGS>(std::vector<OptimizerParamGroup>{OptimizerParamGroup(params)},
+                                   opt);
+  }, "L-BFGS (torch::optim::LBFGS) with a strong-Wolfe line search; steps through the closure");
+}
+
+class ConstantLR : public LRSchedule {
+ public:
+  explicit ConstantLR(const OptimOptions&) {}
+  double factor(int64_t, int64_t) const override { return 1.0; }
+};
+
+class StepLR : public LRSchedule {
+ public:
+  explicit StepLR(const OptimOptions& o) : gamma_(o.gamma), step_size_(o.step_size) {}
+  double factor(int64_t step, int64_t) const override {
+    return std::pow(gamma_, static_cast<double>(step / step_size_));
+  }
+
+ private:
+  double gamma_;
+  int64_t step_size_;
+};
+
+class CosineLR : public LRSchedule {
+ public:
+  explicit CosineLR(const OptimOptions& o) : min_(o.min_lr_factor) {}
+  double factor(int64_t step, int64_t total) const override {
+    double t = total > 0 ? std::min(1.0, static_cast<double>(step) / total) : 1.0;
+    return min_ + (1.0 - min_) * 0.5 * (1.0 + std::cos(M_PI * t));
+  }
+
+ private:
+  double min_;
+};
+
+template <typename T>
+LRScheduleRegistry::Factory lr_entry() {
+  return [](const OptimOptions& o) -> std::unique_ptr<LRSchedule> {
+    return std::make_unique<T>(o);
+  };
+}
+
+}  // namespace
+
+OptimizerRegistry& optimizer_registry() {
+  static OptimizerRegistry r = [] {
+    OptimizerRegistry reg("optimizer");
+    register_optimizers(reg);
+    return reg;
+  }();
+  return r;
+}
+
+LRScheduleRegistry& lr_schedule_registry() {
+  static LRScheduleRegistry r = [] {
+    LRScheduleRegistry reg("lr schedule");
+    reg.add("constant", lr_entry<ConstantLR>(), "the base learning rate throughout");
+    reg.add("step", lr_entry<StepLR>(), "lr *= gamma every step_size steps");
+    reg.add("cosine", lr_entry<CosineLR>(), "cosine decay to min_lr_factor over the stage");
+    return reg;
+  }();
+  return r;
 }
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const OptimOptions& o,
                                                         const std::vector<ParamGroup>& groups) {
-  using namespace torch::optim;
-  std::vector<OptimizerParamGroup> pg;
-  for (const auto& g : groups) {
-    double lr = o.lr * g.lr_mult;
-    double wd = o.weight_decay * g.weight_decay_mult;
-    if (o.type == "sgd") {
-      auto opt = std::make_unique<SGDOptions>(lr);
-      opt->momentum(o.momentum).nesterov(o.nesterov).weight_decay(wd);
-      pg.emplace_back(g.params, std::move(opt));
-    } else if (o.type == "adam") {
-      auto opt = std::make_unique<AdamOptions>(lr);
-      opt->betas({o.betas[0], o.betas[1]}).eps(o.eps).weight_decay(wd);
-      pg.emplace_back(g.params, std::move(opt));
-    } else {
-      auto opt = std::make_unique<AdamWOptions>(lr);
-      opt->betas({o.betas[0], o.betas[1]}).eps(o.eps).weight_decay(wd);
-      pg.emplace_back(g.params, std::move(opt));
-    }
-  }
-  if (o.type == "sgd") return std::make_unique<SGD>(pg, SGDOptions(o.lr));
-  if (o.type == "adam") return std::make_unique<Adam>(pg, AdamOptions(o.lr));
-  return std::make_unique<AdamW>(pg, AdamWOptions(o.lr));
+  return optimizer_registry().create(o.type, o.where, o, groups);
 }
 
 double lr_factor(const OptimOptions& o, int64_t step, int64_t total) {
-  double f = 1.0;
-  if (o.schedule == "step") {
-    f = std::pow(o.gamma, static_cast<double>(step / o.step_size));
-  } else if (o.schedule == "cosine") {
-    double t = total > 0 ? std::min(1.0, static_cast<double>(step) / total) : 1.0;
-    f = o.min_lr_factor + (1.0 - o.min_lr_factor) * 0.5 * (1.0 + std::cos(M_PI * t));
-  }
+  double f = lr_schedule_registry().create(o.schedule, o.where, o)->factor(step, total);
   if (o.warmup > 0 && step < o.warmup) f *= static_cast<double>(step + 1) / o.warmup;
   return f;
+}
+
+double staged_lr_factor(const OptimOptions& o, int64_t step, int64_t total,
+                        const std::string& name) {
+  size_t i = o.stage_index(step);
+  auto [begin, end] = o.stage_range(i, total);
+  return lr_factor(o.resolve(i, name), step - begin, end - begin);
 }
 
 void apply_lr(torch::optim::Optimizer& opt, const OptimOptions& o,
@@ -119,31 +312,6 @@ void apply_lr(torch::optim::Optimizer& opt, const OptimOptions& o,
   auto& pgs = opt.param_groups();
   for (size_t i = 0; i < pgs.size() && i < groups.size(); ++i)
     pgs[i].options().set_lr(o.lr * groups[i].lr_mult * factor);
-}
-
-ScalarSchedule ScalarSchedule::from_yaml(Section s) {
-  ScalarSchedule c;
-  s.get_choice("type", c.type, {"constant", "hashnet", "step", "linear"});
-  s.get("init", c.init);
-  s.get("gamma", c.gamma);
-  s.get("power", c.power);
-  s.get("every", c.every, Range{1, 1e12});
-  s.get("final", c.final_value);
-  s.finish();
-  return c;
-}
-
-double ScalarSchedule::at(int64_t step, int64_t total) const {
-  if (type == "hashnet") {
-    double t = static_cast<double>((step / every) * every);
-    return init * std::pow(1.0 + gamma * t, power);
-  }
-  if (type == "step") return init * std::pow(gamma, static_cast<double>(step / every));
-  if (type == "linear") {
-    double t = total > 0 ? std::min(1.0, static_cast<double>(step) / total) : 1.0;
-    return init + (final_value - init) * t;
-  }
-  return init;
 }
 
 }  // namespace hashlab

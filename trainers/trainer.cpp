@@ -5,11 +5,13 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <set>
+
+#include <fmt/ranges.h>
 
 #include "csrc/core/checkpoint.h"
 #include "csrc/core/device.h"
 #include "csrc/core/error.h"
-#include "csrc/core/progress.h"
 #include "csrc/core/signals.h"
 
 namespace hashlab {
@@ -47,7 +49,14 @@ struct AutocastGuard {
     }
   }
 };
+
+std::string optimizer_key(const std::vector<std::string>& names, const std::string& name) {
+  // One optimizer: the key checkpoints have always used.
+  return names.size() == 1 ? "optimizer" : "optimizer." + name;
+}
 }  // namespace
+
+LossMap Method::step(const Batch& batch, Trainer& trainer) { return trainer.default_step(batch); }
 
 Trainer::Trainer(Method& method, Loader* loader, TrainOptions train, OptimOptions optim,
                  torch::Device device, std::string checkpoint_dir, MetricsWriter* metrics)
@@ -58,26 +67,113 @@ Trainer::Trainer(Method& method, Loader* loader, TrainOptions train, OptimOption
       device_(device),
       checkpoint_dir_(std::move(checkpoint_dir)),
       metrics_(metrics) {
-  if (method_.uses_trainer()) {
-    groups_ = method_.param_groups();
-    if (groups_.empty()) fail("method '{}' returned no parameters to train", method_.name());
-    build_optimizer(optim_.stage_index(0));
+  if (!method_.fits()) {
+    std::vector<ParameterSet> sets = method_.parameter_sets();
+    if (sets.empty()) fail("method '{}' declares no parameters to train", method_.name());
+    std::set<std::string> names;
+    std::set<const void*> seen;
+    for (auto& set : sets) {
+      if (set.name.empty() || !names.insert(set.name).second)
+        fail("method '{}': optimizer names must be unique and non-empty ('{}')", method_.name(),
+             set.name);
+      size_t count = 0;
+      for (const auto& g : set.groups)
+        for (const auto& p : g.params) {
+          if (!seen.insert(p.unsafeGetTensorImpl()).second)
+            fail("method '{}': a parameter of group '{}' is also in another group or optimizer "
+                 "(parameter sets must be disjoint)",
+                 method_.name(), g.name);
+          trained_params_.push_back(p);
+          ++count;
+        }
+      if (count == 0)
+        fail("method '{}' returned no parameters to train for optimizer '{}'", method_.name(),
+             set.name);
+      optimizers_.push_back(Named{std::move(set), nullptr, {}});
+    }
+    optim_.check_names(optimizer_names(), method_.name());
+    if (train_.grad_clip > 0) {
+      for (size_t i = 0; i <= optim_.stages.size(); ++i)
+        for (const auto& n : optimizers_)
+          if (optim_.resolve(i, n.set.name).type == "lbfgs")
+            fail("train.grad_clip: gradient clipping would break the line search of lbfgs "
+                 "(optimizer '{}'); set grad_clip: 0",
+                 n.set.name);
+    }
+    build_optimizers(optim_.stage_index(0));
   }
+  hooks_ = {method_hook(method_), lr_schedule_hook(), finite_guard_hook(), metrics_hook(),
+            eval_hook(), checkpoint_hook(), interrupt_hook()};
+  user_hooks_at_ = 5;
 }
 
 Trainer::~Trainer() = default;
 
-void Trainer::build_optimizer(size_t index) {
-  optimizer_ = make_optimizer(optim_.stage(index), groups_);
+void Trainer::add_hook(std::shared_ptr<TrainerHook> hook) {
+  hooks_.insert(hooks_.begin() + static_cast<std::ptrdiff_t>(user_hooks_at_), std::move(hook));
+  ++user_hooks_at_;
+}
+
+std::vector<std::string> Trainer::optimizer_names() const {
+  std::vector<std::string> out;
+  for (const auto& n : optimizers_) out.push_back(n.set.name);
+  return out;
+}
+
+Trainer::Named& Trainer::named(const std::string& name) {
+  for (auto& n : optimizers_)
+    if (n.set.name == name) return n;
+  fail("method '{}' has no optimizer '{}' (it has {})", method_.name(), name,
+       fmt::join(optimizer_names(), ", "));
+}
+
+const Trainer::Named& Trainer::named(const std::string& name) const {
+  return const_cast<Trainer*>(this)->named(name);
+}
+
+torch::optim::Optimizer& Trainer::optimizer(const std::string& name) {
+  return *named(name).optimizer;
+}
+
+void Trainer::build_optimizers(size_t index) {
+  for (auto& n : optimizers_) {
+    n.settings = optim_.resolve(index, n.set.name);
+    n.optimizer = make_optimizer(n.settings, n.set.groups);
+  }
   optim_stage_ = index;
 }
 
-double Trainer::current_lr_factor() const {
-  return staged_lr_factor(optim_, step_, train_.iterations);
+const TrainingSet& Trainer::training_set() {
+  if (!training_set_) {
+    HL_CHECK(loader_ != nullptr, "trainer: no training data (loader) for method '{}'",
+             method_.name());
+    training_set_ = std::make_unique<TrainingSet>(*loader_);
+  }
+  return *training_set_;
 }
 
-double Trainer::current_lr() const {
-  return optim_.stage(optim_.stage_index(step_)).lr * current_lr_factor();
+double Trainer::current_lr_factor(const std::string& name) const {
+  const std::string n = name.empty() && !optimizers_.empty() ? optimizers_.front().set.name : name;
+  return staged_lr_factor(optim_, step_, train_.iterations, n);
+}
+
+double Trainer::current_lr(const std::string& name) const {
+  const std::string n = name.empty() && !optimizers_.empty() ? optimizers_.front().set.name : name;
+  return optim_.resolve(optim_.stage_index(step_), n).lr * current_lr_factor(n);
+}
+
+void Trainer::apply_lr_schedule() {
+  const size_t stage = optim_.stage_index(step_);
+  if (stage != optim_stage_) {
+    build_optimizers(stage);
+    if (progress_) progress_->clear();
+    for (const auto& n : optimizers_)
+      log().info("step {}: optimizer stage {}{} ({} lr {:g})", step_, stage,
+                 optimizers_.size() > 1 ? " of '" + n.set.name + "'" : std::string(),
+                 n.settings.type, n.settings.lr);
+  }
+  for (auto& n : optimizers_)
+    apply_lr(*n.optimizer, n.settings, n.set.groups, current_lr_factor(n.set.name));
 }
 
 double Trainer::train_seconds() const {
@@ -91,6 +187,12 @@ void Trainer::stop_clock() {
   session_start_.reset();
 }
 
+int64_t Trainer::checkpoint_every() const {
+  return fitting() ? plan_.checkpoint_every : train_.checkpoint_every;
+}
+
+int64_t Trainer::planned_steps() const { return fitting() ? plan_.units : train_.iterations; }
+
 std::string Trainer::last_checkpoint_path() const {
   return checkpoint_dir_.empty() ? "" : (fs::path(checkpoint_dir_) / "last.pt").string();
 }
@@ -100,16 +202,18 @@ void Trainer::save_checkpoint(const std::string& path) {
   torch::serialize::OutputArchive m;
   method_.save(m);
   a.write("method", m);
-  if (optimizer_) {
+  const auto names = optimizer_names();
+  for (const auto& n : optimizers_) {
     torch::serialize::OutputArchive o;
-    optimizer_->save(o);
-    a.write("optimizer", o);
+    n.optimizer->save(o);
+    a.write(optimizer_key(names, n.set.name), o);
   }
   archive_write(a, "optim_stage", static_cast<int64_t>(optim_stage_));
   archive_write(a, "step", step_);
   archive_write(a, "epoch", epoch_);
   archive_write(a, "train_seconds", train_seconds());
   archive_write(a, "method_name", method_.name());
+  archive_write(a, "fit_finished", static_cast<int64_t>(fit_finished_ ? 1 : 0));
   a.write("rng_cpu", cpu_rng_state());
   write_checkpoint(path, a);
   last_good_checkpoint_step_ = step_;
@@ -124,7 +228,7 @@ void Trainer::resume(const std::string& path) {
   torch::serialize::InputArchive m;
   if (!a.try_read("method", m)) fail("{}: checkpoint has no method state", path);
   method_.load(m);
-  if (optimizer_) {
+  if (!optimizers_.empty()) {
     // The state belongs to the stage that was training when it was saved.
     torch::Tensor stage;
     size_t index = 0;
@@ -132,21 +236,26 @@ void Trainer::resume(const std::string& path) {
     if (index > optim_.stages.size())
       fail("{}: checkpoint was saved in optimizer stage {}, the config has {} stages", path,
            index, optim_.stages.size());
-    if (index != optim_stage_) build_optimizer(index);
-    torch::serialize::InputArchive o;
-    if (!a.try_read("optimizer", o)) fail("{}: checkpoint has no optimizer state", path);
-    optimizer_->load(o);
+    if (index != optim_stage_) build_optimizers(index);
+    const auto names = optimizer_names();
+    for (auto& n : optimizers_) {
+      torch::serialize::InputArchive o;
+      if (!a.try_read(optimizer_key(names, n.set.name), o))
+        fail("{}: checkpoint has no state for optimizer '{}'", path, n.set.name);
+      n.optimizer->load(o);
+    }
   }
   step_ = archive_read_int(a, "step");
   epoch_ = archive_read_int(a, "epoch");
-  torch::Tensor secs;  // absent from checkpoints written before it was recorded
+  torch::Tensor secs, finished;  // absent from checkpoints written before they were recorded
   seconds_before_ = a.try_read("train_seconds", secs) ? secs.item<double>() : 0.0;
+  fit_finished_ = a.try_read("fit_finished", finished) && finished.item<int64_t>() != 0;
   torch::Tensor rng;
   if (!a.try_read("rng_cpu", rng)) fail("{}: checkpoint has no RNG state", path);
   set_cpu_rng_state(rng);
   if (loader_) loader_->seek(step_);
   last_good_checkpoint_step_ = step_;
-  log().info("resumed from {} at step {}", path, step_);
+  log().info("resumed from {} at {} {}", path, method_.fits() ? "unit" : "step", step_);
 }
 
 void Trainer::check_finite(const LossMap& losses) {
@@ -160,6 +269,8 @@ void Trainer::check_finite(const LossMap& losses) {
               : std::string("no checkpoint was written yet");
       if (metrics_)
         metrics_->write("error", {{"step", step_}, {"message", "non-finite " + name}});
+      if (fitting())
+        fail("fit diverged: '{}' is {} at unit {}; {}.", name, v, step_, where);
       fail("training diverged: '{}' is {} at step {} (lr {:.3g}); {}. Lower optim.lr or "
            "set train.grad_clip.",
            name, v, step_, current_lr(), where);
@@ -167,21 +278,61 @@ void Trainer::check_finite(const LossMap& losses) {
   }
 }
 
-void Trainer::log_step(const LossMap& losses, double sec_per_step) {
-  nlohmann::json rec;
-  rec["step"] = step_;
-  rec["epoch"] = epoch_;
-  rec["lr"] = current_lr();
-  for (const auto& [name, value] : losses)
-    rec[name] = value.detach().to(torch::kCPU).to(torch::kFloat64).item<double>();
-  for (const auto& [name, value] : method_.status()) rec[name] = value;
-  rec["sec_per_step"] = sec_per_step;
-  if (metrics_) metrics_->write("train", rec);
+LossMap Trainer::optimize(const std::string& name, const std::function<LossMap()>& closure) {
+  Named& n = named(name);
+  if (n.settings.reset_each_step) n.optimizer->state().clear();
+  const bool on_cuda = device_.is_cuda();
+  const bool amp = train_.amp && on_cuda;
+  std::vector<torch::Tensor> own;
+  if (train_.grad_clip > 0)
+    for (const auto& g : n.set.groups) own.insert(own.end(), g.params.begin(), g.params.end());
+  LossMap first;
+  auto evaluate_loss = [&]() -> torch::Tensor {
+    for (auto& o : optimizers_) o.optimizer->zero_grad();
+    LossMap losses;
+    {
+      AutocastGuard ac(amp);
+      losses = closure();
+    }
+    if (losses.empty() || losses.front().first != "loss")
+      fail("method '{}': the loss of optimizer '{}' (training_step or closure) must come first "
+           "and be named \"loss\"",
+           method_.name(), name);
+    // CPU: checking every evaluation is free; CUDA: at log steps (no host sync).
+    if (!on_cuda) check_finite(losses);
+    losses.front().second.backward();
+    if (!own.empty()) torch::nn::utils::clip_grad_norm_(own, train_.grad_clip);
+    if (first.empty()) first = losses;
+    return losses.front().second;
+  };
+  n.optimizer->step(evaluate_loss);
+  return first;
+}
+
+LossMap Trainer::default_step(const Batch& batch) {
+  if (optimizers_.size() != 1)
+    fail("method '{}' declares {} optimizers ({}): it must run its own step()", method_.name(),
+         optimizers_.size(), fmt::join(optimizer_names(), ", "));
+  return optimize(optimizers_.front().set.name,
+                  [&] { return method_.training_step(batch, *this); });
+}
+
+void Trainer::begin_units(const FitPlan& plan) {
+  HL_CHECK(fitting(), "begin_units: method '{}' trains in steps, not units", method_.name());
+  HL_CHECK(plan.checkpoint_every >= 0 && plan.units >= 0, "begin_units: negative plan");
+  plan_ = plan;
+  if (progress_) progress_->clear();
+  progress_ = std::make_unique<Progress>(step_, plan_.units, plan_.unit, 1, 1);
+}
+
+void Trainer::unit_done(const LossMap& values) {
+  HL_CHECK(fitting(), "unit_done: method '{}' trains in steps, not units", method_.name());
+  check_finite(values);
+  ++step_;
+  for (auto& h : hooks_) h->after_step(*this, values);
 }
 
 void Trainer::train() {
-  if (!method_.uses_trainer()) fail("method '{}' does not train through the trainer", method_.name());
-  if (!loader_) fail("trainer: no training data loader");
   InterruptGuard guard;
   session_start_ = std::chrono::steady_clock::now();
   // Stop the clock however train() leaves: return, interrupt or divergence.
@@ -189,109 +340,51 @@ void Trainer::train() {
     Trainer& t;
     ~StopClock() { t.stop_clock(); }
   } stop_clock_on_exit{*this};
-  method_.before_train(*this);
+  if (method_.fits()) {
+    run_fit();
+  } else {
+    run_loop();
+  }
+}
+
+void Trainer::run_loop() {
+  if (!loader_) fail("trainer: no training data loader");
+  for (auto& h : hooks_) h->before_train(*this);
   if (auto* mod = method_.module()) mod->train();
   const bool on_cuda = device_.is_cuda();
-  const bool amp = train_.amp && on_cuda;
-  Progress progress(step_, train_.iterations, "img", train_.batch_size, train_.log_every);
-  auto t_last = std::chrono::steady_clock::now();
-  int64_t steps_since_log = 0;
-  std::string extra;  // progress suffix, refreshed on log steps
-
+  progress_ = std::make_unique<Progress>(step_, train_.iterations, "img", train_.batch_size,
+                                         train_.log_every);
   while (step_ < train_.iterations) {
     Batch batch = loader_->next();
     if (epoch_ < 0) {
       epoch_ = batch.epoch;
     } else if (batch.epoch != epoch_) {
-      method_.after_epoch(*this);
+      for (auto& h : hooks_) h->after_epoch(*this);
       epoch_ = batch.epoch;
     }
     if (train_.channels_last && on_cuda && batch.x.dim() == 4)
       batch.x = batch.x.contiguous(torch::MemoryFormat::ChannelsLast);
-    const size_t stage = optim_.stage_index(step_);
-    if (stage != optim_stage_) {
-      build_optimizer(stage);
-      const OptimOptions& o = optim_.stage(stage);
-      progress.clear();
-      log().info("step {}: optimizer stage {} ({} lr {:g})", step_, stage, o.type, o.lr);
-    }
-    apply_lr(*optimizer_, optim_.stage(stage), groups_, current_lr_factor());
-    optimizer_->zero_grad();
-    LossMap losses;
-    {
-      AutocastGuard ac(amp);
-      losses = method_.training_step(batch, *this);
-    }
-    if (losses.empty() || losses.front().first != "loss")
-      fail("method '{}': training_step must return \"loss\" first", method_.name());
-    // CPU: checking every step is free; CUDA: only when logging (no host sync).
-    if (!on_cuda) check_finite(losses);
-    losses.front().second.backward();
-    if (train_.grad_clip > 0) {
-      std::vector<torch::Tensor> params;
-      for (const auto& g : groups_) params.insert(params.end(), g.params.begin(), g.params.end());
-      torch::nn::utils::clip_grad_norm_(params, train_.grad_clip);
-    }
-    optimizer_->step();
+    for (auto& h : hooks_) h->before_step(*this);
+    LossMap losses = method_.step(batch, *this);
     ++step_;
-    ++steps_since_log;
-    method_.after_step(*this);
-
-    const bool log_now = step_ % train_.log_every == 0 || step_ == train_.iterations;
-    if (log_now) {
-      if (on_cuda) check_finite(losses);
-      auto now = std::chrono::steady_clock::now();
-      double sec = std::chrono::duration<double>(now - t_last).count() / steps_since_log;
-      t_last = now;
-      steps_since_log = 0;
-      log_step(losses, sec);
-    }
-    // The loss read-out syncs with the device: refresh it only on log steps
-    // (the bar shows the last logged values in between).
-    if (log_now) {
-      extra = fmt::format("loss {:.4f}",
-                          losses.front().second.detach().to(torch::kCPU).item<double>());
-      for (const auto& [name, value] : method_.status())
-        extra += fmt::format(" {} {:.4g}", name, value);
-    }
-    progress.update(step_, extra);
-
-    if (train_.eval_every > 0 && step_ % train_.eval_every == 0 && step_ < train_.iterations &&
-        evaluate) {
-      progress.clear();
-      if (auto* mod = method_.module()) mod->eval();
-      nlohmann::json r = evaluate();
-      r["step"] = step_;
-      if (metrics_) metrics_->write("eval", r);
-      log().info("eval at step {}: {}", step_, r.dump());
-      if (auto* mod = method_.module()) mod->train();
-    }
-    const bool ckpt_now = !checkpoint_dir_.empty() && train_.checkpoint_every > 0 &&
-                          step_ % train_.checkpoint_every == 0;
-    if (ckpt_now) {
-      if (on_cuda && !log_now) check_finite(losses);
-      save_checkpoint(last_checkpoint_path());
-    }
-    if (interrupt_requested()) {
-      progress.finish();
-      if (on_cuda) check_finite(losses);
-      std::string where = "no checkpoint directory";
-      if (!checkpoint_dir_.empty()) {
-        save_checkpoint(last_checkpoint_path());
-        where = last_checkpoint_path();
-      }
-      log().warn("interrupted by signal {} at step {}/{}; checkpoint written to {}",
-                 interrupt_signal(), step_, train_.iterations, where);
-      if (!resume_hint.empty()) log().warn("resume with: {}", resume_hint);
-      if (metrics_) metrics_->write("interrupt", {{"step", step_}});
-      throw ExitStatus(130);
-    }
+    for (auto& h : hooks_) h->after_step(*this, losses);
   }
-  progress.finish();
-  method_.after_train(*this);
-  stop_clock();  // before the final checkpoint records the time
-  if (!checkpoint_dir_.empty()) save_checkpoint(last_checkpoint_path());
+  progress_->finish();
+  for (auto& h : hooks_) h->after_train(*this);
   if (auto* mod = method_.module()) mod->eval();
+}
+
+void Trainer::run_fit() {
+  if (fit_finished_) {
+    log().info("method '{}' finished fitting before this session (resumed a finished run)",
+               method_.name());
+    return;
+  }
+  for (auto& h : hooks_) h->before_train(*this);
+  method_.fit(training_set(), *this);
+  if (progress_) progress_->finish();
+  fit_finished_ = true;
+  for (auto& h : hooks_) h->after_train(*this);
 }
 
 }  // namespace hashlab

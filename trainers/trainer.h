@@ -1,19 +1,41 @@
-// The generic training loop (detectron2's TrainerBase, in LibTorch).
+// The training engine: a loop plus hooks (detectron2's TrainerBase, in LibTorch).
 //
-// It owns the optimizer, the LR schedule, mixed precision, gradient clipping,
-// logging (console, log.txt, metrics.jsonl), the progress display, periodic
-// evaluation, NaN/inf detection, checkpoints and SIGINT/SIGTERM handling. A
-// Method supplies training_step(batch) -> named losses and its hooks.
+// The loop: for each step, the next batch (after_epoch hooks when the epoch
+// changes), before_step hooks, the method's step, after_step hooks; then
+// after_train hooks. The services are hooks (trainers/hooks.h), run in this
+// order after each step:
+//   method         Method::after_step (after_epoch, before/after_train too)
+//   finite guard   non-finite losses stop the run, naming the last good checkpoint
+//                  (the step's closure checks every step on CPU before backward;
+//                  on CUDA the hook checks at log and checkpoint steps: no sync)
+//   metrics        "train" records in metrics.jsonl every log_every steps, progress
+//   evaluation     every eval_every steps (the final evaluation is the job's)
+//   checkpoint     every checkpoint_every steps, and at the end
+//   interrupt      SIGINT/SIGTERM: checkpoint, "resume with" hint, ExitStatus(130)
+// and before each step: the LR schedule (optimizer stages, per-optimizer schedules).
+//
+// Steps. Method::step(batch, trainer) runs the step. The default one is
+// default_step(): optimize() of the single optimizer on training_step(). A
+// method with named optimizers (Method::parameter_sets) runs its own step and
+// calls optimize(name, closure) for each update it wants. optimize() always
+// hands the optimizer a closure: SGD/Adam evaluate it once, L-BFGS as often as
+// its line search needs.
+//
+// Fits. A method with fits() == true gets fit(training_set(), trainer) instead
+// of the loop; it calls begin_units() with its plan and unit_done() after each
+// unit of work, which runs the after_step hooks with step() = units done
+// (logging every unit, evaluation every eval_every units, checkpoints as the
+// plan says, SIGINT). On resume, units_done() says where to continue.
 //
 // train:
 //   iterations: 10000       # optimizer steps
 //   batch_size: 64
 //   log_every: 50           # train records in metrics.jsonl, plain progress lines
-//   eval_every: 0           # 0: evaluate only at the end
-//   checkpoint_every: 1000  # also written at the end and on interrupt
+//   eval_every: 0           # 0: evaluate only at the end (fits: in units)
+//   checkpoint_every: 1000  # also written at the end and on interrupt (fits: their plan)
 //   amp: false              # bf16 autocast on CUDA (ignored on CPU)
 //   channels_last: false    # CUDA only
-//   grad_clip: 0            # max global grad norm; 0 = off
+//   grad_clip: 0            # max global grad norm per optimizer; 0 = off (not with lbfgs)
 //   prefetch: 2             # batches prepared ahead by the loader thread
 #pragma once
 
@@ -22,13 +44,17 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "csrc/core/config.h"
 #include "csrc/core/logging.h"
+#include "csrc/core/progress.h"
 #include "datasets/loader.h"
+#include "datasets/training_set.h"
+#include "trainers/hooks.h"
 #include "trainers/method.h"
 #include "trainers/optim.h"
 
@@ -48,50 +74,110 @@ struct TrainOptions {
   static TrainOptions from_yaml(Section s);
 };
 
+// What a fit method plans: `units` of work called `unit` (e.g. 64 "bit"s per
+// round); `units` may be an upper bound (0: unknown). A checkpoint is written
+// every `checkpoint_every` units (and always at the end and on interrupt).
+struct FitPlan {
+  int64_t units = 0;
+  std::string unit = "unit";
+  int64_t checkpoint_every = 1;
+};
+
 class Trainer {
  public:
-  // `loader` yields training batches; `checkpoint_dir` may be empty (no
-  // checkpoints, e.g. in tests); `metrics` may be a closed writer.
+  // `loader` yields training batches (and defines the training set);
+  // `checkpoint_dir` may be empty (no checkpoints, e.g. in tests); `metrics`
+  // may be null or a closed writer.
   Trainer(Method& method, Loader* loader, TrainOptions train, OptimOptions optim,
           torch::Device device, std::string checkpoint_dir, MetricsWriter* metrics);
   ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
 
-  // Runs from the current step to train.iterations. Throws hashlab::Error on
-  // NaN/inf (after pointing at the last good checkpoint) and ExitStatus(130)
-  // after writing a checkpoint when interrupted.
+  // Runs the step loop from the current step to train.iterations, or the
+  // method's fit. Throws hashlab::Error on NaN/inf (after pointing at the last
+  // good checkpoint) and ExitStatus(130) after writing a checkpoint when
+  // interrupted.
   void train();
 
-  // Restores step, optimizer, method, RNG and loader position.
+  // Restores step (or units), optimizers, method, RNG and loader position.
   void resume(const std::string& checkpoint_path);
   void save_checkpoint(const std::string& path);
   std::string last_checkpoint_path() const;
 
-  // Called for periodic and final evaluation; returns metrics to log.
+  // Called for periodic evaluation; returns metrics to log.
   std::function<nlohmann::json()> evaluate;
   // Printed when interrupted ("hashlab train ... --resume").
   std::string resume_hint;
+  // Runs after the built-in hooks that observe a step (metrics, evaluation)
+  // and before the checkpoint and interrupt hooks.
+  void add_hook(std::shared_ptr<TrainerHook> hook);
 
   int64_t step() const { return step_; }
   int64_t epoch() const { return epoch_; }
   int64_t total_steps() const { return train_.iterations; }
   torch::Device device() const { return device_; }
   const TrainOptions& options() const { return train_; }
-  torch::optim::Optimizer* optimizer() { return optimizer_.get(); }
   MetricsWriter* metrics() { return metrics_; }
   Loader* loader() { return loader_; }
-  double current_lr_factor() const;
+  // The training items (features after transforms, labels, pool indices);
+  // built from the loader on first use.
+  const TrainingSet& training_set();
   // Seconds spent in train(), summed over this run and every run it resumed
   // (each checkpoint carries the total so far); ticking while train() runs.
   double train_seconds() const;
+  // The learning rate of optimizer `name` at the current step (the base lr
+  // times the schedule; group multipliers not applied).
+  double current_lr(const std::string& name = "") const;
+  double current_lr_factor(const std::string& name = "") const;
+
+  // ---- steps
+  std::vector<std::string> optimizer_names() const;
+  torch::optim::Optimizer& optimizer(const std::string& name);
+  // One update of optimizer `name`: the closure computes the losses ("loss"
+  // first, minimised; the rest logged) and is called by the optimizer, once or,
+  // for L-BFGS, as often as the line search needs. Each call zeroes the
+  // gradients of every trained parameter, runs the closure (under autocast
+  // when train.amp), checks the losses are finite (CPU), back-propagates
+  // "loss" and clips this optimizer's gradients. Only this optimizer's
+  // parameters move. Returns the losses of the first evaluation.
+  LossMap optimize(const std::string& name, const std::function<LossMap()>& closure);
+  // The default step: optimize() of the single optimizer on training_step().
+  LossMap default_step(const Batch& batch);
+
+  // ---- fits
+  void begin_units(const FitPlan& plan);
+  // One unit of work is done: `values` are logged with the unit's record.
+  void unit_done(const LossMap& values = {});
+  int64_t units_done() const { return step_; }
+
+  // ---- used by the built-in hooks
+  Method& method() { return method_; }
+  void check_finite(const LossMap& losses);
+  // Switches optimizer stages when one begins and sets every optimizer's lr.
+  void apply_lr_schedule();
+  Progress* progress() { return progress_.get(); }
+  bool fitting() const { return method_.fits(); }
+  // train.iterations, or the fit plan's units (0: unknown).
+  int64_t planned_steps() const;
+  int64_t checkpoint_every() const;
+  // Adds the running session to the stored seconds and stops the clock (idempotent).
+  void stop_clock();
 
  private:
-  void log_step(const LossMap& losses, double seconds_per_step);
-  void check_finite(const LossMap& losses);
-  // (Re)builds optimizer_ for optim stage `index` (fresh state).
-  void build_optimizer(size_t index);
-  double current_lr() const;
-  // Adds the running session to seconds_before_ and stops the clock (idempotent).
-  void stop_clock();
+  struct Named {
+    ParameterSet set;
+    std::unique_ptr<torch::optim::Optimizer> optimizer;
+    OptimOptions settings;  // of the current stage
+  };
+  // (Re)builds every optimizer for optim stage `index` (fresh state).
+  void build_optimizers(size_t index);
+  Named& named(const std::string& name);
+  const Named& named(const std::string& name) const;
+  void run_loop();
+  void run_fit();
+  void before_step();
+  void after_step(const LossMap& losses);
 
   Method& method_;
   Loader* loader_;
@@ -100,12 +186,18 @@ class Trainer {
   torch::Device device_;
   std::string checkpoint_dir_;
   MetricsWriter* metrics_;
-  std::vector<ParamGroup> groups_;
-  std::unique_ptr<torch::optim::Optimizer> optimizer_;
-  size_t optim_stage_ = 0;  // index into optim_'s stages of optimizer_
+  std::vector<Named> optimizers_;
+  std::vector<torch::Tensor> trained_params_;  // every parameter of every set
+  std::vector<std::shared_ptr<TrainerHook>> hooks_;
+  size_t user_hooks_at_ = 0;  // add_hook inserts here
+  std::unique_ptr<TrainingSet> training_set_;
+  std::unique_ptr<Progress> progress_;
+  FitPlan plan_;
+  size_t optim_stage_ = 0;  // index into optim_'s stages of the optimizers
   int64_t step_ = 0;
   int64_t epoch_ = -1;  // epoch of the last batch seen; -1 before the first
   int64_t last_good_checkpoint_step_ = -1;
+  bool fit_finished_ = false;
   double seconds_before_ = 0;  // train() time of earlier sessions (from the checkpoint)
   std::optional<std::chrono::steady_clock::time_point> session_start_;  // set while training
 };

@@ -262,6 +262,62 @@ PQCodes read_pq_codes(const std::string& path) {
   return out;
 }
 
+Codes Codes::binary(BinaryCodes codes) {
+  check_binary(codes, "binary codes");
+  Codes c;
+  c.kind_ = CodeKind::binary;
+  c.binary_ = std::move(codes);
+  return c;
+}
+
+Codes Codes::pq(PQCodes codes) {
+  HL_CHECK(codes.M >= 1 && codes.K >= 1 && codes.K <= 256 && codes.dsub >= 1,
+           "PQ codes: bad shape M {} K {} dsub {}", codes.M, codes.K, codes.dsub);
+  HL_CHECK(codes.ids.defined() && codes.ids.dim() == 2 && codes.ids.size(1) == codes.M &&
+               codes.ids.scalar_type() == torch::kUInt8,
+           "PQ codes: ids must be uint8 [N, {}]", codes.M);
+  Codes c;
+  c.kind_ = CodeKind::pq;
+  c.pq_ = std::move(codes);
+  return c;
+}
+
+int64_t Codes::size() const { return data().defined() ? data().size(0) : 0; }
+
+int Codes::nbits() const { return kind_ == CodeKind::pq ? 8 * pq_.M : binary_.nbits; }
+
+const torch::Tensor& Codes::data() const {
+  return kind_ == CodeKind::pq ? pq_.ids : binary_.codes;
+}
+
+const BinaryCodes& Codes::as_binary() const {
+  HL_CHECK(kind_ == CodeKind::binary, "expected binary codes, got {}", describe());
+  return binary_;
+}
+
+const PQCodes& Codes::as_pq() const {
+  HL_CHECK(kind_ == CodeKind::pq, "expected PQ codes, got {}", describe());
+  return pq_;
+}
+
+std::string Codes::describe() const {
+  if (kind_ == CodeKind::pq) return fmt::format("PQ codes (M={}, K={})", pq_.M, pq_.K);
+  return fmt::format("{}-bit binary codes", binary_.nbits);
+}
+
+void write_codes(const std::string& path, const Codes& codes) {
+  if (codes.kind() == CodeKind::pq) {
+    write_pq_codes(path, codes.as_pq());
+  } else {
+    write_binary_codes(path, codes.as_binary());
+  }
+}
+
+Codes read_codes(const std::string& path) {
+  if (read_code_file_info(path).kind == CodeKind::pq) return Codes::pq(read_pq_codes(path));
+  return Codes::binary(read_binary_codes(path));
+}
+
 void export_faiss_binary(const std::string& path, const BinaryCodes& codes) {
   check_binary(codes, fmt::format("export_faiss_binary({})", path));
 #ifdef HASHLAB_WITH_FAISS

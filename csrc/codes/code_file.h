@@ -47,6 +47,36 @@ struct PQCodes {
   torch::Tensor ids;        // uint8 [N, M], CPU
 };
 
+// One set of codes of either kind: what a method encodes, a code file holds
+// and the evaluation ranks. Binary: packed bits [N, ceil(nbits/8)]; PQ:
+// codeword ids [N, M] with the codebooks they index.
+class Codes {
+ public:
+  Codes() = default;
+  static Codes binary(BinaryCodes codes);  // checks shape and dtype
+  static Codes pq(PQCodes codes);
+
+  CodeKind kind() const { return kind_; }
+  int64_t size() const;  // number of codes N
+  int nbits() const;     // binary: bits per code; pq: 8 M (one byte per subspace)
+  // The per-item bytes: packed bits or ids, uint8 [N, bytes per code].
+  const torch::Tensor& data() const;
+  // hashlab::Error naming the actual kind when it differs.
+  const BinaryCodes& as_binary() const;
+  const PQCodes& as_pq() const;
+  // "64-bit binary" or "PQ (M=8, K=256)".
+  std::string describe() const;
+
+ private:
+  CodeKind kind_ = CodeKind::binary;
+  BinaryCodes binary_;
+  PQCodes pq_;
+};
+
+// Either kind, by the file's header (write: by the set's kind).
+void write_codes(const std::string& path, const Codes& codes);
+Codes read_codes(const std::string& path);
+
 // What the header says, without reading the payload.
 struct CodeFileInfo {
   CodeKind kind;

@@ -15,6 +15,14 @@ std::string format_duration(double s) {
   return fmt::format("{:02}:{:02}", t / 60, t % 60);
 }
 
+namespace {
+// Throughputs below 100/s keep three significant digits (a fit's units can
+// take seconds each).
+std::string rate_text(double r) {
+  return r >= 100 ? fmt::format("{:.0f}", r) : fmt::format("{:.3g}", r);
+}
+}  // namespace
+
 bool Progress::stdout_is_tty() { return ::isatty(STDOUT_FILENO) == 1; }
 
 Progress::Progress(int64_t start, int64_t total, std::string unit, int64_t items_per_step,
@@ -42,16 +50,18 @@ void Progress::update(int64_t step, const std::string& extra) {
     int filled = total_ > 0 ? static_cast<int>(width * step / total_) : 0;
     std::string bar(filled, '=');
     if (filled < width) bar += '>' + std::string(width - filled - 1, ' ');
-    std::fprintf(stdout, "\r\033[K[%s] %lld/%lld %3d%% | %.0f %s/s | ETA %s | %s", bar.c_str(),
+    std::fprintf(stdout, "\r\033[K[%s] %lld/%lld %3d%% | %s %s/s | ETA %s | %s", bar.c_str(),
                  static_cast<long long>(step), static_cast<long long>(total_),
-                 total_ > 0 ? static_cast<int>(100 * step / total_) : 0, ips, unit_.c_str(),
+                 total_ > 0 ? static_cast<int>(100 * step / total_) : 0, rate_text(ips).c_str(),
+                 unit_.c_str(),
                  format_duration(eta).c_str(), extra.c_str());
     std::fflush(stdout);
     drawn_ = true;
   } else if (step % plain_every_ == 0 || step == total_) {
-    std::fprintf(stdout, "step %lld/%lld (%d%%) %.0f %s/s ETA %s %s\n",
+    std::fprintf(stdout, "step %lld/%lld (%d%%) %s %s/s ETA %s %s\n",
                  static_cast<long long>(step), static_cast<long long>(total_),
-                 total_ > 0 ? static_cast<int>(100 * step / total_) : 0, ips, unit_.c_str(),
+                 total_ > 0 ? static_cast<int>(100 * step / total_) : 0, rate_text(ips).c_str(),
+                 unit_.c_str(),
                  format_duration(eta).c_str(), extra.c_str());
     std::fflush(stdout);
   }

@@ -64,13 +64,16 @@ struct EvalOptions {
   int64_t sigah_gt = 1000;                               // SiGAH relevant set size
   std::vector<int64_t> sigah_curves{1, 10, 100, 1000};   // R-1K
   std::vector<int64_t> sigah_retrieved{1, 10, 100, 1000, 10000};  // T of each curve point
+  // PQ codes (evaluate_codes.h): sdc ranks query ids (symmetric), adc the
+  // queries' un-quantised vectors (asymmetric).
+  std::string pq_distance = "sdc";
   // Execution.
   int64_t block_bytes = int64_t{256} << 20;  // per query block: ranking + relevance
   int threads = 0;                           // <= 0: at::get_num_threads()
 
   // Keys: map_at, map_all, tie_aware, skip_no_relevant, radius, pn, pr_curve,
   // recall_k, recall_at, m_recall_max, sigah_gt, sigah_curves, sigah_retrieved,
-  // block_mb, threads. Unknown keys are errors.
+  // pq_distance, block_mb, threads. Unknown keys are errors.
   static EvalOptions from_yaml(hashlab::Section s);
 };
 

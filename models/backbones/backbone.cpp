@@ -1,5 +1,7 @@
 #include "models/backbones/backbone.h"
 
+#include <algorithm>
+#include <functional>
 #include <map>
 
 #include <fmt/format.h>
@@ -11,19 +13,65 @@
 
 namespace hashlab::models {
 
+namespace {
+
+// One entry per backbone: how to build it and what it accepts.
+struct BackboneKind {
+  std::function<Backbone(const BackboneOptions&, const std::vector<int64_t>& input_shape)> make;
+  std::vector<std::string> own_keys;  // options only this backbone takes
+  bool image_input = true;            // needs [C, H, W] (else anything, flattened)
+  bool imagenet = false;              // 1 or 3 channels, torchvision weights (pretrained)
+};
+
+const std::map<std::string, BackboneKind>& backbone_kinds() {
+  static const std::map<std::string, BackboneKind> kinds = [] {
+    std::map<std::string, BackboneKind> k;
+    k["mlp"] = {[](const BackboneOptions& o, const std::vector<int64_t>& shape) -> Backbone {
+                  return std::make_shared<MLPImpl>(shape, o.widths, o.dropout);
+                },
+                {"widths", "dropout"}, false, false};
+    k["small_cnn"] = {[](const BackboneOptions& o, const std::vector<int64_t>& shape) -> Backbone {
+                        return std::make_shared<SmallCNNImpl>(shape, o.feature_dim);
+                      },
+                      {"feature_dim"}, true, false};
+    k["alexnet"] = {[](const BackboneOptions& o, const std::vector<int64_t>&) -> Backbone {
+                      return std::make_shared<AlexNetImpl>(o.input_size);
+                    },
+                    {}, true, true};
+    k["vgg16"] = {[](const BackboneOptions& o, const std::vector<int64_t>&) -> Backbone {
+                    return std::make_shared<VGG16Impl>(o.input_size);
+                  },
+                  {}, true, true};
+    for (int depth : {18, 34, 50})
+      k["resnet" + std::to_string(depth)] = {
+          [depth](const BackboneOptions& o, const std::vector<int64_t>&) -> Backbone {
+            return std::make_shared<ResNetImpl>(depth, o.input_size);
+          },
+          {}, true, true};
+    return k;
+  }();
+  return kinds;
+}
+
+}  // namespace
+
+std::vector<std::string> backbone_names() {
+  std::vector<std::string> out;
+  for (const auto& kv : backbone_kinds()) out.push_back(kv.first);
+  return out;
+}
+
 BackboneOptions BackboneOptions::from_yaml(Section s) {
   BackboneOptions o;
-  s.get_choice("name", o.name,
-               {"mlp", "small_cnn", "alexnet", "vgg16", "resnet18", "resnet34", "resnet50"});
+  s.get_choice("name", o.name, backbone_names());
   s.get("pretrained", o.pretrained);
   // Options of one backbone given to another are a mistake, not a no-op.
-  auto only_for = [&](const char* key, const char* owner) {
-    if (s.has(key) && o.name != owner)
-      fail("{}: '{}' applies to the {} backbone only, not {}", s.where(key), key, owner, o.name);
-  };
-  only_for("feature_dim", "small_cnn");
-  only_for("widths", "mlp");
-  only_for("dropout", "mlp");
+  const BackboneKind& mine = backbone_kinds().at(o.name);
+  for (const auto& [owner, kind] : backbone_kinds())
+    for (const auto& key : kind.own_keys)
+      if (s.has(key) && std::find(mine.own_keys.begin(), mine.own_keys.end(), key) ==
+                            mine.own_keys.end())
+        fail("{}: '{}' applies to the {} backbone only, not {}", s.where(key), key, owner, o.name);
   s.get("feature_dim", o.feature_dim, Range{1, 1 << 20});
   s.get("input_size", o.input_size, Range{0, 4096});
   s.get("widths", o.widths);
@@ -35,37 +83,22 @@ BackboneOptions BackboneOptions::from_yaml(Section s) {
 }
 
 Backbone make_backbone(const BackboneOptions& o, const std::vector<int64_t>& input_shape) {
-  Backbone b;
-  if (o.name == "mlp") {
-    HL_CHECK(o.pretrained.empty(), "backbone mlp: has no pretrained weights ('{}')", o.pretrained);
-    return std::make_shared<MLPImpl>(input_shape, o.widths, o.dropout);
-  }
-  HL_CHECK(input_shape.size() == 3,
-           "backbone '{}': needs image input [C, H, W], got [{}] (use backbone mlp for vectors)",
-           o.name, fmt::join(input_shape, ", "));
-  if (o.name == "small_cnn") {
-    HL_CHECK(o.pretrained.empty(), "backbone small_cnn: has no pretrained weights ('{}')",
+  auto it = backbone_kinds().find(o.name);
+  if (it == backbone_kinds().end())
+    fail("unknown backbone '{}' (known: {})", o.name, fmt::join(backbone_names(), ", "));
+  const BackboneKind& kind = it->second;
+  if (!kind.imagenet)
+    HL_CHECK(o.pretrained.empty(), "backbone {}: has no pretrained weights ('{}')", o.name,
              o.pretrained);
-    b = std::make_shared<SmallCNNImpl>(input_shape, o.feature_dim);
-  } else {
+  if (kind.image_input)
+    HL_CHECK(input_shape.size() == 3,
+             "backbone '{}': needs image input [C, H, W], got [{}] (use backbone mlp for vectors)",
+             o.name, fmt::join(input_shape, ", "));
+  if (kind.imagenet)
     HL_CHECK(input_shape[0] == 1 || input_shape[0] == 3,
              "backbone '{}': needs 1 or 3 input channels, got {}", o.name, input_shape[0]);
-    if (o.name == "alexnet") {
-      b = std::make_shared<AlexNetImpl>(o.input_size);
-    } else if (o.name == "vgg16") {
-      b = std::make_shared<VGG16Impl>(o.input_size);
-    } else if (o.name == "resnet18") {
-      b = std::make_shared<ResNetImpl>(18, o.input_size);
-    } else if (o.name == "resnet34") {
-      b = std::make_shared<ResNetImpl>(34, o.input_size);
-    } else if (o.name == "resnet50") {
-      b = std::make_shared<ResNetImpl>(50, o.input_size);
-    } else {
-      fail("unknown backbone '{}' (known: small_cnn, alexnet, vgg16, resnet18, resnet34, resnet50)",
-           o.name);
-    }
-    if (!o.pretrained.empty()) load_torchvision_state_dict(*b, o.pretrained);
-  }
+  Backbone b = kind.make(o, input_shape);
+  if (kind.imagenet && !o.pretrained.empty()) load_torchvision_state_dict(*b, o.pretrained);
   return b;
 }
 

@@ -64,6 +64,10 @@ class BackboneImpl : public torch::nn::Module {
 };
 using Backbone = std::shared_ptr<BackboneImpl>;
 
+// The registered backbones (one entry each in backbone.cpp's table: builder,
+// own options, input kind).
+std::vector<std::string> backbone_names();
+
 // input_shape: one example, [C, H, W]. Loads options.pretrained when set.
 Backbone make_backbone(const BackboneOptions& options, const std::vector<int64_t>& input_shape);
 

@@ -1,10 +1,30 @@
 #include "models/hashnet/hashnet.h"
 
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "csrc/core/error.h"
 
 namespace hashlab::models {
+
+HashNetContinuation::HashNetContinuation(double init, double gamma, double power, int64_t every)
+    : init_(init), gamma_(gamma), power_(power), every_(every) {
+  HL_CHECK(every >= 1, "HashNetContinuation: every must be >= 1, got {}", every);
+}
+
+HashNetContinuation::HashNetContinuation(Section& s) {
+  s.get("init", init_);
+  s.get("gamma", gamma_);
+  s.get("power", power_);
+  s.get("every", every_, Range{1, 1e12});
+  s.finish();
+}
+
+double HashNetContinuation::at(int64_t step, int64_t) const {
+  double t = static_cast<double>((step / every_) * every_);
+  return init_ * std::pow(1.0 + gamma_ * t, power_);
+}
 
 PairWeighting parse_pair_weighting(const std::string& name) {
   if (name == "paper") return PairWeighting::kPaper;

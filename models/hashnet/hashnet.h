@@ -9,7 +9,9 @@
 
 #include <torch/torch.h>
 
+#include "csrc/core/config.h"
 #include "models/backbones/backbone.h"
+#include "trainers/schedules.h"
 
 namespace hashlab::models {
 
@@ -47,6 +49,23 @@ torch::Tensor hashnet_pairwise_loss(const torch::Tensor& h1, const torch::Tensor
                                     const torch::Tensor& s, double alpha,
                                     PairWeighting weighting, double class_weight = 1.0,
                                     const torch::Tensor& pair_mask = torch::Tensor());
+
+// ---------------------------------------------------------------- continuation
+//
+// beta = init * (1 + gamma * t)^power, t = floor(step / every) * every
+// (thuml/HashNet: init 1, gamma 0.005, power 0.5, every 200). Registered as
+// the scalar schedule type "hashnet" (keys init, gamma, power, every).
+class HashNetContinuation : public ScalarSchedule {
+ public:
+  HashNetContinuation() = default;
+  HashNetContinuation(double init, double gamma, double power, int64_t every);
+  explicit HashNetContinuation(Section& s);  // reads the keys above and finish()es
+  double at(int64_t step, int64_t total_steps) const override;
+
+ private:
+  double init_ = 1.0, gamma_ = 0.005, power_ = 0.5;
+  int64_t every_ = 200;
+};
 
 // ---------------------------------------------------------------- network
 

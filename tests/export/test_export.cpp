@@ -13,10 +13,10 @@
 
 #include "csrc/codes/codes.h"
 #include "csrc/core/config.h"
-#include "csrc/export/method_export.h"
+#include "trainers/method_export.h"
 #include "csrc/export/script_emitter.h"
 #include "models/backbones/nets.h"
-#include "trainers/hashnet.h"
+#include "models/hashnet/method.h"
 
 namespace fs = std::filesystem;
 using namespace hashlab;

@@ -25,7 +25,7 @@
 #include "csrc/search/pq.h"
 #include "datasets/loader.h"
 #include "models/deepquan/deepquan.h"
-#include "trainers/deepquan.h"
+#include "models/deepquan/method.h"
 #include "trainers/trainer.h"
 
 namespace fs = std::filesystem;
@@ -275,7 +275,7 @@ TEST(DeepQuanMethod, TrainingRefreshesCodebooksAndLowersTheLoss) {
                 toy_context());
   EXPECT_EQ(m->name(), "deepquan");
   EXPECT_EQ(m->nbits(), 16);
-  EXPECT_EQ(m->code_kind(), CodeKind::kPQ);
+  EXPECT_EQ(m->code_kind(), codes::CodeKind::pq);
   EXPECT_THROW(m->pq_codebooks(), Error);  // nothing fitted yet
 
   TempDir dir;
@@ -313,7 +313,7 @@ TEST(DeepQuanMethod, TrainingRefreshesCodebooksAndLowersTheLoss) {
   EXPECT_EQ(pq.codebooks.sizes(), (std::vector<int64_t>{2, 8, 4}));
   data::Batch b = loader.batch_at(3);
   auto z = m->embed(b.x);
-  auto pos = m->encode_pq(b.x).to(torch::kLong);
+  auto pos = m->encode(b.x).to(torch::kLong);
   EXPECT_TRUE(torch::equal(pos.to(torch::kUInt8), search::pq_encode(pq, z)));
   torch::manual_seed(21);
   auto neg = models::sample_negative_ids(pos, 8);
@@ -401,7 +401,7 @@ TEST(DeepQuanMethod, ResumedRunsMatchAnUninterruptedRun) {
     }
     EXPECT_TRUE(torch::equal(whole->pq_codebooks().codebooks, resumed->pq_codebooks().codebooks));
     EXPECT_TRUE(torch::equal(whole->embed(x), resumed->embed(x)));
-    EXPECT_TRUE(torch::equal(whole->encode_pq(x), resumed->encode_pq(x)));
+    EXPECT_TRUE(torch::equal(whole->encode(x), resumed->encode(x)));
   }
 }
 
@@ -450,8 +450,8 @@ TEST(DeepQuanMethod, SaveLoadRoundTripsCodesAndCodebooks) {
   b->load(in);
   EXPECT_TRUE(torch::equal(a->embed(x), b->embed(x)));
   EXPECT_TRUE(torch::equal(a->pq_codebooks().codebooks, b->pq_codebooks().codebooks));
-  EXPECT_TRUE(torch::equal(a->encode_pq(x), b->encode_pq(x)));
-  EXPECT_EQ(a->encode_pq(x).sizes(), (std::vector<int64_t>{32, 2}));
+  EXPECT_TRUE(torch::equal(a->encode(x), b->encode(x)));
+  EXPECT_EQ(a->encode(x).sizes(), (std::vector<int64_t>{32, 2}));
 }
 
 TEST(DeepQuanMethod, ExportedHasherGivesTheEagerIdsInCppAndPython) {
@@ -469,7 +469,7 @@ TEST(DeepQuanMethod, ExportedHasherGivesTheEagerIdsInCppAndPython) {
   exporter::save_hasher(m->to_torchscript(ctx), dir / "hasher.pt");
   auto module = torch::jit::load(dir / "hasher.pt");
   auto raw = torch::randint(0, 256, {37, 1, 8, 8}).to(torch::kFloat32);
-  auto eager = m->encode_pq(raw / 255.0);
+  auto eager = m->encode(raw / 255.0);
   auto ids = module.run_method("encode", raw).toTensor();
   EXPECT_EQ(ids.dtype(), torch::kUInt8);
   EXPECT_TRUE(torch::equal(ids, eager));
@@ -530,29 +530,32 @@ TEST(DeepQuanAblations, DaePQTrainsOnlyTheAutoEncoderThenQuantizes) {
   auto refreshes = read_events(dir / "metrics.jsonl", "codebook_refresh");
   ASSERT_EQ(refreshes.size(), 1u);  // once, after training
   auto x = loader.batch_at(0).x;
-  EXPECT_TRUE(torch::equal(m->encode_pq(x), search::pq_encode(m->pq_codebooks(), m->embed(x))));
+  EXPECT_TRUE(torch::equal(m->encode(x), search::pq_encode(m->pq_codebooks(), m->embed(x))));
 }
 
 TEST(DeepQuanAblations, RawPQFitsAndExports) {
   auto ds = toy_dataset(300);
   auto ctx = toy_context();
   auto m = make("pq", "{bits: 32, K: 16, kmeans_iters: 5}", ctx);
-  EXPECT_FALSE(m->uses_trainer());
+  EXPECT_TRUE(m->fits());
   EXPECT_EQ(m->nbits(), 32);
-  FitData fd;
-  fd.x = ds.features.to(torch::kFloat32) / 255.0;
-  Trainer trainer(*m, nullptr, short_run(0), OptimOptions(), torch::kCPU, "", nullptr);
-  m->fit(fd, trainer);
+  data::LoaderOptions lo;
+  lo.batch_size(32).prefetch(0);
+  data::Loader loader(ds, torch::arange(300, torch::kLong), lo);
+  Trainer trainer(*m, &loader, short_run(0), OptimOptions(), torch::kCPU, "", nullptr);
+  trainer.train();
+  torch::Tensor x = ds.features.to(torch::kFloat32) / 255.0;
+  EXPECT_TRUE(torch::equal(trainer.training_set().x(), x));
   auto pq = m->pq_codebooks();
   EXPECT_EQ(pq.codebooks.sizes(), (std::vector<int64_t>{4, 16, 16}));
   // Same as PQ trained directly on the flattened features with the same seed.
-  auto ref = search::pq_train(fd.x.flatten(1), 4, 16, 5, ctx.seed);
+  auto ref = search::pq_train(x.flatten(1), 4, 16, 5, ctx.seed);
   EXPECT_TRUE(torch::equal(pq.codebooks, ref.codebooks));
-  EXPECT_TRUE(torch::equal(m->encode_pq(fd.x), ref.ids));
+  EXPECT_TRUE(torch::equal(m->encode(x), ref.ids));
 
   TempDir dir;
   exporter::save_hasher(m->to_torchscript(ctx), dir / "pq.pt");
   auto module = torch::jit::load(dir / "pq.pt");
   auto raw = ds.features.narrow(0, 0, 20).to(torch::kFloat32);
-  EXPECT_TRUE(torch::equal(module.run_method("encode", raw).toTensor(), m->encode_pq(raw / 255.0)));
+  EXPECT_TRUE(torch::equal(module.run_method("encode", raw).toTensor(), m->encode(raw / 255.0)));
 }

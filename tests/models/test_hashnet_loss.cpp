@@ -6,7 +6,6 @@
 #include <torch/torch.h>
 
 #include "models/hashnet/hashnet.h"
-#include "trainers/optim.h"
 
 using hashlab::models::hashnet_pairwise_loss;
 using hashlab::models::PairWeighting;
@@ -150,15 +149,16 @@ TEST(HashNetLoss, RejectsMismatchedShapes) {
 
 TEST(HashNetContinuation, BetaFollowsTheAuthorsSchedule) {
   // thuml/HashNet: beta = (1 + 0.005 t)^0.5, t advanced in steps of 200.
-  hashlab::ScalarSchedule c;
-  c.type = "hashnet";
-  c.init = 1.0;
-  c.gamma = 0.005;
-  c.power = 0.5;
-  c.every = 200;
+  hashlab::models::HashNetContinuation c(1.0, 0.005, 0.5, 200);
   EXPECT_DOUBLE_EQ(c.at(0, 10000), 1.0);
   EXPECT_DOUBLE_EQ(c.at(199, 10000), 1.0);
   EXPECT_NEAR(c.at(200, 10000), std::sqrt(2.0), 1e-12);
   EXPECT_NEAR(c.at(5399, 10000), std::sqrt(1 + 0.005 * 5200), 1e-12);
   EXPECT_NEAR(c.at(10000, 10000), std::sqrt(51.0), 1e-12);
+  // From a config: the defaults are the authors'; keys of other types are refused.
+  auto cfg = hashlab::Config::from_string("a: {gamma: 0.01}\nb: {power: 1, final: 2}\n");
+  hashlab::Section a = cfg.section("a");
+  EXPECT_NEAR(hashlab::models::HashNetContinuation(a).at(400, 0), std::sqrt(5.0), 1e-12);
+  hashlab::Section b = cfg.section("b");
+  EXPECT_THROW(hashlab::models::HashNetContinuation{b}, hashlab::Error);
 }

@@ -14,7 +14,7 @@
 #include "csrc/core/config.h"
 #include "csrc/core/logging.h"
 #include "datasets/loader.h"
-#include "trainers/hashnet.h"
+#include "models/hashnet/method.h"
 #include "trainers/trainer.h"
 
 namespace fs = std::filesystem;

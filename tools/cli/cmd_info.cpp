@@ -1,6 +1,7 @@
 // hashlab info: what this build and this machine offer.
 #include <iostream>
 
+#include "app/builtin_methods.h"
 #include "csrc/core/device.h"
 #include "csrc/search/hamming.h"
 #include "tools/cli/commands.h"

@@ -10,12 +10,12 @@
 #include "csrc/core/error.h"
 #include "csrc/core/fs_util.h"
 #include "csrc/core/logging.h"
-#include "csrc/eval/evaluate_pq.h"
+#include "csrc/eval/evaluate_codes.h"
 #include "csrc/eval/metrics.h"
 #include "csrc/export/script_emitter.h"
 #include "datasets/dataset.h"
 #include "tools/cli/commands.h"
-#include "trainers/job.h"
+#include "app/job.h"
 
 namespace fs = std::filesystem;
 using namespace hashlab;
@@ -47,22 +47,11 @@ void run_eval(const EvalCmd& c) {
       std::string dbpath = (fs::path(c.run) / "codes" / "database.hlc").string();
       if (!ds.has_labels()) fail("{}: --from-codes needs labelled data", c.run);
       Section e = cfg.section("eval");
-      std::string pq_mode = "sdc";
-      e.get_choice("pq_distance", pq_mode, {"sdc", "adc"});
       e.known({"batch_size"});
       auto opts = eval::EvalOptions::from_yaml(e);
       auto ql = ds.labels.index_select(0, split.query);
       auto dl = ds.labels.index_select(0, split.database);
-      if (codes::read_code_file_info(qpath).kind == codes::CodeKind::pq) {
-        if (pq_mode != "sdc") fail("--from-codes: saved PQ codes support only SDC ranking");
-        auto q = codes::read_pq_codes(qpath);
-        auto db = codes::read_pq_codes(dbpath);
-        r = eval::evaluate_pq(db, q.ids, db.ids, ql, dl, "sdc", opts);
-      } else {
-        auto q = codes::read_binary_codes(qpath);
-        auto db = codes::read_binary_codes(dbpath);
-        r = eval::evaluate_hamming(q.codes, db.codes, q.nbits, ql, dl, opts);
-      }
+      r = eval::evaluate_codes(codes::read_codes(qpath), codes::read_codes(dbpath), ql, dl, opts);
     } else {
       LoadedRun run = load_run(c.run, c.overrides);
       r = evaluate_run(*run.method, run.dataset, run.split, run.data_options,
@@ -72,16 +61,16 @@ void run_eval(const EvalCmd& c) {
     if (c.qcodes.empty() || c.dbcodes.empty() || c.qlabels.empty() || c.dblabels.empty())
       fail("hashlab eval: give --run DIR, or all of --query-codes --db-codes --query-labels "
            "--db-labels");
-    auto q = codes::read_binary_codes(c.qcodes);
-    auto db = codes::read_binary_codes(c.dbcodes);
-    if (q.nbits != db.nbits)
-      fail("{} has {}-bit codes but {} has {}-bit codes", c.qcodes, q.nbits, c.dbcodes, db.nbits);
+    auto q = codes::read_codes(c.qcodes);
+    auto db = codes::read_codes(c.dbcodes);
+    if (q.kind() != db.kind() || q.nbits() != db.nbits())
+      fail("{} has {} but {} has {}", c.qcodes, q.describe(), c.dbcodes, db.describe());
     auto ql = read_labels(c.qlabels), dl = read_labels(c.dblabels);
-    if (ql.size(0) != q.codes.size(0))
-      fail("{}: {} labels for {} query codes", c.qlabels, ql.size(0), q.codes.size(0));
-    if (dl.size(0) != db.codes.size(0))
-      fail("{}: {} labels for {} database codes", c.dblabels, dl.size(0), db.codes.size(0));
-    r = eval::evaluate_hamming(q.codes, db.codes, q.nbits, ql, dl, {});
+    if (ql.size(0) != q.size())
+      fail("{}: {} labels for {} query codes", c.qlabels, ql.size(0), q.size());
+    if (dl.size(0) != db.size())
+      fail("{}: {} labels for {} database codes", c.dblabels, dl.size(0), db.size());
+    r = eval::evaluate_codes(q, db, ql, dl, {});
   }
   if (!c.out.empty()) atomic_write(c.out, r.dump(2) + "\n");
   std::cout << r.dump() << "\n";
@@ -103,15 +92,9 @@ void run_encode(const EncodeCmd& c) {
   auto ds = data::load_dataset(d);
   auto idx = torch::arange(ds.size(), torch::kLong);
   auto codes = encode_indices(*run.method, ds, idx, d, run.context.device, run.eval_batch_size);
-  if (run.method->code_kind() == CodeKind::kPQ) {
-    codes::PQCodes pq = run.method->pq_codebooks();
-    pq.ids = codes;
-    codes::write_pq_codes(c.out, pq);
-  } else {
-    codes::write_binary_codes(c.out, {run.method->nbits(), codes});
-  }
-  std::cout << fmt::format("wrote {} {}-bit codes of {} to {}\n", codes.size(0),
-                           run.method->nbits(), c.input, c.out);
+  codes::write_codes(c.out, codes);
+  std::cout << fmt::format("wrote {} {} of {} to {}\n", codes.size(), codes.describe(), c.input,
+                           c.out);
 }
 
 void run_export(const std::string& run_dir, std::string out) {

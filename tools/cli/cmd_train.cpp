@@ -3,7 +3,7 @@
 
 #include "csrc/core/logging.h"
 #include "tools/cli/commands.h"
-#include "trainers/job.h"
+#include "app/job.h"
 
 namespace {
 

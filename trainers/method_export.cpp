@@ -1,4 +1,4 @@
-#include "csrc/export/method_export.h"
+#include "trainers/method_export.h"
 
 #include "csrc/core/error.h"
 

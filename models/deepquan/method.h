@@ -1,5 +1,5 @@
 // DeepQuan (Chen, Cheung, Wang; IJCAI 2018) and its ablations as Methods
-// (models/deepquan/deepquan.h holds the network and the losses).
+// (deepquan.h beside it holds the network and the losses, export.h the hasher).
 //
 // deepquan — auto-encoder pretraining, then alternating optimisation
 // (section 3.3): optimizer steps on eq. 4 with the codebooks fixed, and every epoch
@@ -30,8 +30,9 @@
 // Logged: "loss", "quantization" (J or eq. 1) and "reconstruction" (R, also
 // when not minimised).
 //
-// Refresh. before_train caches the training features (one epoch of
-// trainer.loader()->batch_at, on the CPU). The first refresh happens when
+// Refresh. before_train caches the training features: the items of the
+// training stream's first epoch in the order the loader yields them
+// (trainer.training_set().epoch_rows(0), drop_last applied), on the CPU. The first refresh happens when
 // pretraining ends (or in before_train when pretrain_steps is 0), then on
 // every epoch change, and once more in after_train so the codebooks quantise
 // the final encoder's codes. Each refresh runs search::pq_train (k-means++,
@@ -50,8 +51,8 @@
 // flattened) features, fitted directly (no trainer). model: {M or bits, K,
 // kmeans_iters}; M must divide the input dimension.
 //
-// All three: code_kind() kPQ, nbits() = 8 M (one byte per subspace),
-// embed(x) = the continuous vector that is quantised, encode_pq(x) = uint8
+// All three: code_kind() pq, nbits() = 8 M (one byte per subspace),
+// embed(x) = the continuous vector that is quantised, encode(x) = uint8
 // ids [N, M], save/load the network and the codebooks, to_torchscript builds
 // models/deepquan/export.h's PQ hasher.
 #pragma once

@@ -1,12 +1,12 @@
-#include "trainers/hashnet.h"
+#include "models/hashnet/method.h"
 
 #include <nlohmann/json.hpp>
 
 #include "csrc/core/error.h"
-#include "csrc/export/method_export.h"
 #include "datasets/similarity.h"
 #include "models/hashnet/hashnet.h"
-#include "trainers/optim.h"
+#include "trainers/method_export.h"
+#include "trainers/schedules.h"
 #include "trainers/trainer.h"
 
 namespace hashlab {
@@ -22,25 +22,19 @@ struct HashNetOptions {
   std::string weighting = "paper";
   double class_weight = 0.0;
   std::string pairs = "all";
-  ScalarSchedule continuation;
+  // thuml/HashNet's defaults unless the config says otherwise.
+  std::shared_ptr<ScalarSchedule> continuation = std::make_shared<models::HashNetContinuation>();
   double hash_lr_mult = 10.0;
 
   static HashNetOptions from_yaml(Section& s) {
     HashNetOptions o;
-    o.continuation.type = "hashnet";  // thuml/HashNet defaults (see ScalarSchedule)
     s.get("bits", o.bits, Range{1, 4096});
     if (s.has("backbone")) o.backbone = models::BackboneOptions::from_yaml(s.sub("backbone"));
     s.get("alpha", o.alpha, Range{0, 1e6});
     s.get_choice("weighting", o.weighting, {"paper", "code", "none"});
     s.get("class_weight", o.class_weight, Range{0, 1e9});
     s.get_choice("pairs", o.pairs, {"all", "halves"});
-    if (s.has("continuation")) {
-      Section c = s.sub("continuation");
-      // Keys absent in YAML keep the thuml/HashNet defaults set above.
-      ScalarSchedule parsed = ScalarSchedule::from_yaml(c);
-      if (!c.has("type")) parsed.type = "hashnet";
-      o.continuation = parsed;
-    }
+    if (s.has("continuation")) o.continuation = make_scalar_schedule(s.sub("continuation"), "hashnet");
     s.get("hash_lr_mult", o.hash_lr_mult, Range{0, 1e6});
     s.finish();
     return o;
@@ -56,7 +50,7 @@ class HashNetMethod : public Method {
         class_weight_(opts_.class_weight > 0 ? opts_.class_weight
                                              : std::max<double>(1.0, ctx.num_classes)),
         net_(models::make_backbone(opts_.backbone, ctx.input_shape), opts_.bits) {
-    beta_ = opts_.continuation.at(0, ctx.total_steps);
+    beta_ = opts_.continuation->at(0, ctx.total_steps);
     net_->to(ctx.device);
   }
 
@@ -71,7 +65,7 @@ class HashNetMethod : public Method {
 
   LossMap training_step(const Batch& batch, Trainer& trainer) override {
     HL_CHECK(batch.labels.defined(), "hashnet: needs labelled training data");
-    beta_ = opts_.continuation.at(trainer.step(), trainer.total_steps());
+    beta_ = opts_.continuation->at(trainer.step(), trainer.total_steps());
     torch::Tensor z = net_->forward(batch.x);
     torch::Tensor g = torch::tanh(beta_ * z);
     torch::Tensor h = ((z >= 0).to(g.dtype()) * 2 - 1).detach();  // sgn, sgn(0) = +1
@@ -107,16 +101,17 @@ class HashNetMethod : public Method {
 
   void after_train(Trainer& trainer) override {
     MetricsWriter* metrics = trainer.metrics();
-    Loader* loader = trainer.loader();
-    if (metrics == nullptr || !metrics->is_open() || loader == nullptr) return;
+    if (metrics == nullptr || !metrics->is_open() || trainer.loader() == nullptr) return;
+    const TrainingSet& ts = trainer.training_set();
+    torch::Tensor rows = ts.epoch_rows(0);
+    rows = rows.narrow(0, 0, std::min<int64_t>(rows.size(0), 512));
+    if (rows.size(0) == 0) return;
+    torch::Tensor x = ts.features(rows);
     std::vector<torch::Tensor> g;
-    int64_t seen = 0;
-    for (int64_t step = 0; seen < 512 && step < loader->steps_per_epoch(); ++step) {
-      torch::Tensor x = loader->batch_at(step).x.to(trainer.device());
-      g.push_back(embed(x).abs().to(torch::kCPU));
-      seen += x.size(0);
-    }
-    if (g.empty()) return;
+    for (int64_t r = 0; r < x.size(0); r += trainer.options().batch_size)
+      g.push_back(embed(x.slice(0, r, r + trainer.options().batch_size).to(trainer.device()))
+                      .abs()
+                      .to(torch::kCPU));
     torch::Tensor all = torch::cat(g).to(torch::kFloat32).flatten();
     torch::Tensor counts = torch::histc(all, 100, 0.0, 1.0).to(torch::kInt64).contiguous();
     std::vector<int64_t> c(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + 100);
@@ -180,6 +175,12 @@ class HashNetMethod : public Method {
 }  // namespace
 
 void register_hashnet(MethodRegistry& registry) {
+  scalar_schedule_registry().add(
+      "hashnet",
+      [](Section& s) -> std::unique_ptr<ScalarSchedule> {
+        return std::make_unique<models::HashNetContinuation>(s);
+      },
+      "init * (1 + gamma t)^power, t = floor(step / every) * every (thuml/HashNet)");
   registry.add(
       "hashnet",
       [](Section& cfg, const MethodContext& ctx) -> std::unique_ptr<Method> {

@@ -1,4 +1,5 @@
-// HashNet as a Method (models/hashnet/hashnet.h holds the network and loss).
+// HashNet as a Method (hashnet.h beside it holds the network, the loss and the
+// continuation schedule).
 //
 // model:
 //   bits: 64
@@ -9,8 +10,9 @@
 //   pairs: all             # all: every pair of distinct batch items;
 //                          # halves: first half x second half (the authors' two loaders)
 //   continuation: {type: hashnet, init: 1, gamma: 0.005, power: 0.5, every: 200}
-//                          # beta schedule (trainers/optim.h ScalarSchedule);
-//                          # {type: constant, init: 1} = HashNet-C (plain tanh)
+//                          # beta schedule: HashNetContinuation (hashnet.h), or any
+//                          # type of trainers/schedules.h ({type: constant, init: 1}
+//                          # = HashNet-C, plain tanh); `type` defaults to hashnet
 //   hash_lr_mult: 10       # fch learning rate / backbone learning rate
 //
 // Pairs. The authors' code draws two batches per step (both with gradients)
@@ -24,11 +26,14 @@
 // (the same loss on h = sgn(z), no gradient: the paper's Fig. 6 diagnostic; the
 // two meet when the codes are binary). status(): beta. after_train writes the
 // metrics event "code_histogram": counts of |tanh(beta z)| in 100 bins over
-// [0, 1] on up to 512 training items, plus the fraction with |g| > 0.99.
+// [0, 1] on the first 512 items of the training stream's first epoch (from
+// trainer.training_set(), without augmentation), plus the fraction with |g| > 0.99.
 // embed(x) = tanh(beta z); encode = sign bits of it (= bits of z).
 #pragma once
 
 #include "trainers/method.h"
+
+// register_hashnet also adds the "hashnet" type to scalar_schedule_registry().
 
 namespace hashlab {
 

@@ -1,4 +1,4 @@
-#include "trainers/job.h"
+#include "app/job.h"
 
 #include <algorithm>
 #include <chrono>
@@ -12,7 +12,8 @@
 #include "csrc/core/error.h"
 #include "csrc/core/fs_util.h"
 #include "csrc/core/logging.h"
-#include "csrc/eval/evaluate_pq.h"
+#include "app/builtin_methods.h"
+#include "csrc/eval/evaluate_codes.h"
 #include "csrc/eval/metrics.h"
 #include "csrc/export/script_emitter.h"
 #include "datasets/loader.h"
@@ -71,7 +72,7 @@ int64_t eval_batch_size(const Config& cfg) {
 }
 
 eval::EvalOptions eval_options(Section s) {
-  s.known({"batch_size", "pq_distance"});
+  s.known({"batch_size"});
   return eval::EvalOptions::from_yaml(s);
 }
 
@@ -162,58 +163,41 @@ torch::Tensor map_indices(Method& method, const data::Dataset& ds, const torch::
   if (out.empty()) return torch::Tensor();
   return torch::cat(out).contiguous();
 }
-
-std::string pq_distance_mode(Section eval_cfg) {
-  std::string mode = "sdc";
-  eval_cfg.get_choice("pq_distance", mode, {"sdc", "adc"});
-  return mode;
-}
 }  // namespace
 
-torch::Tensor encode_indices(Method& method, const data::Dataset& ds, const torch::Tensor& idx,
-                             const data::DataOptions& dopts, torch::Device device,
-                             int64_t batch_size) {
+codes::Codes encode_indices(Method& method, const data::Dataset& ds, const torch::Tensor& idx,
+                            const data::DataOptions& dopts, torch::Device device,
+                            int64_t batch_size) {
   auto codes = map_indices(method, ds, idx, dopts, device, batch_size,
-                           [&](const torch::Tensor& x) {
-                             return method.code_kind() == CodeKind::kPQ ? method.encode_pq(x)
-                                                                        : method.encode(x);
-                           });
-  if (codes.defined()) return codes;
-  int64_t width = method.code_kind() == CodeKind::kPQ ? method.nbits() / 8 : (method.nbits() + 7) / 8;
-  return torch::empty({0, width}, torch::kUInt8);
+                           [&](const torch::Tensor& x) { return method.encode(x); });
+  return method.make_codes(codes);
 }
 
 nlohmann::json evaluate_run(Method& method, const data::Dataset& ds, const data::Split& split,
                             const data::DataOptions& dopts, Section eval_cfg, torch::Device device,
-                            int64_t batch_size, torch::Tensor* qcodes_out,
-                            torch::Tensor* dbcodes_out) {
-  const std::string pq_mode = pq_distance_mode(eval_cfg);
+                            int64_t batch_size, codes::Codes* qcodes_out,
+                            codes::Codes* dbcodes_out) {
   auto opts = eval_options(eval_cfg);
   auto t0 = std::chrono::steady_clock::now();
   auto q = encode_indices(method, ds, split.query, dopts, device, batch_size);
   auto db = encode_indices(method, ds, split.database, dopts, device, batch_size);
   double t_encode = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   nlohmann::json r;
-  if (method.code_kind() == CodeKind::kPQ) {
-    if (!ds.has_labels() || dopts.protocol != "label")
-      fail("evaluation: PQ methods are evaluated with the label protocol (data.protocol: label)");
+  if (ds.has_labels() && dopts.protocol == "label") {
     auto ql = ds.labels.index_select(0, split.query);
     auto dl = ds.labels.index_select(0, split.database);
-    torch::Tensor queries = q;
-    if (pq_mode == "adc")
-      queries = map_indices(method, ds, split.query, dopts, device, batch_size,
-                            [&](const torch::Tensor& x) { return method.embed(x); });
-    r = eval::evaluate_pq(method.pq_codebooks(), queries, db, ql, dl, pq_mode, opts);
-  } else if (ds.has_labels() && dopts.protocol == "label") {
-    auto ql = ds.labels.index_select(0, split.query);
-    auto dl = ds.labels.index_select(0, split.database);
-    r = eval::evaluate_hamming(q, db, method.nbits(), ql, dl, opts);
+    // Asymmetric PQ distances rank the queries' un-quantised embeddings.
+    torch::Tensor query_vectors;
+    if (opts.pq_distance == "adc")
+      query_vectors = map_indices(method, ds, split.query, dopts, device, batch_size,
+                                  [&](const torch::Tensor& x) { return method.embed(x); });
+    r = eval::evaluate_codes(q, db, ql, dl, opts, query_vectors);
   } else {
     if (!ds.features.defined())
       fail("evaluation: the Euclidean protocol needs in-memory features");
     auto f = ds.features.flatten(1).to(torch::kFloat32);
-    r = eval::evaluate_euclidean(q, db, method.nbits(), f.index_select(0, split.query),
-                                 f.index_select(0, split.database), opts);
+    r = eval::evaluate_codes_euclidean(q, db, f.index_select(0, split.query),
+                                       f.index_select(0, split.database), opts);
   }
   r["method"] = method.name();
   r["encode_seconds"] = t_encode;
@@ -314,32 +298,21 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   };
   trainer.resume_hint = fmt::format("hashlab train --resume --run-dir {}", run_dir);
   auto t_train = std::chrono::steady_clock::now();
-  if (method->uses_trainer()) {
-    if (jo.resume) {
-      std::string last = trainer.last_checkpoint_path();
-      if (!fs::exists(last)) fail("--resume: {} does not exist", last);
-      trainer.resume(last);
-    }
-    trainer.train();
-  } else {
-    FitData fd;
-    data::Loader all(ds, split.train, eval_loader_options(dopts, torch::kCPU, 4096));
-    std::vector<torch::Tensor> xs;
-    for (int64_t s = 0; s < all.steps_per_epoch(); ++s) xs.push_back(all.next().x);
-    fd.x = torch::cat(xs);
-    if (ds.has_labels()) fd.labels = ds.labels.index_select(0, split.train);
-    method->fit(fd, trainer);
+  if (jo.resume) {
+    std::string last = trainer.last_checkpoint_path();
+    if (!fs::exists(last)) fail("--resume: {} does not exist", last);
+    trainer.resume(last);
   }
-  // This session's wall time; for trained methods train_seconds adds the
-  // sessions this run resumed (a resumed run reports the whole training).
+  trainer.train();
+  // This session's wall time; train_seconds adds the sessions this run
+  // resumed (a resumed run reports the whole training).
   const double session_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_train).count();
-  const double train_seconds =
-      method->uses_trainer() ? trainer.train_seconds() : session_seconds;
+  const double train_seconds = trainer.train_seconds();
   write_method_file((fs::path(run_dir) / "model" / "method.pt").string(), *method);
 
   // ---- evaluate, save codes, export
-  torch::Tensor qcodes, dbcodes;
+  codes::Codes qcodes, dbcodes;
   nlohmann::json result = evaluate_run(*method, ds, split, dopts, cfg.section("eval"), device,
                                        eval_bs, &qcodes, &dbcodes);
   result["step"] = trainer.step();
@@ -349,18 +322,8 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   metrics.write("eval", result);
   if (top.save_codes) {
     fs::create_directories(fs::path(run_dir) / "codes");
-    auto save = [&](const char* file, const torch::Tensor& c) {
-      std::string path = (fs::path(run_dir) / "codes" / file).string();
-      if (method->code_kind() == CodeKind::kPQ) {
-        codes::PQCodes pq = method->pq_codebooks();
-        pq.ids = c;
-        codes::write_pq_codes(path, pq);
-      } else {
-        codes::write_binary_codes(path, {method->nbits(), c});
-      }
-    };
-    save("query.hlc", qcodes);
-    save("database.hlc", dbcodes);
+    codes::write_codes((fs::path(run_dir) / "codes" / "query.hlc").string(), qcodes);
+    codes::write_codes((fs::path(run_dir) / "codes" / "database.hlc").string(), dbcodes);
   }
   if (top.export_model) {
     try {
@@ -398,6 +361,7 @@ LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& o
   r.context = make_context(r.dataset, r.data_options, device, static_cast<uint64_t>(top.seed),
                            train_opts.iterations);
   Section model_cfg = r.config.section("model");
+  register_builtin_methods();
   r.method = create_method(top.method, model_cfg, r.context, "method");
   if (auto* mod = r.method->module()) mod->to(device);
   read_method_file((fs::path(run_dir) / "model" / "method.pt").string(), *r.method);

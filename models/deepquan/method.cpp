@@ -1,4 +1,4 @@
-#include "trainers/deepquan.h"
+#include "models/deepquan/method.h"
 
 #include <cmath>
 #include <limits>
@@ -8,11 +8,11 @@
 
 #include "csrc/core/error.h"
 #include "csrc/core/logging.h"
-#include "csrc/export/method_export.h"
 #include "csrc/search/kmeans.h"
 #include "csrc/search/pq.h"
 #include "models/deepquan/deepquan.h"
 #include "models/deepquan/export.h"
+#include "trainers/method_export.h"
 #include "trainers/trainer.h"
 
 namespace hashlab {
@@ -92,7 +92,11 @@ class PQMethodBase : public Method {
       : M_(M), K_(K), kmeans_iters_(kmeans_iters), seed_(seed) {}
 
   int nbits() const override { return static_cast<int>(8 * M_); }
-  CodeKind code_kind() const override { return CodeKind::kPQ; }
+  codes::CodeKind code_kind() const override { return codes::CodeKind::pq; }
+  // Codeword ids uint8 [N, M] of embed(x).
+  torch::Tensor encode(const torch::Tensor& x) override {
+    return search::pq_encode(pq_codebooks(), embed(x));
+  }
 
   codes::PQCodes pq_codebooks() const override {
     HL_CHECK(codebooks_.defined(), "method '{}': no codebooks yet (not trained)", name());
@@ -284,19 +288,13 @@ class DeepQuanMethod : public PQMethodBase {
  private:
   torch::Device device() const { return net_->parameters().front().device(); }
 
-  // One epoch of the training stream, as the loader builds it (CPU).
+  // One epoch of the training stream, in the loader's order (CPU).
   void cache_training_set(Trainer& trainer) {
-    Loader* loader = trainer.loader();
-    HL_CHECK(loader != nullptr, "{}: needs the trainer's training loader", name());
-    std::vector<torch::Tensor> xs, idx;
-    for (int64_t s = 0; s < loader->steps_per_epoch(); ++s) {
-      Batch b = loader->batch_at(s);
-      xs.push_back(b.x.flatten(1).to(torch::kCPU));
-      idx.push_back(b.index.to(torch::kCPU, torch::kLong));
-    }
-    HL_CHECK(!xs.empty(), "{}: empty training set", name());
-    train_x_ = torch::cat(xs);
-    torch::Tensor pool = torch::cat(idx);
+    const TrainingSet& ts = trainer.training_set();
+    torch::Tensor rows = ts.epoch_rows(0);
+    HL_CHECK(rows.size(0) > 0, "{}: empty training set", name());
+    train_x_ = ts.features(rows).flatten(1);
+    torch::Tensor pool = ts.index().index_select(0, rows);
     row_of_ = torch::full({pool.max().item<int64_t>() + 1}, -1, torch::kLong);
     row_of_.index_put_({pool}, torch::arange(pool.size(0), torch::kLong));
   }
@@ -358,10 +356,10 @@ class RawPQMethod : public PQMethodBase {
       : RawPQMethod(parse(cfg), ctx) {}
 
   std::string name() const override { return "pq"; }
-  bool uses_trainer() const override { return false; }
+  bool fits() const override { return true; }
 
-  void fit(const FitData& data, Trainer& trainer) override {
-    torch::Tensor x = data.x.flatten(1).to(torch::kFloat);
+  void fit(const TrainingSet& data, Trainer& trainer) override {
+    torch::Tensor x = data.x().flatten(1).to(torch::kFloat);
     HL_CHECK(x.size(1) == dim_, "pq: features have {} values, the context said {}", x.size(1),
              dim_);
     fit_codebooks(x, &trainer);

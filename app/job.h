@@ -1,4 +1,5 @@
-// The jobs behind `hashlab train` and `hashlab eval|encode|export --run`:
+// The application layer: the jobs behind `hashlab train` and
+// `hashlab eval|encode|export --run`:
 // config -> data -> split -> method -> train/fit -> evaluate -> codes ->
 // TorchScript export, all recorded in a run directory:
 //
@@ -21,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "csrc/codes/code_file.h"
 #include "csrc/core/config.h"
 #include "datasets/dataset.h"
 #include "datasets/splits.h"
@@ -54,19 +56,19 @@ struct LoadedRun {
 };
 LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& overrides = {});
 
-// Encodes pool items `indices` of `dataset` in order (no augmentation):
-// packed uint8 codes [n, ceil(nbits/8)] on the CPU.
-torch::Tensor encode_indices(Method& method, const data::Dataset& dataset,
-                             const torch::Tensor& indices, const data::DataOptions& data_opts,
-                             torch::Device device, int64_t batch_size);
+// Encodes pool items `indices` of `dataset` in order (no augmentation): the
+// method's codes (packed bits or PQ ids, on the CPU) as a code set.
+codes::Codes encode_indices(Method& method, const data::Dataset& dataset,
+                            const torch::Tensor& indices, const data::DataOptions& data_opts,
+                            torch::Device device, int64_t batch_size);
 
 // Evaluates a method on the split's queries against its database with the
 // `eval:` options (label protocol, or Euclidean for unlabelled data).
 nlohmann::json evaluate_run(Method& method, const data::Dataset& dataset, const data::Split& split,
                             const data::DataOptions& data_opts, Section eval_cfg,
                             torch::Device device, int64_t batch_size,
-                            torch::Tensor* query_codes = nullptr,
-                            torch::Tensor* db_codes = nullptr);
+                            codes::Codes* query_codes = nullptr,
+                            codes::Codes* db_codes = nullptr);
 
 // The most recent run directory under runs_root/name, or "" if none.
 std::string latest_run_dir(const std::string& runs_root, const std::string& name);

@@ -1,4 +1,5 @@
-// Glue between a Method's context and the exported hasher (script_emitter.h).
+// Glue between a Method's context and the exported hasher (csrc/export/script_emitter.h):
+// the export core takes plain fields (HasherSpec); this turns a MethodContext into them.
 #pragma once
 
 #include <string>

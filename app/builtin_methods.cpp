@@ -1,7 +1,8 @@
-// The built-in methods: one line each.
-#include "trainers/baselines.h"
-#include "trainers/deepquan.h"
-#include "trainers/hashnet.h"
+#include "app/builtin_methods.h"
+
+#include "models/baselines/method.h"
+#include "models/deepquan/method.h"
+#include "models/hashnet/method.h"
 #include "trainers/method.h"
 
 namespace hashlab {
