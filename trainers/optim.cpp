@@ -150,16 +150,9 @@ std::pair<int64_t, int64_t> OptimOptions::stage_range(size_t index, int64_t tota
 }
 
 OptimOptions OptimOptions::resolve(size_t index, const std::string& name) const {
-  const OptimOptions& base = stage(index);
-  OptimOptions r;
-  r.type = base.type, r.lr = base.lr, r.momentum = base.momentum, r.nesterov = base.nesterov;
-  r.weight_decay = base.weight_decay, r.betas = base.betas, r.eps = base.eps;
-  r.history_size = base.history_size, r.max_iter = base.max_iter, r.max_eval = base.max_eval;
-  r.tolerance_grad = base.tolerance_grad, r.tolerance_change = base.tolerance_change;
-  r.line_search = base.line_search, r.reset_each_step = base.reset_each_step;
-  r.schedule = base.schedule, r.step_size = base.step_size, r.gamma = base.gamma;
-  r.min_lr_factor = base.min_lr_factor, r.warmup = base.warmup;
-  r.given = base.given, r.where = base.where, r.until = base.until;
+  OptimOptions r = stage(index);
+  r.stages.clear();
+  r.optimizers.clear();
   auto it = optimizers.find(name);
   if (it != optimizers.end()) r.override_with(it->second);
   return r;
