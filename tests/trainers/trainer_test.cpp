@@ -2,6 +2,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -96,6 +97,44 @@ fs::path tmpdir(const std::string& name) {
   return p;
 }
 
+// Trains a fresh method (seed 1) for `iters` steps and returns its parameters.
+// With interrupt_at >= 0 the method requests SIGINT there; a fresh method
+// (another seed, as a new process would have) resumes from the checkpoint and
+// finishes the run.
+template <typename M>
+std::vector<torch::Tensor> train_or_resume(const std::string& name, int64_t iters,
+                                           int64_t interrupt_at, const OptimOptions& o,
+                                           const std::function<std::unique_ptr<M>()>& make,
+                                           const std::function<std::vector<torch::Tensor>(M&)>& params) {
+  auto ds = toy_dataset();
+  auto idx = torch::arange(200, torch::kLong);
+  auto dir = tmpdir(name);
+  seed_everything(1);
+  auto m = make();
+  m->interrupt_at = interrupt_at;
+  {
+    data::Loader l(ds, idx, loader_opts());
+    Trainer t(*m, &l, train_opts(iters), o, torch::kCPU, dir.string(), nullptr);
+    try {
+      t.train();
+      EXPECT_LT(interrupt_at, 0) << "expected the interrupt to stop training";
+    } catch (const ExitStatus& e) {
+      EXPECT_EQ(e.code, 130);
+    }
+  }
+  if (interrupt_at < 0) return params(*m);
+  seed_everything(77);
+  auto r = make();
+  data::Loader l(ds, idx, loader_opts());
+  Trainer t(*r, &l, train_opts(iters), o, torch::kCPU, dir.string(), nullptr);
+  t.resume((dir / "last.pt").string());
+  EXPECT_EQ(t.step(), interrupt_at);
+  t.train();
+  return params(*r);
+}
+
+std::vector<torch::Tensor> toy_params(ToyMethod& m) { return params_of(m); }
+
 TEST(Trainer, InterruptedAndResumedRunIsBitIdentical) {
   set_threads(2);
   auto ds = toy_dataset();
@@ -152,8 +191,6 @@ TEST(Trainer, InterruptedAndResumedRunIsBitIdentical) {
 // exactly at and after the switch and resuming gives the uninterrupted run.
 TEST(Trainer, OptimizerStagesSwitchAndResumeBitIdentical) {
   set_threads(2);
-  auto ds = toy_dataset();
-  auto idx = torch::arange(200, torch::kLong);
   OptimOptions staged = sgd();
   OptimOptions adam = sgd();
   adam.type = "adam";
@@ -163,27 +200,8 @@ TEST(Trainer, OptimizerStagesSwitchAndResumeBitIdentical) {
   adam.until = 10;
   staged.stages = {adam};
   auto run = [&](const std::string& name, int64_t interrupt_at, const OptimOptions& o) {
-    auto dir = tmpdir(name);
-    seed_everything(1);
-    ToyMethod m(16);
-    m.interrupt_at = interrupt_at;
-    {
-      data::Loader l(ds, idx, loader_opts());
-      Trainer t(m, &l, train_opts(23), o, torch::kCPU, dir.string(), nullptr);
-      try {
-        t.train();
-      } catch (const ExitStatus&) {
-      }
-    }
-    if (interrupt_at < 0) return params_of(m);
-    seed_everything(7);
-    ToyMethod r(16);
-    data::Loader l(ds, idx, loader_opts());
-    Trainer t(r, &l, train_opts(23), o, torch::kCPU, dir.string(), nullptr);
-    t.resume((dir / "last.pt").string());
-    EXPECT_EQ(t.step(), interrupt_at);
-    t.train();
-    return params_of(r);
+    return train_or_resume<ToyMethod>(
+        name, 23, interrupt_at, o, [] { return std::make_unique<ToyMethod>(16); }, toy_params);
   };
   auto whole = run("staged", -1, staged);
   for (int64_t at : {6, 10, 15}) {
@@ -444,31 +462,10 @@ TEST(Engine, NamedOptimizersLeaveTheOtherSetBitUnchanged) {
 
 TEST(Engine, NamedOptimizersResumeBitIdentical) {
   set_threads(2);
-  auto ds = toy_dataset();
-  auto idx = torch::arange(200, torch::kLong);
   auto run = [&](const std::string& name, int64_t interrupt_at) {
-    auto dir = tmpdir(name);
-    seed_everything(1);
-    ToyGAN m(16);
-    m.interrupt_at = interrupt_at;
-    {
-      data::Loader l(ds, idx, loader_opts());
-      Trainer t(m, &l, train_opts(14), gan_optim(), torch::kCPU, dir.string(), nullptr);
-      try {
-        t.train();
-      } catch (const ExitStatus& e) {
-        EXPECT_EQ(e.code, 130);
-      }
-    }
-    if (interrupt_at < 0) return m.params();
-    seed_everything(77);
-    ToyGAN r(16);
-    data::Loader l(ds, idx, loader_opts());
-    Trainer t(r, &l, train_opts(14), gan_optim(), torch::kCPU, dir.string(), nullptr);
-    t.resume((dir / "last.pt").string());
-    EXPECT_EQ(t.step(), interrupt_at);
-    t.train();
-    return r.params();
+    return train_or_resume<ToyGAN>(
+        name, 14, interrupt_at, gan_optim(), [] { return std::make_unique<ToyGAN>(16); },
+        [](ToyGAN& m) { return m.params(); });
   };
   auto whole = run("gan", -1);
   auto resumed = run("gan_int", 7);
@@ -575,32 +572,12 @@ class ToyLeastSquares : public ToyMethod {
 
 TEST(Engine, LbfgsResumeBitIdenticalWithAndWithoutHistory) {
   set_threads(2);
-  auto ds = toy_dataset();
-  auto idx = torch::arange(200, torch::kLong);
   for (const std::string extra : {"", ", max_iter: 1, history_size: 1, reset_each_step: true"}) {
     OptimOptions o = lbfgs_options(extra);
     auto run = [&](const std::string& name, int64_t interrupt_at) {
-      auto dir = tmpdir(name);
-      seed_everything(1);
-      ToyLeastSquares m(16);
-      m.interrupt_at = interrupt_at;
-      {
-        data::Loader l(ds, idx, loader_opts());
-        Trainer t(m, &l, train_opts(12), o, torch::kCPU, dir.string(), nullptr);
-        try {
-          t.train();
-        } catch (const ExitStatus&) {
-        }
-      }
-      if (interrupt_at < 0) return params_of(m);
-      seed_everything(5);
-      ToyLeastSquares r(16);
-      data::Loader l(ds, idx, loader_opts());
-      Trainer t(r, &l, train_opts(12), o, torch::kCPU, dir.string(), nullptr);
-      t.resume((dir / "last.pt").string());
-      EXPECT_EQ(t.step(), interrupt_at);
-      t.train();
-      return params_of(r);
+      return train_or_resume<ToyLeastSquares>(
+          name, 12, interrupt_at, o, [] { return std::make_unique<ToyLeastSquares>(16); },
+          [](ToyLeastSquares& m) { return params_of(m); });
     };
     auto whole = run("lbfgs", -1);
     auto resumed = run("lbfgs_int", 6);
