@@ -238,7 +238,7 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   auto dopts = data::DataOptions::from_yaml(cfg.section("data"));
   auto train_opts = TrainOptions::from_yaml(cfg.section("train"));
   auto optim_opts = OptimOptions::from_yaml(cfg.section("optim"));
-  eval_options(cfg.section("eval"));  // validates
+  const eval::EvalOptions eval_opts = eval_options(cfg.section("eval"));  // validates
   const int64_t eval_bs = eval_batch_size(cfg);
   register_builtin_methods();
   if (!method_registry().has(top.method)) {
@@ -281,6 +281,9 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   Section model_cfg = cfg.section("model");
   auto method = create_method(top.method, model_cfg, ctx, cfg.where("method") + ": method");
   if (auto* mod = method->module()) mod->to(device);
+  if (eval_opts.pq_distance == "adc" && method->code_kind() != codes::CodeKind::pq)
+    fail("{}: eval.pq_distance: adc ranks PQ codes, but method '{}' makes binary codes",
+         cfg.where("eval.pq_distance"), top.method);
   metrics.write("start", {{"method", top.method}, {"bits", method->nbits()},
                           {"device", device.str()}, {"threads", at::get_num_threads()},
                           {"resume", jo.resume}});
@@ -300,8 +303,15 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   auto t_train = std::chrono::steady_clock::now();
   if (jo.resume) {
     std::string last = trainer.last_checkpoint_path();
-    if (!fs::exists(last)) fail("--resume: {} does not exist", last);
-    trainer.resume(last);
+    if (fs::exists(last)) {
+      trainer.resume(last);
+    } else if (method->fits()) {
+      log().warn("--resume: {} does not exist (the fit stopped before its first checkpoint); "
+                 "fitting from the start",
+                 last);
+    } else {
+      fail("--resume: {} does not exist", last);
+    }
   }
   trainer.train();
   // This session's wall time; train_seconds adds the sessions this run

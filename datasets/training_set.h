@@ -30,6 +30,7 @@ class TrainingSet {
   // `stream`: the loader over the training items; its dataset, indices and
   // image transforms define the set, its order defines epoch_rows.
   explicit TrainingSet(const Loader& stream);
+  explicit TrainingSet(const Loader&& stream) = delete;  // it keeps a reference
 
   int64_t size() const { return index_.size(0); }
   const torch::Tensor& index() const { return index_; }

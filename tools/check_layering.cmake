@@ -17,8 +17,9 @@
 #   app                            the train job, run directories, method list
 #   tools/cli                      the command line
 #
-# Only quoted includes of the project's own top-level folders are checked;
-# tests/, fuzz/ and third-party headers are not. Exit status 1 and one line per
+# Includes of the project's own top-level folders are checked ("..." or <...>),
+# and relative ones ("../x.h") are refused; tests/, fuzz/ and third-party
+# headers are not checked. Exit status 1 and one line per
 # offending include (file:line) when the layering is broken.
 
 cmake_minimum_required(VERSION 3.18)
@@ -35,8 +36,9 @@ set(RULE_csrc/eval csrc/core csrc/codes csrc/search csrc/eval)
 set(RULE_csrc/export csrc/core csrc/codes csrc/export)
 set(RULE_datasets/readers csrc/core datasets/readers)
 set(RULE_datasets csrc/core csrc/codes datasets)
-set(RULE_trainers ${_all_csrc} datasets trainers)
-set(RULE_models/backbones ${_all_csrc} datasets trainers models/backbones)
+set(RULE_trainers csrc/core csrc/codes csrc/export datasets trainers)
+set(_model_base csrc/core csrc/codes csrc/search csrc/export datasets trainers models/backbones)
+set(RULE_models/backbones ${_model_base})
 # models/<method>: filled in per folder below (its own folder + backbones).
 set(RULE_app ${_all_csrc} datasets trainers models app)
 set(RULE_tools/cli ${_all_csrc} datasets trainers models app tools/cli)
@@ -81,17 +83,23 @@ foreach(file ${_files})
   if(layer STREQUAL "models")
     # A method folder: models/<method>/...
     string(REGEX MATCH "^models/[^/]+" own "${dir}")
-    set(allowed ${_all_csrc} datasets trainers models/backbones ${own})
+    set(allowed ${_model_base} ${own})
     set(layer "${own}")
   endif()
   file(STRINGS "${ROOT}/${file}" lines)
   set(lineno 0)
   foreach(line IN LISTS lines)
     math(EXPR lineno "${lineno} + 1")
-    if(NOT line MATCHES "^[ \t]*#[ \t]*include[ \t]*\"([^\"]+)\"")
+    if(NOT line MATCHES "^[ \t]*#[ \t]*include[ \t]*[\"<]([^\">]+)[\">]")
       continue()
     endif()
     set(inc "${CMAKE_MATCH_1}")
+    if(inc MATCHES "\\.\\./")
+      math(EXPR _count "${_count} + 1")
+      string(APPEND _errors
+             "${file}:${lineno}: includes \"${inc}\": name project headers from the repository root, not with ../\n")
+      continue()
+    endif()
     string(REGEX MATCH "^[^/]+" top "${inc}")
     if(NOT inc MATCHES "/" OR NOT top IN_LIST _project_tops)
       continue()  # a header beside the file, or not one of ours

@@ -147,9 +147,14 @@ class InterruptHook : public TrainerHook {
       where = t.last_checkpoint_path();
     }
     const int64_t planned = t.planned_steps();
-    log().warn("interrupted by signal {} at {} {}/{}; checkpoint written to {}",
-               interrupt_signal(), t.fitting() ? "unit" : "step", t.step(),
-               planned > 0 ? std::to_string(planned) : std::string("?"), where);
+    if (t.fitting() && planned == 0)
+      log().warn("interrupted by signal {} during the fit; it finished first, checkpoint written "
+                 "to {}",
+                 interrupt_signal(), where);
+    else
+      log().warn("interrupted by signal {} at {} {}/{}; checkpoint written to {}",
+                 interrupt_signal(), t.fitting() ? "unit" : "step", t.step(),
+                 planned > 0 ? std::to_string(planned) : std::string("?"), where);
     if (!t.resume_hint.empty()) log().warn("resume with: {}", t.resume_hint);
     if (t.metrics()) t.metrics()->write("interrupt", {{"step", t.step()}});
     throw ExitStatus(130);

@@ -5,7 +5,8 @@
 // A method builds its model from its `model:` config section, then trains in
 // one of three ways, all run by the Trainer (trainers/trainer.h) with the same
 // services (LR schedule, checkpoints, resume, periodic evaluation, metrics,
-// progress, NaN/inf guard, SIGINT):
+// progress, NaN/inf guard, SIGINT; a fit gets them per unit of work, and one
+// without units only when it ends):
 //
 //  1. Default step: param_groups() and training_step(batch) -> named losses,
 //     "loss" first. The Trainer zeroes the gradients, back-propagates "loss"

@@ -32,11 +32,6 @@ OptimOptions OptimOptions::from_yaml(Section s) {
       named.where = all.where(name);
       named.read_keys(ns);
       ns.finish();
-      // The combination must be valid too (e.g. nesterov given here, momentum above).
-      OptimOptions check = o;
-      check.override_with(named);
-      if (check.nesterov && (check.type != "sgd" || check.momentum <= 0))
-        fail("{}: nesterov needs type sgd and momentum > 0", named.where);
       o.optimizers[name] = std::move(named);
     }
   }
@@ -104,6 +99,16 @@ void OptimOptions::read_keys(Section& s) {
   if (o.type == "lbfgs" && o.given.count("weight_decay") && o.weight_decay > 0)
     fail("{}: lbfgs has no weight decay (got {}); set it to 0 or add the penalty to the loss",
          s.where("weight_decay"), o.weight_decay);
+}
+
+void OptimOptions::validate() const {
+  if (nesterov && (type != "sgd" || momentum <= 0))
+    fail("{}: nesterov needs type sgd and momentum > 0 (here: {} with momentum {})", where, type,
+         momentum);
+  if (type == "lbfgs" && given.count("weight_decay") && weight_decay > 0)
+    fail("{}: lbfgs has no weight decay, but weight_decay {} applies to it; set weight_decay: 0 "
+         "for it or add the penalty to the loss",
+         where, weight_decay);
 }
 
 void OptimOptions::override_with(const OptimOptions& n) {

@@ -94,6 +94,10 @@ struct OptimOptions {
   OptimOptions resolve(size_t index, const std::string& name) const;
   // Rejects overrides for optimizers the method does not have.
   void check_names(const std::vector<std::string>& names, const std::string& method) const;
+  // Rejects settings no optimizer can run (nesterov without sgd and momentum,
+  // weight decay given to lbfgs), naming `where`. The Trainer checks every
+  // (stage, optimizer) combination before the first step.
+  void validate() const;
 
  private:
   void read_keys(Section& s);

@@ -92,15 +92,21 @@ Trainer::Trainer(Method& method, Loader* loader, TrainOptions train, OptimOption
       optimizers_.push_back(Named{std::move(set), nullptr, {}});
     }
     optim_.check_names(optimizer_names(), method_.name());
-    if (train_.grad_clip > 0) {
-      for (size_t i = 0; i <= optim_.stages.size(); ++i)
-        for (const auto& n : optimizers_)
-          if (optim_.resolve(i, n.set.name).type == "lbfgs")
-            fail("train.grad_clip: gradient clipping would break the line search of lbfgs "
-                 "(optimizer '{}'); set grad_clip: 0",
-                 n.set.name);
-    }
+    // Every stage of every optimizer, now rather than when a stage begins hours later.
+    for (size_t i = 0; i <= optim_.stages.size(); ++i)
+      for (const auto& n : optimizers_) {
+        OptimOptions o = optim_.resolve(i, n.set.name);
+        o.validate();
+        if (o.type == "lbfgs" && train_.grad_clip > 0)
+          fail("{}: train.grad_clip would break the line search of lbfgs (optimizer '{}'); set "
+               "grad_clip: 0",
+               o.where, n.set.name);
+        make_optimizer(o, n.set.groups);  // e.g. lbfgs over groups with two learning rates
+      }
     build_optimizers(optim_.stage_index(0));
+  } else if (!optim_.optimizers.empty()) {
+    fail("{}: method '{}' fits without optimizers; optim.optimizers does not apply",
+         optim_.optimizers.begin()->second.where, method_.name());
   }
   hooks_ = {method_hook(method_), lr_schedule_hook(), finite_guard_hook(), metrics_hook(),
             eval_hook(), checkpoint_hook(), interrupt_hook()};
@@ -261,20 +267,24 @@ void Trainer::resume(const std::string& path) {
 void Trainer::check_finite(const LossMap& losses) {
   for (const auto& [name, value] : losses) {
     double v = value.detach().to(torch::kCPU).to(torch::kFloat64).item<double>();
-    if (!std::isfinite(v)) {
-      std::string where =
-          last_good_checkpoint_step_ >= 0
-              ? fmt::format("the last good checkpoint is {} (step {})", last_checkpoint_path(),
-                            last_good_checkpoint_step_)
-              : std::string("no checkpoint was written yet");
-      if (metrics_)
-        metrics_->write("error", {{"step", step_}, {"message", "non-finite " + name}});
-      if (fitting())
-        fail("fit diverged: '{}' is {} at unit {}; {}.", name, v, step_, where);
-      fail("training diverged: '{}' is {} at step {} (lr {:.3g}); {}. Lower optim.lr or "
-           "set train.grad_clip.",
-           name, v, step_, current_lr(), where);
+    if (std::isfinite(v)) continue;
+    std::string where =
+        last_good_checkpoint_step_ >= 0
+            ? fmt::format("the last good checkpoint is {} (step {})", last_checkpoint_path(),
+                          last_good_checkpoint_step_)
+            : std::string("no checkpoint was written yet");
+    if (metrics_) metrics_->write("error", {{"step", step_}, {"message", "non-finite " + name}});
+    if (fitting()) fail("fit diverged: '{}' is {} in unit {}; {}.", name, v, step_ + 1, where);
+    std::vector<std::string> lrs;
+    bool lbfgs = false;
+    for (const auto& n : optimizers_) {
+      lbfgs = lbfgs || n.settings.type == "lbfgs";
+      lrs.push_back(optimizers_.size() == 1
+                        ? fmt::format("lr {:.3g}", current_lr(n.set.name))
+                        : fmt::format("{} lr {:.3g}", n.set.name, current_lr(n.set.name)));
     }
+    fail("training diverged: '{}' is {} at step {} ({}); {}. Lower the learning rate{}.", name, v,
+         step_, fmt::join(lrs, ", "), where, lbfgs ? "" : " or set train.grad_clip");
   }
 }
 
@@ -384,6 +394,9 @@ void Trainer::run_fit() {
   method_.fit(training_set(), *this);
   if (progress_) progress_->finish();
   fit_finished_ = true;
+  // A fit that does not work in units sees a signal only here: stop with its
+  // result saved (a resume goes straight to the evaluation).
+  if (interrupt_requested()) interrupt_hook()->after_step(*this, {});
   for (auto& h : hooks_) h->after_train(*this);
 }
 

@@ -59,7 +59,8 @@ TEST(Layering, AnIncludeUpTheLayersOrAcrossMethodsFails) {
 
   write(root, "csrc/core/bad.h", "#pragma once\n\n#include \"trainers/method.h\"\n");
   write(root, "models/beta/method.cpp", "#include \"models/alpha/net.h\"\n");
-  write(root, "trainers/trainer.cpp", "#include \"app/job.h\"\n");
+  write(root, "trainers/trainer.cpp", "#include <app/job.h>\n");
+  write(root, "models/beta/util.cpp", "#include \"../alpha/net.h\"\n");
   Result bad = check(root);
   EXPECT_NE(bad.status, 0) << bad.output;
   EXPECT_NE(bad.output.find("csrc/core/bad.h:3: includes \"trainers/method.h\""),
@@ -70,6 +71,9 @@ TEST(Layering, AnIncludeUpTheLayersOrAcrossMethodsFails) {
       << bad.output;
   EXPECT_NE(bad.output.find("trainers/trainer.cpp:1: includes \"app/job.h\""), std::string::npos)
       << bad.output;
-  EXPECT_NE(bad.output.find("3 include(s) break the layering"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("models/beta/util.cpp:1: includes \"../alpha/net.h\""),
+            std::string::npos)
+      << bad.output;
+  EXPECT_NE(bad.output.find("4 include(s) break the layering"), std::string::npos) << bad.output;
   fs::remove_all(root);
 }

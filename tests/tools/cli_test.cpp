@@ -170,6 +170,25 @@ TEST_F(CliTest, TrainBaselineWritesRunDirectoryAndEvaluates) {
   r = run("train -c " + cfg + " --run-dir " + run_dir.string());
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("already holds a run"), std::string::npos) << r.out;
+
+  // Resuming the finished fit evaluates without fitting again; without a
+  // checkpoint (a fit killed before its first one) it fits from the start.
+  r = run("train --resume --run-dir " + run_dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("finished fitting before this session"), std::string::npos) << r.out;
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(last_line(r.out))["map_all"].get<double>(),
+                   j["map_all"].get<double>());
+  fs::remove(run_dir / "checkpoints" / "last.pt");
+  r = run("train --resume --run-dir " + run_dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("fitting from the start"), std::string::npos) << r.out;
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(last_line(r.out))["map_all"].get<double>(),
+                   j["map_all"].get<double>());
+  // eval.pq_distance: adc is for PQ codes: refused before training.
+  r = run("train -c " + cfg + " --run-dir " + (dir_ / "run_adc").string() +
+          " eval.pq_distance=adc");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("adc ranks PQ codes"), std::string::npos) << r.out;
 }
 
 TEST_F(CliTest, TruncatedIdxIsReportedByDataInspect) {

@@ -359,10 +359,11 @@ TEST(ScalarScheduleTest, BuiltInTypesReadOnlyTheirKeys) {
 // ------------------------------------------------------------------ named optimizers
 
 // A generator/discriminator pair stepped alternately on the same batch, in
-// the EBGAN order: discriminator on L_D with the generator's output
-// detached, then generator on L_G through the updated discriminator. Both
-// losses touch both sets, so a leak of gradients, moments or weight decay
-// from one optimizer into the other set would show.
+// the EBGAN order: discriminator on L_D, then generator on L_G through the
+// updated discriminator. Unlike EBGAN, L_D does not detach the generator's
+// output, so both losses have gradients on both sets: an update that moved
+// the other set (a shared optimizer, shared moments or weight decay, a step
+// of every optimizer) would show.
 class ToyGAN : public Method {
  public:
   explicit ToyGAN(int64_t dim) : gen_(torch::nn::Linear(dim, dim)), disc_(torch::nn::Linear(dim, 4)) {}
@@ -374,10 +375,10 @@ class ToyGAN : public Method {
   }
   LossMap step(const Batch& b, Trainer& t) override {
     auto energy = [&](const torch::Tensor& v) { return disc_->forward(v).pow(2).mean(); };
-    auto fake = torch::dropout(gen_->forward(b.x), 0.2, true);  // RNG in the step
     auto gen_before = snapshot(gen_), disc_before = snapshot(disc_);
     LossMap d = t.optimize("discriminator", [&] {
-      auto loss = energy(b.x) + torch::relu(1.0 - energy(fake.detach()));
+      auto fake = torch::dropout(gen_->forward(b.x), 0.2, true);  // RNG in the step
+      auto loss = energy(b.x) + torch::relu(1.0 - energy(fake));
       return LossMap{{"loss", loss}};
     });
     gen_unchanged_by_disc = gen_unchanged_by_disc && same(gen_before, snapshot(gen_));
