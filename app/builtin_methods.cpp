@@ -3,6 +3,7 @@
 #include "models/baselines/method.h"
 #include "models/deepquan/method.h"
 #include "models/hashnet/method.h"
+#include "models/wsl/method.h"
 #include "trainers/method.h"
 
 namespace hashlab {
@@ -13,6 +14,7 @@ void register_builtin_methods() {
     register_baselines(r);  // lsh, pcah, itq, sh
     register_hashnet(r);
     register_deepquan(r);  // deepquan, dae_pq, pq
+    register_wsl(r);
     return true;
   }();
   (void)done;

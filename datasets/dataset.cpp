@@ -36,6 +36,7 @@ DataOptions DataOptions::from_yaml(Section s) {
   s.get("train_per_class", o.train_per_class, Range{0, 1e9});
   s.get("num_train", o.num_train, Range{0, 1e12});
   s.get("split_seed", o.split_seed);
+  s.get("validation", o.validation);
   s.get("max_file_gib", o.max_file_gib, Range{1e-6, 1024});
   s.get("center", o.vectors.center);
   s.get("l2_normalize", o.vectors.l2_normalize);

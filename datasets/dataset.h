@@ -47,6 +47,9 @@ struct DataOptions {
   int64_t train_per_class = 0;      // 0 = the whole database
   int64_t num_train = 0;            // 0 = all (after train_per_class)
   int64_t split_seed = 0;
+  // Hold out the query set and evaluate on validation queries drawn from the
+  // database instead (datasets/splits.h): for choosing hyperparameters.
+  bool validation = false;
   double max_file_gib = 8;          // per-file cap (decompressed), see readers/bytes.h
   VectorTransformOptions vectors;   // keys center, l2_normalize, max_norm_scale
   ImageTransformOptions images;     // keys scale, resize, crop, random_crop, flip, mean, std

@@ -67,22 +67,37 @@ Split make_split(const Dataset& d, const DataOptions& o) {
   if (o.protocol == "label" && !d.has_labels())
     fail("data: the label protocol needs labels; {} has none (use protocol: euclidean)", d.name);
 
-  std::vector<int64_t> query;
-  if (per_class) {
-    auto classes = by_class(d.labels, d.num_classes, all);
-    for (size_t c = 0; c < classes.size(); ++c) {
-      if (static_cast<int64_t>(classes[c].size()) < o.queries_per_class)
-        fail("data: class {} has {} items, fewer than queries_per_class = {}", c,
-             classes[c].size(), o.queries_per_class);
-      auto q = draw(classes[c], o.queries_per_class, rng);
-      query.insert(query.end(), q.begin(), q.end());
+  // Queries drawn from `among` (per class, or num_queries at random).
+  // `what`: the items drawn from, `from`: their set ("items", "the pool").
+  auto draw_queries = [&](const std::vector<int64_t>& among, const char* what, const char* from) {
+    std::vector<int64_t> query;
+    if (per_class) {
+      auto classes = by_class(d.labels, d.num_classes, among);
+      for (size_t c = 0; c < classes.size(); ++c) {
+        if (static_cast<int64_t>(classes[c].size()) < o.queries_per_class)
+          fail("data: class {} has {} {}, fewer than queries_per_class = {}", c,
+               classes[c].size(), what, o.queries_per_class);
+        auto q = draw(classes[c], o.queries_per_class, rng);
+        query.insert(query.end(), q.begin(), q.end());
+      }
+    } else {
+      if (o.num_queries > static_cast<int64_t>(among.size()))
+        fail("data: num_queries = {} but {} has only {} items", o.num_queries, from,
+             among.size());
+      query = draw(among, o.num_queries, rng);
     }
-  } else {
-    if (o.num_queries > n)
-      fail("data: num_queries = {} but the pool has only {} items", o.num_queries, n);
-    query = draw(all, o.num_queries, rng);
-  }
+    return query;
+  };
+  std::vector<int64_t> query = draw_queries(all, "items", "the pool");
   std::vector<int64_t> database = complement(n, query);
+  if (o.validation) {
+    // The test queries are set aside; validation queries come from the database.
+    std::vector<int64_t> held_out = query;
+    query = draw_queries(database, "database items (validation)",
+                         "the database (validation)");
+    held_out.insert(held_out.end(), query.begin(), query.end());
+    database = complement(n, held_out);
+  }
 
   std::vector<int64_t> train = database;
   if (o.train_per_class > 0) {

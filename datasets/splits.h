@@ -8,6 +8,12 @@
 // of that many. Multi-label data (no per-class draw) and the Euclidean
 // protocol take num_queries random queries instead; the database is the rest.
 //
+// validation: true carves a validation split for choosing hyperparameters:
+// the queries above are set aside (never returned), validation queries are
+// drawn from the database exactly as the queries were drawn from the pool
+// (same counts, the same generator continuing), and they become `query`; the
+// database and the training set are then taken from what remains.
+//
 // All three index tensors are int64, sorted ascending, into the pool.
 // Randomness: one std::mt19937_64 seeded with split_seed and a Fisher-Yates
 // shuffle drawing with uniform_below, so a seed gives the same split with

@@ -5,14 +5,15 @@
 #
 # Each folder may include only the folders listed for it (a folder means its
 # files and subfolders; a longer match wins). Lower layers never include
-# higher ones, and a method folder includes no other method:
+# higher ones, and a method folder includes no other method (only the shared
+# folders models/backbones and models/common):
 #
 #   csrc/core                      the core: config, logging, errors, checkpoints
 #   csrc/codes, search, eval       codes, search, metrics (no datasets, no methods)
 #   csrc/export                    TorchScript emitters (plain fields, no methods)
 #   datasets, datasets/readers     data (readers stay torch-free for the fuzzers)
 #   trainers                       the training engine (knows no method)
-#   models/backbones               shared networks
+#   models/backbones, models/common  shared networks and shared maths (PCA, ITQ, ...)
 #   models/<method>                one method each: its network, loss and Method
 #   app                            the train job, run directories, method list
 #   tools/cli                      the command line
@@ -37,13 +38,15 @@ set(RULE_csrc/export csrc/core csrc/codes csrc/export)
 set(RULE_datasets/readers csrc/core datasets/readers)
 set(RULE_datasets csrc/core csrc/codes datasets)
 set(RULE_trainers csrc/core csrc/codes csrc/export datasets trainers)
-set(_model_base csrc/core csrc/codes csrc/search csrc/export datasets trainers models/backbones)
+set(_model_base csrc/core csrc/codes csrc/search csrc/export datasets trainers models/backbones
+    models/common)
 set(RULE_models/backbones ${_model_base})
+set(RULE_models/common ${_model_base})
 # models/<method>: filled in per folder below (its own folder + backbones).
 set(RULE_app ${_all_csrc} datasets trainers models app)
 set(RULE_tools/cli ${_all_csrc} datasets trainers models app tools/cli)
 set(_folders csrc/core csrc/codes csrc/search csrc/eval csrc/export datasets/readers datasets
-    trainers models/backbones models app tools/cli)
+    trainers models/backbones models/common models app tools/cli)
 set(_project_tops csrc datasets trainers models app tools)
 
 # The most specific folder (longest prefix) that `path` lives in; "" if none.

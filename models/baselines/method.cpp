@@ -1,6 +1,6 @@
 #include "models/baselines/method.h"
 
-#include "models/baselines/shallow.h"
+#include "models/common/shallow.h"
 #include "trainers/method_export.h"
 #include "trainers/trainer.h"
 

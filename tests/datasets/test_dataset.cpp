@@ -218,6 +218,34 @@ TEST(Splits, LabelProtocolPerClassCounts) {
   expect_partition(u, 1000);
 }
 
+TEST(Splits, ValidationSplitNeverReturnsTheTestQueries) {
+  Dataset d = labelled(1000, 7, 1);
+  DataOptions o;
+  o.queries_per_class = 10;
+  o.train_per_class = 20;
+  o.split_seed = 5;
+  Split test = make_split(d, o);
+  o.validation = true;
+  Split val = make_split(d, o);
+  EXPECT_EQ(val.query.numel(), 70);
+  EXPECT_EQ(val.database.numel(), 860);  // the test queries are in neither set
+  EXPECT_TRUE(torch::equal(torch::bincount(d.labels.index_select(0, val.query)),
+                           torch::full({7}, 10, torch::kInt64)));
+  std::set<int64_t> test_q(test.query.data_ptr<int64_t>(),
+                           test.query.data_ptr<int64_t>() + test.query.numel());
+  for (auto* t : {&val.query, &val.database, &val.train})
+    for (int64_t i = 0; i < t->numel(); ++i)
+      EXPECT_EQ(test_q.count((*t)[i].item<int64_t>()), 0u);
+  // Validation queries come from the test split's database.
+  std::set<int64_t> test_db(test.database.data_ptr<int64_t>(),
+                            test.database.data_ptr<int64_t>() + test.database.numel());
+  for (int64_t i = 0; i < val.query.numel(); ++i)
+    EXPECT_EQ(test_db.count(val.query[i].item<int64_t>()), 1u);
+  EXPECT_TRUE(torch::equal(torch::bincount(d.labels.index_select(0, val.train)),
+                           torch::full({7}, 20, torch::kInt64)));
+  EXPECT_TRUE(torch::equal(make_split(d, o).query, val.query));  // deterministic
+}
+
 TEST(Splits, DeterministicForASeedAndDifferentAcrossSeeds) {
   Dataset d = labelled(500, 5, 2);
   DataOptions o;

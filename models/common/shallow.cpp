@@ -1,4 +1,4 @@
-#include "models/baselines/shallow.h"
+#include "models/common/shallow.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 
