@@ -3,6 +3,7 @@
 // method's resumable bitwise fit and export.
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -246,11 +247,27 @@ TEST(WSLMethod, InterruptedFitResumesExactlyAndExportMatchesEncode) {
   EXPECT_TRUE(torch::equal(whole->embed(x), rest->embed(x)));
   EXPECT_TRUE(torch::equal(whole->encode(x), rest->encode(x)));
 
-  // The exported linear hasher gives encode()'s codes.
+  // The exported linear hasher gives encode()'s codes, reloaded here and in Python.
   auto path = (dir_a / "wsl.pt").string();
   exporter::save_hasher(whole->to_torchscript(ctx), path);
   auto module = torch::jit::load(path);
   EXPECT_TRUE(torch::equal(module.run_method("encode", x).toTensor(), whole->encode(x)));
+  if (std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) return;
+  auto xc = x.contiguous();
+  std::ofstream(dir_a / "x.f32", std::ios::binary)
+      .write(static_cast<const char*>(xc.data_ptr()), static_cast<std::streamsize>(xc.nbytes()));
+  std::ofstream(dir_a / "client.py")
+      << "import sys, numpy as np, torch\n"
+         "d = sys.argv[1]\n"
+         "m = torch.jit.load(d + '/wsl.pt')\n"
+         "x = torch.from_numpy(np.fromfile(d + '/x.f32', dtype=np.float32).reshape(-1, 12))\n"
+         "m.encode(x).numpy().tofile(d + '/codes.u8')\n";
+  std::string cmd = "/usr/bin/python3 " + (dir_a / "client.py").string() + " " + dir_a.string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  auto py = torch::empty({n, 1}, torch::kUInt8);
+  std::ifstream(dir_a / "codes.u8", std::ios::binary)
+      .read(static_cast<char*>(py.data_ptr()), static_cast<std::streamsize>(py.nbytes()));
+  EXPECT_TRUE(torch::equal(py, whole->encode(x)));
 }
 
 TEST(WSLMethod, RejectsBadOptions) {
