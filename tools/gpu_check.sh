@@ -34,7 +34,8 @@ JOBS="${HL_JOBS:-$(nproc)}"
 
 # Headers and libraries hashlab needs beyond LibTorch (Debian 12 names).
 DEBS=(libyaml-cpp-dev libyaml-cpp0.7 libfmt-dev libfmt9 libspdlog-dev libspdlog1.10
-      libcli11-dev nlohmann-json3-dev libgtest-dev zlib1g-dev)
+      libcli11-dev nlohmann-json3-dev libgtest-dev zlib1g-dev libnlopt-dev libnlopt0
+      libnlopt-cxx-dev libnlopt-cxx0)  # NLopt: required (WSL's MMA)
 
 if [[ "${1:-}" == "--download-debs" ]]; then
   mkdir -p "$DEB_DIR"
@@ -107,16 +108,19 @@ if [[ "${HL_SKIP_CLI:-0}" != 1 && "${HL_SKIP_TRAIN:-0}" != 1 ]]; then
     --batch 64 --iters 60 --warmup 20 --device cuda --amp 1
 fi
 
-# 7. DeepQuan's Fashion-MNIST runs on the GPU (the README table's GPU training
-#    times), when the dataset was carried (--download-debs copies it).
+# 7. DeepQuan's and WSL-MLP's Fashion-MNIST runs on the GPU (the README tables'
+#    GPU training times), when the dataset was carried (--download-debs copies it).
 FMNIST="${HL_FMNIST_DIR:-$DEB_DIR/fashion-mnist}"
 if [[ "${HL_SKIP_CLI:-0}" != 1 && "${HL_SKIP_TRAIN:-0}" != 1 && -f "$FMNIST/train-images-idx3-ubyte.gz" ]]; then
+  FM_DATA=("data.files=[$FMNIST/train-images-idx3-ubyte.gz,$FMNIST/t10k-images-idx3-ubyte.gz]"
+           "data.labels=[$FMNIST/train-labels-idx1-ubyte.gz,$FMNIST/t10k-labels-idx1-ubyte.gz]")
   for bits in 16 32 64; do
     "$BUILD/hashlab" train -c "$ROOT/configs/deepquan_fmnist.yaml" model.bits=$bits device=cuda \
-      threads="$JOBS" --runs-root "$BUILD/runs" \
-      "data.files=[$FMNIST/train-images-idx3-ubyte.gz,$FMNIST/t10k-images-idx3-ubyte.gz]" \
-      "data.labels=[$FMNIST/train-labels-idx1-ubyte.gz,$FMNIST/t10k-labels-idx1-ubyte.gz]"
+      threads="$JOBS" --runs-root "$BUILD/runs" "${FM_DATA[@]}"
   done
+  # WSL's deep variant on the GPU (its batch kNN graph is built on the CPU, then moved).
+  "$BUILD/hashlab" train -c "$ROOT/configs/wsl_mlp_fmnist.yaml" device=cuda threads="$JOBS" \
+    --runs-root "$BUILD/runs" "${FM_DATA[@]}"
 elif [[ "${HL_SKIP_TRAIN:-0}" != 1 ]]; then
   log "no Fashion-MNIST under $FMNIST: DeepQuan GPU runs skipped"
 fi

@@ -136,6 +136,13 @@ class Method {
 
 using MethodRegistry = Registry<Method, Section&, const MethodContext&>;
 MethodRegistry& method_registry();
+// The registry entry of a Method subclass constructed from (Section&, const MethodContext&).
+template <typename T>
+MethodRegistry::Factory method_factory() {
+  return [](Section& cfg, const MethodContext& ctx) -> std::unique_ptr<Method> {
+    return std::make_unique<T>(cfg, ctx);
+  };
+}
 // Builds a registered method (app/builtin_methods.h registers the built-in ones).
 std::unique_ptr<Method> create_method(const std::string& name, Section& model_cfg,
                                       const MethodContext& ctx, const std::string& where);

@@ -147,20 +147,13 @@ class SHMethod : public ShallowMethod {
   baselines::SpectralHash sh_;
 };
 
-template <typename T>
-MethodRegistry::Factory entry() {
-  return [](Section& s, const MethodContext& ctx) -> std::unique_ptr<Method> {
-    return std::make_unique<T>(s, ctx);
-  };
-}
-
 }  // namespace
 
 void register_baselines(MethodRegistry& r) {
-  r.add("lsh", entry<LSHMethod>(), "LSH: Gaussian random projections of centred data");
-  r.add("pcah", entry<PCAHMethod>(), "PCAH: the top principal directions");
-  r.add("itq", entry<ITQMethod>(), "ITQ (Gong & Lazebnik 2011): PCA + iterative rotation");
-  r.add("sh", entry<SHMethod>(), "SH (Weiss et al. 2008): spectral hashing");
+  r.add("lsh", method_factory<LSHMethod>(), "LSH: Gaussian random projections of centred data");
+  r.add("pcah", method_factory<PCAHMethod>(), "PCAH: the top principal directions");
+  r.add("itq", method_factory<ITQMethod>(), "ITQ (Gong & Lazebnik 2011): PCA + iterative rotation");
+  r.add("sh", method_factory<SHMethod>(), "SH (Weiss et al. 2008): spectral hashing");
 }
 
 }  // namespace hashlab

@@ -418,10 +418,7 @@ void register_deepquan(MethodRegistry& registry) {
       },
       "DAE-PQ (DeepQuan ablation): product quantization of a pretrained auto-encoder's codes");
   registry.add(
-      "pq",
-      [](Section& cfg, const MethodContext& ctx) -> std::unique_ptr<Method> {
-        return std::make_unique<RawPQMethod>(cfg, ctx);
-      },
+      "pq", method_factory<RawPQMethod>(),
       "PQ (Jegou et al. 2011) on the raw features (DeepQuan ablation)");
 }
 

@@ -182,10 +182,7 @@ void register_hashnet(MethodRegistry& registry) {
       },
       "init * (1 + gamma t)^power, t = floor(step / every) * every (thuml/HashNet)");
   registry.add(
-      "hashnet",
-      [](Section& cfg, const MethodContext& ctx) -> std::unique_ptr<Method> {
-        return std::make_unique<HashNetMethod>(cfg, ctx);
-      },
+      "hashnet", method_factory<HashNetMethod>(),
       "HashNet (Cao et al., ICCV 2017): deep hashing by continuation");
 }
 

@@ -349,16 +349,10 @@ class WSLDeepMethod : public Method {
 
 void register_wsl(MethodRegistry& registry) {
   registry.add(
-      "wsl",
-      [](Section& cfg, const MethodContext& ctx) -> std::unique_ptr<Method> {
-        return std::make_unique<WSLMethod>(cfg, ctx);
-      },
+      "wsl", method_factory<WSLMethod>(),
       "WSL (Zheng & Huang, AAAI 2018): W-shape loss, bitwise divide and conquer with MMA");
   registry.add(
-      "wsl_mlp",
-      [](Section& cfg, const MethodContext& ctx) -> std::unique_ptr<Method> {
-        return std::make_unique<WSLDeepMethod>(cfg, ctx);
-      },
+      "wsl_mlp", method_factory<WSLDeepMethod>(),
       "WSL's objective on a deep network (beyond the paper): W-shape loss with the batch's "
       "kNN consistency and orthogonality, trained by gradient steps");
 }
