@@ -3,6 +3,7 @@
 #include "models/baselines/method.h"
 #include "models/deepquan/method.h"
 #include "models/hashnet/method.h"
+#include "models/sigah/method.h"
 #include "models/wsl/method.h"
 #include "trainers/method.h"
 
@@ -14,7 +15,8 @@ void register_builtin_methods() {
     register_baselines(r);  // lsh, pcah, itq, sh
     register_hashnet(r);
     register_deepquan(r);  // deepquan, dae_pq, pq
-    register_wsl(r);
+    register_wsl(r);      // wsl, wsl_mlp
+    register_sigah(r);
     return true;
   }();
   (void)done;

@@ -1,0 +1,220 @@
+#include "models/sigah/method.h"
+
+#include <vector>
+
+#include "csrc/core/error.h"
+#include "csrc/core/logging.h"
+#include "models/common/shallow.h"
+#include "models/sigah/sigah.h"
+#include "trainers/method_export.h"
+#include "trainers/trainer.h"
+
+namespace hashlab {
+namespace {
+
+struct SiGAHOptions {
+  int64_t bits = 32;
+  double alpha = 1e-3, lambda = 1e-4, beta = 0.1, gamma = 1e-4, adv_weight = 1.0;
+  std::string quant = "bound", graph = "mean";
+  double sigma = 0;
+  std::string activation = "leaky_relu";
+  double slope = 0.2;
+  bool discriminator = true;
+  int64_t gen_dim = 0, disc_hidden = 50;
+
+  static SiGAHOptions from_yaml(Section& s) {
+    SiGAHOptions o;
+    s.get("bits", o.bits, Range{1, 4096});
+    s.get("alpha", o.alpha, Range{0, 1e6});
+    s.get("lambda", o.lambda, Range{0, 1e6});
+    s.get("beta", o.beta, Range{0, 1e6});
+    s.get("gamma", o.gamma, Range{0, 1e6});
+    s.get("adv_weight", o.adv_weight, Range{0, 1e6});
+    s.get_choice("quant", o.quant, {"bound", "literal"});
+    s.get_choice("graph", o.graph, {"mean", "paper"});
+    s.get("sigma", o.sigma, Range{0, 1e12});
+    s.get_choice("activation", o.activation, {"leaky_relu", "relu"});
+    s.get("slope", o.slope, Range{0, 1});
+    s.get("discriminator", o.discriminator);
+    s.get("gen_dim", o.gen_dim, Range{0, 1e8});
+    s.get("disc_hidden", o.disc_hidden, Range{1, 1e8});
+    s.finish();
+    return o;
+  }
+};
+
+int64_t flat_dim(const MethodContext& ctx) {
+  int64_t d = 1;
+  for (int64_t s : ctx.input_shape) d *= s;
+  return d;
+}
+
+// Parameters that do not require gradients while in scope (the frozen
+// discriminator during the generator's update).
+struct FreezeGuard {
+  std::vector<torch::Tensor> params;
+  explicit FreezeGuard(std::vector<torch::Tensor> p) : params(std::move(p)) {
+    for (auto& t : params) t.requires_grad_(false);
+  }
+  ~FreezeGuard() {
+    for (auto& t : params) t.requires_grad_(true);
+  }
+};
+
+class SiGAHMethod : public Method {
+ public:
+  SiGAHMethod(Section& cfg, const MethodContext& ctx)
+      : o_(SiGAHOptions::from_yaml(cfg)), net_(net_options(o_, ctx)) {
+    net_->to(ctx.device);
+  }
+
+  std::string name() const override { return "sigah"; }
+  int nbits() const override { return static_cast<int>(o_.bits); }
+  torch::nn::Module* module() override { return net_.ptr().get(); }
+
+  std::vector<ParameterSet> parameter_sets() override {
+    std::vector<ParameterSet> sets = {
+        {"generator",
+         {{"weights", {net_->W->weight, net_->gen->weight}, 1.0, 1.0},
+          {"biases", {net_->gen->bias}, 1.0, 0.0}}}};
+    if (o_.discriminator)
+      sets.push_back({"discriminator",
+                      {{"weights", {net_->enc->weight, net_->dec->weight}, 1.0, 1.0},
+                       {"biases", {net_->enc->bias, net_->dec->bias}, 1.0, 0.0}}});
+    return sets;
+  }
+
+  void before_train(Trainer& trainer) override {
+    for (const auto& n : trainer.optimizer_names())
+      HL_CHECK(dynamic_cast<torch::optim::LBFGS*>(&trainer.optimizer(n)) == nullptr,
+               "sigah: each loss is evaluated once per step (one forward pass), but optimizer "
+               "'{}' is lbfgs, which re-evaluates it; use sgd, adam or adamw",
+               n);
+    const TrainingSet& ts = trainer.training_set();
+    if (!mean_.defined()) mean_ = ts.x().flatten(1).mean(0);
+    if (sigma_ <= 0) sigma_ = o_.sigma > 0 ? o_.sigma : sigma_from(ts, trainer.options().batch_size);
+    mean_ = mean_.to(trainer.device());
+    if (trainer.metrics())
+      trainer.metrics()->write("sigah", {{"sigma", sigma_}, {"train_size", ts.size()}});
+  }
+
+  LossMap step(const Batch& batch, Trainer& trainer) override {
+    torch::Tensor x = batch.x.flatten(1) - mean_;
+    // The forward pass, once: both updates use it (the discriminator's step
+    // does not touch W, W_g, c_g).
+    torch::Tensor h = torch::tanh(net_->project(x));
+    torch::Tensor g = net_->generate(h);
+    torch::Tensor xhat = net_->reconstruct(g);
+    LossMap out;
+    if (o_.discriminator) {
+      LossMap d = trainer.optimize("discriminator", [&] {
+        torch::Tensor e_real = net_->energy(x), e_fake = net_->energy(xhat.detach());
+        torch::Tensor loss = e_real.mean() + torch::relu(o_.beta - e_fake).mean();
+        return LossMap{{"loss", loss},
+                       {"energy_real", e_real.mean().detach()},
+                       {"energy_fake", e_fake.mean().detach()}};
+      });
+      out.emplace_back("loss_d", d[0].second.detach());
+      out.insert(out.end(), d.begin() + 1, d.end());
+    }
+    LossMap gl = trainer.optimize("generator", [&] {
+      FreezeGuard frozen({net_->enc->weight, net_->enc->bias, net_->dec->weight, net_->dec->bias});
+      torch::Tensor recon = (xhat - x).norm(2, 1).mean();
+      torch::Tensor quant = models::sigah_quantization(h, o_.quant);
+      torch::Tensor sparsity = g.norm(2, 1).mean();
+      torch::Tensor graph =
+          models::sigah_graph_loss(h, models::sigah_similarity(x, sigma_), o_.graph);
+      torch::Tensor adv = o_.discriminator && o_.adv_weight > 0 ? net_->energy(xhat).mean()
+                                                                 : torch::zeros({}, x.options());
+      torch::Tensor loss = recon + o_.alpha * quant + o_.lambda * sparsity + o_.gamma * graph +
+                           o_.adv_weight * adv;
+      return LossMap{{"loss", loss},           {"recon", recon.detach()},
+                     {"quant", quant.detach()}, {"sparsity", sparsity.detach()},
+                     {"graph", graph.detach()}, {"adv", adv.detach()}};
+    });
+    out.emplace_back("loss_g", gl[0].second.detach());
+    out.insert(out.end(), gl.begin() + 1, gl.end());
+    return out;
+  }
+
+  torch::Tensor embed(const torch::Tensor& x) override {
+    TORCH_CHECK(mean_.defined(), "sigah used before training");
+    torch::NoGradGuard no_grad;
+    return linear().project(x.flatten(1).to(torch::kFloat32).to(mean_.device()));
+  }
+
+  void save(torch::serialize::OutputArchive& a) const override {
+    torch::serialize::OutputArchive net;
+    net_->save(net);
+    a.write("net", net);
+    a.write("mean", mean_.defined() ? mean_.to(torch::kCPU) : torch::zeros({0}));
+    a.write("sigma", torch::tensor(sigma_, torch::kFloat64));
+  }
+  void load(torch::serialize::InputArchive& a) override {
+    torch::serialize::InputArchive net;
+    torch::Tensor mean, sigma;
+    if (!a.try_read("net", net) || !a.try_read("mean", mean) || !a.try_read("sigma", sigma))
+      fail("sigah state: missing 'net', 'mean' or 'sigma'");
+    net_->load(net);
+    torch::Device device = net_->W->weight.device();
+    mean_ = mean.numel() > 0 ? mean.to(device) : torch::Tensor();
+    sigma_ = sigma.item<double>();
+  }
+
+  torch::jit::Module to_torchscript(const MethodContext& ctx) const override {
+    HL_CHECK(mean_.defined(), "sigah: nothing to export before training");
+    baselines::LinearHash h = linear();
+    return exporter::export_linear_hasher("sigah", h.W, h.mean, ctx);
+  }
+
+ private:
+  static models::SiGAHNetOptions net_options(const SiGAHOptions& o, const MethodContext& ctx) {
+    models::SiGAHNetOptions n;
+    n.input_dim = flat_dim(ctx);
+    n.bits = o.bits;
+    n.gen_dim = o.gen_dim;
+    n.disc_hidden = o.disc_hidden;
+    n.activation = o.activation;
+    n.slope = o.slope;
+    n.seed = ctx.seed;
+    return n;
+  }
+
+  // The codes' hash: (x - mean) W^T, with the same ATen calls as the export.
+  baselines::LinearHash linear() const {
+    return {mean_.to(torch::kCPU, torch::kFloat32),
+            net_->W->weight.detach().t().contiguous().to(torch::kCPU, torch::kFloat32)};
+  }
+
+  // 1 / the mean distance between distinct items of the stream's first
+  // batches (up to 4).
+  static double sigma_from(const TrainingSet& ts, int64_t batch) {
+    torch::NoGradGuard no_grad;
+    torch::Tensor rows = ts.epoch_rows(0);
+    double sum = 0;
+    int64_t pairs = 0;
+    for (int64_t b = 0; b < 4 && (b + 1) * batch <= rows.size(0); ++b) {
+      torch::Tensor x = ts.features(rows.narrow(0, b * batch, batch)).flatten(1);
+      sum += torch::cdist(x, x).sum().item<double>();
+      pairs += batch * (batch - 1);
+    }
+    HL_CHECK(pairs > 0 && sum > 0, "sigah: cannot estimate sigma (batches of {} items from {})",
+             batch, rows.size(0));
+    return static_cast<double>(pairs) / sum;
+  }
+
+  SiGAHOptions o_;
+  models::SiGAHNet net_;
+  torch::Tensor mean_;  // [d] on the model's device
+  double sigma_ = 0;
+};
+
+}  // namespace
+
+void register_sigah(MethodRegistry& registry) {
+  registry.add("sigah", method_factory<SiGAHMethod>(),
+               "SiGAH (sparsity-induced generative adversarial hashing): a tanh hash layer, a "
+               "sparse generator over a random dictionary, an energy discriminator");
+}
+
+}  // namespace hashlab

@@ -1,0 +1,44 @@
+// SiGAH as a Method: two named optimizers ("generator": W, W_g, c_g;
+// "discriminator": Enc, Dec) stepped alternately on each batch, in EBGAN's
+// order (sigah.h beside it holds the networks and the loss terms).
+//
+// model:
+//   bits: 32
+//   alpha: 1.0e-3          # quantization weight (paper: 1e-3; 0.1 on Tiny100K)
+//   lambda: 1.0e-4         # ||g|| weight
+//   beta: 0.1              # discriminator margin (eq. 21)
+//   gamma: 1.0e-4          # graph weight (eq. 17)
+//   adv_weight: 1          # EBGAN's generator term mean e(x^) (eq. 20 omits it)
+//   quant: bound           # bound: sum (1 - h^2) (eq. 9) | literal: +Tr(h h^T) as printed
+//   graph: mean            # mean: 1/N^2 sum S ||h_i - h_j||^2 | paper: sum S ||h_i - h_j||
+//   sigma: 0               # S_ij = exp(-sigma ||x_i - x_j||); 0: 1 / the mean pairwise
+//                          # distance over the first 4 batches of the training stream
+//   activation: leaky_relu # generator activation: leaky_relu | relu (Table 5)
+//   slope: 0.2             # LeakyReLU slope
+//   discriminator: true    # false: "w/o discriminator" (no D training, adv term 0; Table 4)
+//   gen_dim: 0             # m; 0 = 2 d
+//   disc_hidden: 50        # d_l
+//
+// Inputs are flattened and centred by the training set's mean (saved with the
+// model: the paper is silent, and sign(Wx) without a bias on non-negative
+// pixels gives unbalanced bits).
+//
+// One step: the forward pass once (h, g, x^); the discriminator's update on
+// L_D with x^ detached (only Enc/Dec move); then the generator's update on L_G
+// through the updated, frozen discriminator (W, W_g, c_g move; Psi never).
+// Logged: loss_d, energy_real, energy_fake, loss_g, recon, quant, sparsity,
+// graph, adv (the curves of the paper's Fig. 7). Each loss is evaluated once,
+// so re-evaluating optimizers (lbfgs) are refused. Weight decay applies to
+// weights, not biases.
+//
+// Codes: sign(W (x - mean)); exported as a linear hasher with centring.
+#pragma once
+
+#include "trainers/method.h"
+
+namespace hashlab {
+
+// Registers "sigah".
+void register_sigah(MethodRegistry& registry);
+
+}  // namespace hashlab
