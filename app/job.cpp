@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <map>
+#include <set>
 
 #include "csrc/codes/code_file.h"
 #include "csrc/core/checkpoint.h"
@@ -84,13 +86,22 @@ data::LoaderOptions eval_loader_options(const data::DataOptions& d, torch::Devic
   return o;
 }
 
+}  // namespace
+
+std::vector<int64_t> item_shape(const data::Dataset& ds, const data::DataOptions& dopts) {
+  if (ds.size() == 0) fail("data {}: no items", ds.name);
+  data::Loader probe(ds, torch::arange(1, torch::kLong),
+                     eval_loader_options(dopts, torch::kCPU, 1).prefetch(0));
+  auto b = probe.batch_at(0);
+  return {b.x.sizes().begin() + 1, b.x.sizes().end()};
+}
+
+namespace {
+
 MethodContext make_context(const data::Dataset& ds, const data::DataOptions& dopts,
                            torch::Device device, uint64_t seed, int64_t total_steps) {
   MethodContext ctx;
-  data::Loader probe(ds, torch::arange(std::min<int64_t>(ds.size(), 1), torch::kLong),
-                     eval_loader_options(dopts, torch::kCPU, 1).prefetch(0));
-  auto b = probe.batch_at(0);
-  ctx.input_shape.assign(b.x.sizes().begin() + 1, b.x.sizes().end());
+  ctx.input_shape = item_shape(ds, dopts);
   ctx.num_classes = ds.num_classes;
   ctx.multi_label = ds.multi_label;
   ctx.device = device;
@@ -106,21 +117,31 @@ MethodContext make_context(const data::Dataset& ds, const data::DataOptions& dop
   return ctx;
 }
 
-void write_method_file(const std::string& path, const Method& m) {
+void write_method_file(const std::string& path, const Method& m, const std::string& build) {
   torch::serialize::OutputArchive a, inner;
   m.save(inner);
   a.write("method", inner);
   archive_write(a, "method_name", m.name());
   archive_write(a, "nbits", static_cast<int64_t>(m.nbits()));
+  archive_write(a, "build", build);
   write_checkpoint(path, a);
 }
 
-void read_method_file(const std::string& path, Method& m) {
+void check_build(const std::string& file, const std::string& saved, const std::string& current,
+                 const std::string& what);
+
+// Loads `m` from a model file, refusing one built differently from `build`
+// (the record of the method the run's config builds).
+void read_method_file(const std::string& path, Method& m, const std::string& build,
+                      const std::string& config_path) {
   torch::serialize::InputArchive a, inner;
   read_checkpoint(path, a);
   std::string name = archive_read_string(a, "method_name");
   if (name != m.name())
     fail("{}: holds a '{}' model but the run's config builds '{}'", path, name, m.name());
+  std::string saved;
+  archive_try_read_string(a, "build", saved);
+  check_build(path, saved, build, config_path);
   if (!a.try_read("method", inner)) fail("{}: no method state inside", path);
   m.load(inner);
 }
@@ -208,10 +229,120 @@ nlohmann::json evaluate_run(Method& method, const data::Dataset& ds, const data:
   return r;
 }
 
+namespace {
+
+// Flattens a YAML value into dotted keys ("model.bits" -> "64"; sequences as
+// "key[0]"), for comparing what a model was built from.
+void flatten(const YAML::Node& n, const std::string& prefix,
+             std::map<std::string, std::string>& out) {
+  if (n.IsMap()) {
+    for (const auto& kv : n)
+      flatten(kv.second, prefix.empty() ? kv.first.Scalar() : prefix + "." + kv.first.Scalar(),
+              out);
+  } else if (n.IsSequence()) {
+    for (size_t i = 0; i < n.size(); ++i) flatten(n[i], fmt::format("{}[{}]", prefix, i), out);
+    if (n.size() == 0) out[prefix] = "[]";
+  } else if (n.IsScalar()) {
+    out[prefix] = n.Scalar();
+  } else {
+    out[prefix] = "~";
+  }
+}
+
+std::map<std::string, std::string> flat_keys(const Config& cfg,
+                                             const std::vector<std::string>& tops) {
+  std::map<std::string, std::string> out;
+  for (const auto& t : tops)
+    if (cfg.node()[t]) flatten(cfg.node()[t], t, out);
+  return out;
+}
+
+// "key: A -> B" for every key whose value differs between `a` and `b`.
+std::vector<std::string> differences(const std::map<std::string, std::string>& a,
+                                     const std::map<std::string, std::string>& b) {
+  std::vector<std::string> d;
+  auto show = [](const std::map<std::string, std::string>& m, const std::string& k) {
+    auto it = m.find(k);
+    return it == m.end() ? std::string("(not set)") : it->second;
+  };
+  std::set<std::string> keys;
+  for (const auto& kv : a) keys.insert(kv.first);
+  for (const auto& kv : b) keys.insert(kv.first);
+  for (const auto& k : keys)
+    if (show(a, k) != show(b, k)) d.push_back(fmt::format("{}: {} -> {}", k, show(a, k), show(b, k)));
+  return d;
+}
+
+// What a model was built from, stored in every checkpoint and model file:
+// the method, its code length, the input shape it was built for, and every
+// model option (any of which may change a parameter's shape).
+std::string build_record(const Config& cfg, const Method& m, const MethodContext& ctx) {
+  nlohmann::json j;
+  j["method"] = m.name();
+  j["bits"] = m.nbits();
+  j["input_shape"] = ctx.input_shape;
+  nlohmann::json model = nlohmann::json::object();
+  for (const auto& [k, v] : flat_keys(cfg, {"model"})) model[k] = v;
+  j["model"] = model;
+  return j.dump();
+}
+
+std::map<std::string, std::string> build_fields(const nlohmann::json& j) {
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : j.items()) {
+    if (k == "model" && v.is_object()) {
+      for (const auto& [mk, mv] : v.items()) out[mk] = mv.is_string() ? mv.get<std::string>() : mv.dump();
+    } else {
+      out[k] = v.is_string() ? v.get<std::string>() : v.dump();
+    }
+  }
+  return out;
+}
+
+// Refuses `file` (a checkpoint or model file whose build record is `saved`)
+// when it was built differently from the run's config, naming every field
+// that differs; a file written before records existed is accepted with a
+// warning.
+void check_build(const std::string& file, const std::string& saved, const std::string& current,
+                 const std::string& what) {
+  if (saved.empty()) {
+    log().warn("{}: written by an older hashlab without a build record; its shapes are not "
+               "checked against the config",
+               file);
+    return;
+  }
+  nlohmann::json js;
+  try {
+    js = nlohmann::json::parse(saved);
+  } catch (const nlohmann::json::exception&) {
+    fail("{}: its build record is not valid JSON (damaged file?)", file);
+  }
+  auto d = differences(build_fields(js), build_fields(nlohmann::json::parse(current)));
+  if (d.empty()) return;
+  fail("{} was built with other settings than {} ({} field{} differ{}, file -> config): {}", file,
+       what, d.size(), d.size() == 1 ? "" : "s", d.size() == 1 ? "s" : "",
+       fmt::format("{}", fmt::join(d, "; ")));
+}
+
+std::string read_build_of(const std::string& path) {
+  torch::serialize::InputArchive a;
+  read_checkpoint(path, a);
+  std::string b;
+  archive_try_read_string(a, "build", b);
+  return b;
+}
+
+// The top-level keys that define the model and the data it learns from: a
+// resumed run may not change them (the checkpoint was trained with them).
+const std::vector<std::string> kModelDefiningKeys = {"method", "model", "data", "seed"};
+
+}  // namespace
+
 nlohmann::json run_train_job(const TrainJobOptions& jo) {
   // ---- config (and, on resume, the run directory it belongs to)
   std::string run_dir = jo.run_dir;
   Config cfg;
+  std::vector<std::string> resume_changes;
   if (jo.resume) {
     if (run_dir.empty()) {
       if (jo.config_path.empty()) fail("--resume needs -c CONFIG or --run-dir DIR");
@@ -224,6 +355,18 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     std::string saved = (fs::path(run_dir) / "config.yaml").string();
     if (!fs::exists(saved)) fail("--resume: {} has no config.yaml (not a run directory)", run_dir);
     cfg = Config::load(saved, jo.overrides);
+    // Overrides may change how training goes on (iterations, lr, eval, threads),
+    // not what the checkpoint was trained as.
+    Config before = Config::load(saved);
+    auto changed = differences(flat_keys(before, kModelDefiningKeys), flat_keys(cfg, kModelDefiningKeys));
+    if (!changed.empty())
+      fail("--resume {}: the overrides change the model or its data, which the checkpoint was "
+           "trained with ({}); start a new run instead",
+           run_dir, fmt::format("{}", fmt::join(changed, "; ")));
+    std::vector<std::string> all_tops;
+    for (const auto& kv : cfg.node()) all_tops.push_back(kv.first.Scalar());
+    for (const auto& kv : before.node()) all_tops.push_back(kv.first.Scalar());
+    resume_changes = differences(flat_keys(before, all_tops), flat_keys(cfg, all_tops));
   } else {
     if (jo.config_path.empty()) fail("hashlab train needs -c CONFIG");
     cfg = Config::load(jo.config_path, jo.overrides);
@@ -253,19 +396,28 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   seed_everything(static_cast<uint64_t>(top.seed));
   torch::Device device = resolve_device(top.device, cfg.where("device") + ": device");
 
-  // ---- run directory
-  if (run_dir.empty())
-    run_dir = (fs::path(jo.runs_root) / top.name / timestamp_now()).string();
-  if (!jo.resume && fs::exists(fs::path(run_dir) / "metrics.jsonl"))
-    fail("run directory {} already holds a run; pick another --run-dir or add --resume", run_dir);
-  fs::create_directories(fs::path(run_dir) / "checkpoints");
-  fs::create_directories(fs::path(run_dir) / "model");
-  if (!jo.resume) atomic_write((fs::path(run_dir) / "config.yaml").string(), cfg.dump());
-  add_log_file((fs::path(run_dir) / "log.txt").string());
-  MetricsWriter metrics((fs::path(run_dir) / "metrics.jsonl").string());
-  log().info("run directory: {}", run_dir);
-  log().info("method {} | device {} | {} threads | seed {}", top.method, device.str(),
-             at::get_num_threads(), top.seed);
+  // ---- run directory: created (a fresh name never collides: mkdir is
+  // atomic) and locked for the life of this process, so a second writer is
+  // refused instead of mixing its files with ours.
+  if (run_dir.empty()) {
+    run_dir = make_unique_directory((fs::path(jo.runs_root) / top.name / timestamp_now()).string());
+  } else {
+    fs::create_directories(run_dir);
+  }
+  DirLock lock(run_dir, DirLock::Mode::exclusive,
+               fmt::format("hashlab train{} --run-dir {}", jo.resume ? " --resume" : "", run_dir));
+  for (const auto& f : remove_stale_temp_files(run_dir))
+    log().warn("removed {}, left by a writer that was killed", f);
+  const bool holds_run = fs::exists(fs::path(run_dir) / "metrics.jsonl") ||
+                         fs::exists(fs::path(run_dir) / "config.yaml");
+  if (!jo.resume && holds_run)
+    fail("run directory {} already holds a run; pick another --run-dir, or add --resume to "
+         "continue it (from its last checkpoint, or from the start if it has none)",
+         run_dir);
+  const std::string last_ckpt = (fs::path(run_dir) / "checkpoints" / "last.pt").string();
+  // Read before anything is written: a damaged checkpoint fails here.
+  const std::string saved_build =
+      jo.resume && fs::exists(last_ckpt) ? read_build_of(last_ckpt) : std::string();
 
   // ---- data
   auto t_data = std::chrono::steady_clock::now();
@@ -284,80 +436,116 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   if (eval_opts.pq_distance == "adc" && method->code_kind() != codes::CodeKind::pq)
     fail("{}: eval.pq_distance: adc ranks PQ codes, but method '{}' makes binary codes",
          cfg.where("eval.pq_distance"), top.method);
-  metrics.write("start", {{"method", top.method}, {"bits", method->nbits()},
+  const std::string build = build_record(cfg, *method, ctx);
+  if (jo.resume && fs::exists(last_ckpt)) check_build(last_ckpt, saved_build, build, "this run");
+
+  // ---- only now write into the run directory
+  fs::create_directories(fs::path(run_dir) / "checkpoints");
+  fs::create_directories(fs::path(run_dir) / "model");
+  if (!jo.resume || !resume_changes.empty())
+    atomic_write((fs::path(run_dir) / "config.yaml").string(), cfg.dump());
+  add_log_file((fs::path(run_dir) / "log.txt").string());
+  MetricsWriter metrics((fs::path(run_dir) / "metrics.jsonl").string());
+  log().info("run directory: {}", run_dir);
+  for (const auto& c : resume_changes) log().info("--resume changes {} (config.yaml updated)", c);
+  log().info("method {} | device {} | {} threads | seed {}", top.method, device.str(),
+             at::get_num_threads(), top.seed);
+  nlohmann::json start = {{"method", top.method}, {"bits", method->nbits()},
                           {"device", device.str()}, {"threads", at::get_num_threads()},
-                          {"resume", jo.resume}});
+                          {"resume", jo.resume}};
+  if (!resume_changes.empty()) start["changes"] = resume_changes;
+  metrics.write("start", start);
 
-  // ---- train or fit
-  data::LoaderOptions lo;
-  lo.batch_size(train_opts.batch_size).shuffle(true).drop_last(true).augment(true);
-  lo.seed(static_cast<uint64_t>(top.seed)).prefetch(train_opts.prefetch).device(device);
-  lo.images(dopts.images);
-  data::Loader train_loader(ds, split.train, lo);
-  Trainer trainer(*method, &train_loader, train_opts, optim_opts, device,
-                  (fs::path(run_dir) / "checkpoints").string(), &metrics);
-  trainer.evaluate = [&] {
-    return evaluate_run(*method, ds, split, dopts, cfg.section("eval"), device, eval_bs);
-  };
-  trainer.resume_hint = fmt::format("hashlab train --resume --run-dir {}", run_dir);
-  auto t_train = std::chrono::steady_clock::now();
-  if (jo.resume) {
-    std::string last = trainer.last_checkpoint_path();
-    if (fs::exists(last)) {
-      trainer.resume(last);
-    } else if (method->fits()) {
-      log().warn("--resume: {} does not exist (the fit stopped before its first checkpoint); "
-                 "fitting from the start",
-                 last);
-    } else {
-      fail("--resume: {} does not exist", last);
+  // From here a failure is recorded in log.txt and metrics.jsonl as well as
+  // reported on stderr, so the run directory never claims a run finished
+  // that did not (an interrupt is recorded by the trainer).
+  try {
+    // ---- train or fit
+    data::LoaderOptions lo;
+    lo.batch_size(train_opts.batch_size).shuffle(true).drop_last(true).augment(true);
+    lo.seed(static_cast<uint64_t>(top.seed)).prefetch(train_opts.prefetch).device(device);
+    lo.images(dopts.images);
+    data::Loader train_loader(ds, split.train, lo);
+    Trainer trainer(*method, &train_loader, train_opts, optim_opts, device,
+                    (fs::path(run_dir) / "checkpoints").string(), &metrics);
+    trainer.evaluate = [&] {
+      return evaluate_run(*method, ds, split, dopts, cfg.section("eval"), device, eval_bs);
+    };
+    trainer.resume_hint = fmt::format("hashlab train --resume --run-dir {}", run_dir);
+    trainer.build_record = build;
+    auto t_train = std::chrono::steady_clock::now();
+    if (jo.resume) {
+      if (fs::exists(last_ckpt)) {
+        trainer.resume(last_ckpt);
+      } else {
+        log().warn("--resume: {} does not exist (the run stopped before its first checkpoint); "
+                   "{} from the start",
+                   last_ckpt, method->fits() ? "fitting" : "training");
+      }
     }
-  }
-  trainer.train();
-  // This session's wall time; train_seconds adds the sessions this run
-  // resumed (a resumed run reports the whole training).
-  const double session_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_train).count();
-  const double train_seconds = trainer.train_seconds();
-  write_method_file((fs::path(run_dir) / "model" / "method.pt").string(), *method);
+    trainer.train();
+    // This session's wall time; train_seconds adds the sessions this run
+    // resumed (a resumed run reports the whole training).
+    const double session_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_train).count();
+    const double train_seconds = trainer.train_seconds();
+    write_method_file((fs::path(run_dir) / "model" / "method.pt").string(), *method, build);
 
-  // ---- evaluate, save codes, export
-  codes::Codes qcodes, dbcodes;
-  nlohmann::json result = evaluate_run(*method, ds, split, dopts, cfg.section("eval"), device,
-                                       eval_bs, &qcodes, &dbcodes);
-  result["step"] = trainer.step();
-  result["train_seconds"] = train_seconds;
-  if (jo.resume) result["session_seconds"] = session_seconds;
-  result["final"] = true;
-  metrics.write("eval", result);
-  if (top.save_codes) {
-    fs::create_directories(fs::path(run_dir) / "codes");
-    codes::write_codes((fs::path(run_dir) / "codes" / "query.hlc").string(), qcodes);
-    codes::write_codes((fs::path(run_dir) / "codes" / "database.hlc").string(), dbcodes);
-  }
-  if (top.export_model) {
+    // ---- evaluate, save codes, export; the final evaluation is recorded
+    // last, so "final" in metrics.jsonl means every file was written.
+    codes::Codes qcodes, dbcodes;
+    nlohmann::json result = evaluate_run(*method, ds, split, dopts, cfg.section("eval"), device,
+                                         eval_bs, &qcodes, &dbcodes);
+    result["step"] = trainer.step();
+    result["train_seconds"] = train_seconds;
+    if (jo.resume) result["session_seconds"] = session_seconds;
+    if (top.save_codes) {
+      fs::create_directories(fs::path(run_dir) / "codes");
+      codes::write_codes((fs::path(run_dir) / "codes" / "query.hlc").string(), qcodes);
+      codes::write_codes((fs::path(run_dir) / "codes" / "database.hlc").string(), dbcodes);
+    }
+    if (top.export_model) {
+      try {
+        auto module = method->to_torchscript(ctx);
+        std::string path = (fs::path(run_dir) / "model" / "hasher.pt").string();
+        exporter::save_hasher(module, path);
+        log().info("exported TorchScript hasher to {}", path);
+      } catch (const Error& e) {
+        log().warn("no TorchScript export: {}", e.what());
+      } catch (const c10::Error& e) {
+        // The trained model and codes are already saved; report and go on.
+        log().error("TorchScript export failed: {}", e.what_without_backtrace());
+      }
+    }
+    result["final"] = true;
+    metrics.write("eval", result);
+    log().info("{} done in {:.1f} s: {}", top.method, train_seconds, summary_line(result));
+    result["run_dir"] = run_dir;
+    return result;
+  } catch (const ExitStatus&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    if (const auto* ce = dynamic_cast<const c10::Error*>(&e)) msg = ce->what_without_backtrace();
     try {
-      auto module = method->to_torchscript(ctx);
-      std::string path = (fs::path(run_dir) / "model" / "hasher.pt").string();
-      exporter::save_hasher(module, path);
-      log().info("exported TorchScript hasher to {}", path);
-    } catch (const Error& e) {
-      log().warn("no TorchScript export: {}", e.what());
-    } catch (const c10::Error& e) {
-      // The trained model and codes are already saved; report and go on.
-      log().error("TorchScript export failed: {}", e.what_without_backtrace());
+      metrics.write("error", {{"message", msg}});
+    } catch (const std::exception&) {
+      // metrics.jsonl cannot be written (disk full): the original error matters.
     }
+    log_to_file_only(fmt::format("error: {}", msg));
+    throw;
   }
-  log().info("{} done in {:.1f} s: {}", top.method, train_seconds, summary_line(result));
-  result["run_dir"] = run_dir;
-  return result;
 }
 
-LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& overrides) {
+LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& overrides,
+                   RunAccess access, const std::string& what) {
   LoadedRun r;
   r.dir = run_dir;
   std::string cfg_path = (fs::path(run_dir) / "config.yaml").string();
   if (!fs::exists(cfg_path)) fail("{}: not a run directory (no config.yaml)", run_dir);
+  r.lock = std::make_unique<DirLock>(
+      run_dir, access == RunAccess::write ? DirLock::Mode::exclusive : DirLock::Mode::shared,
+      what);
   r.config = Config::load(cfg_path, overrides);
   TopLevel top = read_top_level(r.config);
   r.data_options = data::DataOptions::from_yaml(r.config.section("data"));
@@ -374,7 +562,13 @@ LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& o
   register_builtin_methods();
   r.method = create_method(top.method, model_cfg, r.context, "method");
   if (auto* mod = r.method->module()) mod->to(device);
-  read_method_file((fs::path(run_dir) / "model" / "method.pt").string(), *r.method);
+  std::string method_path = (fs::path(run_dir) / "model" / "method.pt").string();
+  if (!fs::exists(method_path))
+    fail("{}: no trained model (the run has not finished; `hashlab train --resume --run-dir {}` "
+         "completes it)",
+         method_path, run_dir);
+  read_method_file(method_path, *r.method, build_record(r.config, *r.method, r.context),
+                   cfg_path + (overrides.empty() ? "" : " with the overrides"));
   if (auto* mod = r.method->module()) mod->to(device);
   return r;
 }

@@ -4,6 +4,7 @@
 // TorchScript export, all recorded in a run directory:
 //
 //   runs/<name>/<timestamp>/
+//     .lock                flock(2)ed by the process writing the directory
 //     config.yaml          resolved config (after _base_ and overrides)
 //     log.txt              console log
 //     metrics.jsonl        {"event": "train"|"eval"|"fit"|..., ...} per line
@@ -24,6 +25,7 @@
 
 #include "csrc/codes/code_file.h"
 #include "csrc/core/config.h"
+#include "csrc/core/fs_util.h"
 #include "datasets/dataset.h"
 #include "datasets/splits.h"
 #include "trainers/method.h"
@@ -53,8 +55,15 @@ struct LoadedRun {
   MethodContext context;
   std::unique_ptr<Method> method;
   int64_t eval_batch_size = 256;
+  std::unique_ptr<DirLock> lock;  // held while the run is in use
 };
-LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& overrides = {});
+// Loads a finished run. Its directory is locked for the life of the result
+// (shared to read, exclusive to write into it; a run being trained is
+// refused), and a model file built differently from the run's config (say,
+// another code length) is refused naming the fields that differ.
+enum class RunAccess { read, write };
+LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& overrides = {},
+                   RunAccess access = RunAccess::read, const std::string& what = "reading it");
 
 // Encodes pool items `indices` of `dataset` in order (no augmentation): the
 // method's codes (packed bits or PQ ids, on the CPU) as a code set.
@@ -69,6 +78,10 @@ nlohmann::json evaluate_run(Method& method, const data::Dataset& dataset, const 
                             torch::Device device, int64_t batch_size,
                             codes::Codes* query_codes = nullptr,
                             codes::Codes* db_codes = nullptr);
+
+// The shape of one item of `dataset` as a method sees it (after the data
+// options' transforms), e.g. [1, 28, 28] or [512].
+std::vector<int64_t> item_shape(const data::Dataset& dataset, const data::DataOptions& data_opts);
 
 // The most recent run directory under runs_root/name, or "" if none.
 std::string latest_run_dir(const std::string& runs_root, const std::string& name);

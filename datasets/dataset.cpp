@@ -93,6 +93,34 @@ torch::Tensor as_features(const Array& a, const std::string& file) {
        file, dtype_name(a.dtype), shape_string(a.shape, ','));
 }
 
+// Hashing needs finite features: NaN or inf would give identical or
+// arbitrary codes far from where they came from. Named by file and item.
+torch::Tensor checked_finite(torch::Tensor t, const std::string& file) {
+  if (!t.is_floating_point() || t.numel() == 0) return t;
+  auto bad = ~torch::isfinite(t.reshape({t.size(0), -1}));
+  const int64_t nbad = bad.sum().item<int64_t>();
+  if (nbad == 0) return t;
+  auto rows = bad.any(1).nonzero().flatten();
+  const int64_t item = rows[0].item<int64_t>();
+  const int64_t col = bad[item].nonzero().flatten()[0].item<int64_t>();
+  fail("{}: {} non-finite value{} (NaN or inf) in {} item{}; the first is item {}, component {} "
+       "(= {}). Hashing needs finite features: fix or drop those items",
+       file, nbad, nbad == 1 ? "" : "s", rows.size(0), rows.size(0) == 1 ? "" : "s", item, col,
+       t.reshape({t.size(0), -1})[item][col].item<double>());
+}
+
+// Class ids beyond this are refused before anything is sized by them.
+constexpr int64_t kMaxClasses = int64_t{1} << 24;  // as image lists
+
+torch::Tensor checked_class_ids(torch::Tensor t, const std::string& file) {
+  if (t.dim() != 1 || t.numel() == 0) return t;
+  const int64_t mx = t.max().item<int64_t>();
+  if (mx >= kMaxClasses)
+    fail("{}: label {} at index {} is beyond the limit of {} classes (class ids are 0..C-1)",
+         file, mx, t.argmax().item<int64_t>(), kMaxClasses);
+  return t;
+}
+
 // int64 [N] or uint8 multi-hot [N, C], checked.
 torch::Tensor as_labels(const Array& a, const std::string& file) {
   if (a.dtype == Array::DType::f32)
@@ -103,7 +131,7 @@ torch::Tensor as_labels(const Array& a, const std::string& file) {
     if (t.numel() > 0 && t.min().item<int64_t>() < 0)
       fail("{}: label {} at index {} is negative", file, t.min().item<int64_t>(),
            t.argmin().item<int64_t>());
-    return t;
+    return checked_class_ids(t, file);
   }
   if (a.shape.size() == 2) {
     if (t.numel() > 0 && (t.min().item<int64_t>() < 0 || t.max().item<int64_t>() > 1))
@@ -150,7 +178,8 @@ Dataset load_dataset(const DataOptions& o) {
   for (size_t i = 0; i < o.files.size(); ++i) {
     const std::string& f = o.files[i];
     if (o.format == "idx" || o.format == "npy") {
-      feats.push_back(as_features(o.format == "idx" ? read_idx(f, cap) : read_npy(f, cap), f));
+      feats.push_back(checked_finite(
+          as_features(o.format == "idx" ? read_idx(f, cap) : read_npy(f, cap), f), f));
     } else if (o.format == "cifar10" || o.format == "cifar100") {
       CifarData c = read_cifar(f, o.format == "cifar10" ? CifarKind::cifar10 : CifarKind::cifar100,
                                cap);
@@ -160,14 +189,14 @@ Dataset load_dataset(const DataOptions& o) {
       VecsKind k = o.format == "fvecs"   ? VecsKind::fvecs
                    : o.format == "bvecs" ? VecsKind::bvecs
                                          : VecsKind::ivecs;
-      feats.push_back(to_tensor(read_vecs(f, k, cap)).to(torch::kFloat32));
+      feats.push_back(checked_finite(to_tensor(read_vecs(f, k, cap)).to(torch::kFloat32), f));
     } else if (o.format == "image_list") {
       ImageList l = read_image_list(f, o.root, int64_t{1} << 24, cap);
       if (!labs.empty() && (labs[0].dim() == 2) != l.multi_label)
         fail("{}: {} labels, but {} has {}", f, l.multi_label ? "multi-hot" : "single",
              o.files[0], labs[0].dim() == 2 ? "multi-hot" : "single");
       d.image_paths.insert(d.image_paths.end(), l.paths.begin(), l.paths.end());
-      labs.push_back(to_tensor(l.labels));
+      labs.push_back(checked_class_ids(to_tensor(l.labels), f));
     } else {
       fail("data: unknown format '{}'", o.format);
     }

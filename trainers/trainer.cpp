@@ -219,6 +219,7 @@ void Trainer::save_checkpoint(const std::string& path) {
   archive_write(a, "epoch", epoch_);
   archive_write(a, "train_seconds", train_seconds());
   archive_write(a, "method_name", method_.name());
+  if (!build_record.empty()) archive_write(a, "build", build_record);
   archive_write(a, "fit_finished", static_cast<int64_t>(fit_finished_ ? 1 : 0));
   a.write("rng_cpu", cpu_rng_state());
   write_checkpoint(path, a);

@@ -109,6 +109,10 @@ class Trainer {
   std::function<nlohmann::json()> evaluate;
   // Printed when interrupted ("hashlab train ... --resume").
   std::string resume_hint;
+  // Written into every checkpoint under "build": what the model was built
+  // from (the caller's JSON: method, bits, input shape, model options). The
+  // trainer does not read it; the caller compares it before resume().
+  std::string build_record;
   // Runs after the built-in hooks that observe a step (metrics, evaluation)
   // and before the checkpoint and interrupt hooks.
   void add_hook(std::shared_ptr<TrainerHook> hook);

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <memory>
 
 #ifdef HASHLAB_WITH_FAISS
@@ -24,6 +25,11 @@ namespace {
 
 constexpr char kMagic[8] = {'H', 'L', 'C', 'O', 'D', 'E', 'S', '1'};
 constexpr size_t kHeaderBytes = 64;
+constexpr size_t kHeaderCrcBytes = 52;  // the header crc covers bytes 0..51
+// Bounds on header fields (checked before any product is formed).
+constexpr uint64_t kMaxCodes = uint64_t{1} << 40;
+constexpr uint32_t kMaxBits = 1u << 16;
+constexpr uint32_t kMaxDsub = 1u << 20;
 
 #pragma pack(push, 1)
 struct Header {
@@ -35,7 +41,8 @@ struct Header {
   uint64_t count;
   uint64_t payload_bytes;
   uint32_t crc32;
-  uint8_t zero[12];
+  uint32_t header_crc32;  // version 2: crc32 of bytes 0..51; version 1: zero
+  uint8_t zero[8];
 };
 #pragma pack(pop)
 static_assert(sizeof(Header) == kHeaderBytes, "code file header must be 64 bytes");
@@ -86,17 +93,38 @@ Header parse_header(const std::string& path, const Mapping& m) {
     std::memcpy(&magic, h.magic, 8);
     fail("code file {}: offset 0: bad magic {:#018x} (not a hashlab code file)", path, magic);
   }
-  if (h.version != kCodeFileVersion)
-    fail("code file {}: offset 8: version {} not supported (this build reads version {})", path,
-         h.version, kCodeFileVersion);
+  if (h.version != 1 && h.version != kCodeFileVersion)
+    fail("code file {}: offset 8: version {} not supported (this build reads versions 1 to {})",
+         path, h.version, kCodeFileVersion);
+  if (h.version >= 2) {
+    const uint32_t crc = crc_of(::crc32_z(0, Z_NULL, 0), m.bytes(), kHeaderCrcBytes);
+    if (crc != h.header_crc32)
+      fail("code file {}: header checksum mismatch: bytes 0..51 have crc32 {:#010x}, offset 52 "
+           "says {:#010x} (corrupt header)",
+           path, crc, h.header_crc32);
+  }
+  for (uint8_t z : h.zero)
+    if (z != 0) fail("code file {}: offsets 56..63 must be zero (corrupt header)", path);
+  // Every size is bounded before it is multiplied, so no product overflows.
   uint64_t expect = 0;
+  if (h.count > kMaxCodes)
+    fail("code file {}: offset 32: count {} is beyond the limit of {} codes", path, h.count,
+         kMaxCodes);
   if (h.kind == static_cast<uint32_t>(CodeKind::binary)) {
-    if (h.nbits < 1) fail("code file {}: offset 16: nbits {} must be >= 1", path, h.nbits);
-    expect = h.count * code_bytes(h.nbits);
-  } else if (h.kind == static_cast<uint32_t>(CodeKind::pq)) {
-    if (h.M < 1 || h.K < 1 || h.K > 256 || h.dsub < 1)
-      fail("code file {}: bad PQ shape M {} K {} dsub {} (need M, dsub >= 1, 1 <= K <= 256)", path,
+    if (h.nbits < 1 || h.nbits > kMaxBits)
+      fail("code file {}: offset 16: nbits {} must be in [1, {}]", path, h.nbits, kMaxBits);
+    if (h.M != 0 || h.K != 0 || h.dsub != 0)
+      fail("code file {}: offsets 20..31: binary codes have M = K = dsub = 0, got {} {} {}", path,
            h.M, h.K, h.dsub);
+    expect = h.count * static_cast<uint64_t>(code_bytes(h.nbits));
+  } else if (h.kind == static_cast<uint32_t>(CodeKind::pq)) {
+    if (h.M < 1 || h.M > kMaxBits / 8 || h.K < 1 || h.K > 256 || h.dsub < 1 || h.dsub > kMaxDsub)
+      fail("code file {}: bad PQ shape M {} K {} dsub {} (need 1 <= M <= {}, 1 <= K <= 256, "
+           "1 <= dsub <= {})",
+           path, h.M, h.K, h.dsub, kMaxBits / 8, kMaxDsub);
+    if (h.nbits != 8 * h.M)
+      fail("code file {}: offset 16: nbits {} of PQ codes must be 8 M = {}", path, h.nbits,
+           8 * h.M);
     expect = uint64_t(h.M) * h.K * h.dsub * sizeof(float) + h.count * h.M;
   } else {
     fail("code file {}: offset 12: unknown kind {}", path, h.kind);
@@ -147,6 +175,7 @@ void write_atomically(const std::string& path, Header h, std::initializer_list<P
   }
   h.crc32 = crc;
   h.payload_bytes = total;
+  h.header_crc32 = crc_of(::crc32_z(0, Z_NULL, 0), &h, kHeaderCrcBytes);
   const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail("code file {}: cannot create {}: {}", path, tmp, std::strerror(errno));
@@ -344,13 +373,59 @@ void export_faiss_binary(const std::string& path, const BinaryCodes& codes) {
 #endif
 }
 
+#ifdef HASHLAB_WITH_FAISS
+namespace {
+// FAISS trusts the sizes in its files (a forged vector length makes it
+// allocate whatever it says), so an IndexBinaryFlat file is checked first:
+// "IBxF", int32 d, int32 code_size, int64 ntotal, bool is_trained,
+// int32 metric_type, then the codes as a vector (uint64 length + bytes).
+void check_faiss_binary_flat(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("faiss file {}: cannot open", path);
+  in.seekg(0, std::ios::end);
+  const uint64_t size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  unsigned char h[33];
+  if (size < sizeof h || !in.read(reinterpret_cast<char*>(h), sizeof h)) return;  // FAISS reports it
+  if (std::memcmp(h, "IBxF", 4) != 0) return;  // another index type: FAISS reports it
+  int32_t d, code_size;
+  int64_t ntotal;
+  uint64_t vec_len;
+  std::memcpy(&d, h + 4, 4);
+  std::memcpy(&code_size, h + 8, 4);
+  std::memcpy(&ntotal, h + 12, 8);
+  std::memcpy(&vec_len, h + 25, 8);
+  if (d < 8 || d > static_cast<int32_t>(kMaxBits) || d % 8 != 0)
+    fail("faiss file {}: offset 4: d = {} bits must be a multiple of 8 in [8, {}]", path, d,
+         kMaxBits);
+  if (code_size != d / 8)
+    fail("faiss file {}: offset 8: code_size {} but d = {} bits needs {}", path, code_size, d,
+         d / 8);
+  if (ntotal < 0 || static_cast<uint64_t>(ntotal) > kMaxCodes)
+    fail("faiss file {}: offset 12: ntotal {} out of range [0, {}]", path, ntotal, kMaxCodes);
+  const uint64_t need = static_cast<uint64_t>(ntotal) * static_cast<uint64_t>(code_size);
+  if (vec_len != need)
+    fail("faiss file {}: offset 25: the code vector says {} bytes, but ntotal {} x code_size {} "
+         "is {}",
+         path, vec_len, ntotal, code_size, need);
+  if (size != sizeof h + need)
+    fail("faiss file {}: {} bytes on disk, its header says {}", path, size, sizeof h + need);
+}
+}  // namespace
+#endif
+
 BinaryCodes import_faiss_binary(const std::string& path) {
 #ifdef HASHLAB_WITH_FAISS
+  check_faiss_binary_flat(path);
   std::unique_ptr<faiss::IndexBinary> index;
   try {
     index.reset(faiss::read_index_binary(path.c_str()));
   } catch (const faiss::FaissException& e) {
     fail("faiss file {}: FAISS could not read a binary index: {}", path, e.what());
+  } catch (const std::bad_alloc&) {
+    fail("faiss file {}: FAISS ran out of memory reading it (a size inside the file is corrupt "
+         "or forged)",
+         path);
   }
   auto* flat = dynamic_cast<faiss::IndexBinaryFlat*>(index.get());
   if (flat == nullptr)

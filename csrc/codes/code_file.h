@@ -12,7 +12,10 @@
 //    32     8  count  (number of codes N)
 //    40     8  payload bytes
 //    48     4  crc32 (zlib) of the payload
-//    52    12  zero
+//    52     4  crc32 of header bytes 0..51 (version 2; version 1: zero, unchecked)
+//    56     8  zero
+// Readers bound every field (count <= 2^40, 1 <= nbits <= 65536, PQ: nbits
+// = 8 M, K <= 256, dsub <= 2^20) before sizing anything by it.
 //   payload: binary: N * ceil(nbits/8) code bytes (FAISS layout, codes.h);
 //            pq: codebooks float32 [M, K, dsub], then ids uint8 [N, M].
 // Files are written atomically (path.tmp.<pid>, fsync, rename) and read by
@@ -29,7 +32,7 @@
 
 namespace hashlab::codes {
 
-constexpr uint32_t kCodeFileVersion = 1;
+constexpr uint32_t kCodeFileVersion = 2;  // reads 1 and 2, writes 2
 enum class CodeKind : uint32_t { binary = 1, pq = 2 };
 
 struct BinaryCodes {

@@ -113,4 +113,13 @@ std::string archive_read_string(torch::serialize::InputArchive& a, const std::st
   return std::string(static_cast<const char*>(t.data_ptr()), t.numel());
 }
 
+bool archive_try_read_string(torch::serialize::InputArchive& a, const std::string& key,
+                             std::string& out) {
+  torch::Tensor t;
+  if (!a.try_read(key, t)) return false;
+  t = t.contiguous();
+  out.assign(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()));
+  return true;
+}
+
 }  // namespace hashlab

@@ -29,5 +29,8 @@ void archive_write(torch::serialize::OutputArchive& a, const std::string& key,
 int64_t archive_read_int(torch::serialize::InputArchive& a, const std::string& key);
 double archive_read_double(torch::serialize::InputArchive& a, const std::string& key);
 std::string archive_read_string(torch::serialize::InputArchive& a, const std::string& key);
+// False (and `out` untouched) when the archive has no such key.
+bool archive_try_read_string(torch::serialize::InputArchive& a, const std::string& key,
+                             std::string& out);
 
 }  // namespace hashlab

@@ -33,8 +33,15 @@ void record_marks(const YAML::Node& node, const std::string& prefix,
     return;
   }
   if (!node.IsMap()) return;
+  // yaml-cpp keeps both entries of a repeated key and `node[key]` finds the
+  // first, so a repeated key would silently ignore the later value.
+  std::map<std::string, std::string> seen;
   for (const auto& kv : node) {
     const std::string key = join_key(prefix, kv.first.Scalar());
+    auto [it, fresh] = seen.emplace(kv.first.Scalar(), mark_str(file, kv.first.Mark()));
+    if (!fresh)
+      fail("config {}: {}: key given twice in one mapping (first at {}); keep one",
+           mark_str(file, kv.first.Mark()), key, it->second);
     where[key] = mark_str(file, kv.first.Mark());
     record_marks(kv.second, key, file, where);
   }

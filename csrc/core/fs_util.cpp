@@ -1,6 +1,9 @@
 #include "csrc/core/fs_util.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,6 +12,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "csrc/core/error.h"
@@ -62,6 +66,80 @@ std::string timestamp_now() {
   char buf[32];
   std::strftime(buf, sizeof(buf), "%Y%m%d-%H%M%S", &tm);
   return buf;
+}
+
+std::string make_unique_directory(const std::string& base) {
+  namespace fs = std::filesystem;
+  fs::path b(base);
+  if (b.has_parent_path()) fs::create_directories(b.parent_path());
+  for (int i = 1; i < 10000; ++i) {
+    std::string p = i == 1 ? base : fmt::format("{}-{}", base, i);
+    if (::mkdir(p.c_str(), 0755) == 0) return p;
+    if (errno != EEXIST) fail("{}: cannot create directory: {}", p, std::strerror(errno));
+  }
+  fail("{}: 10,000 directories of that name exist already", base);
+}
+
+namespace {
+bool process_alive(long pid) {
+  if (pid <= 0) return false;
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+}
+}  // namespace
+
+DirLock::DirLock(const std::string& dir, Mode mode, const std::string& what) {
+  std::string path = (std::filesystem::path(dir) / ".lock").string();
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0 && mode == Mode::shared) fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) fail("{}: cannot open the lock file: {}", path, std::strerror(errno));
+  int op = (mode == Mode::exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB;
+  int rc;
+  while ((rc = ::flock(fd_, op)) != 0 && errno == EINTR) {
+  }
+  if (rc != 0) {
+    int err = errno;
+    std::string holder;
+    if (err == EWOULDBLOCK) {
+      char buf[512] = {0};
+      ssize_t n = ::pread(fd_, buf, sizeof(buf) - 1, 0);
+      holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+      while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    }
+    ::close(fd_);
+    fd_ = -1;
+    if (err != EWOULDBLOCK) fail("{}: cannot lock: {}", path, std::strerror(err));
+    fail("{} is in use by another hashlab process ({}); {} refused: wait for it to finish or "
+         "use another directory",
+         dir, holder.empty() ? "a reader" : holder, what);
+  }
+  if (mode == Mode::exclusive) {
+    std::string me = fmt::format("pid {}: {}\n", ::getpid(), what);
+    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, me.data(), me.size(), 0) < 0) {
+      // The lock holds regardless; only the message of a refused process suffers.
+    }
+  }
+}
+
+DirLock::~DirLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the lock
+}
+
+std::vector<std::string> remove_stale_temp_files(const std::string& dir) {
+  namespace fs = std::filesystem;
+  static const std::regex tmp_name(R"(.*\.tmp\.([0-9]{1,9})$)");
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file(ec)) continue;
+    std::string name = it->path().filename().string();
+    std::smatch m;
+    if (!std::regex_match(name, m, tmp_name)) continue;
+    long pid = std::stol(m[1].str());
+    if (pid == ::getpid() || process_alive(pid)) continue;
+    if (fs::remove(it->path(), ec)) removed.push_back(it->path().string());
+  }
+  return removed;
 }
 
 }  // namespace hashlab

@@ -19,10 +19,31 @@ spdlog::logger& log() {
   return *logger;
 }
 
+namespace {
+std::shared_ptr<spdlog::sinks::basic_file_sink_mt>& file_sink() {
+  static std::shared_ptr<spdlog::sinks::basic_file_sink_mt> sink;
+  return sink;
+}
+}  // namespace
+
 void add_log_file(const std::string& path) {
   auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, /*truncate=*/false);
   file->set_pattern("[%Y-%m-%d %H:%M:%S.%e] %l %v");
   log().sinks().push_back(file);
+  file_sink() = file;
+}
+
+void log_to_file_only(const std::string& message) {
+  auto& sink = file_sink();
+  if (!sink) return;
+  try {
+    spdlog::details::log_msg msg(log().name(), spdlog::level::err, message);
+    sink->log(msg);
+    sink->flush();
+  } catch (const std::exception&) {
+    // The console already has the error; a log file that cannot be written
+    // (disk full) must not replace it with another.
+  }
 }
 
 void set_log_level(const std::string& level) {
@@ -43,6 +64,7 @@ void MetricsWriter::write(const std::string& event, nlohmann::json record) {
   std::lock_guard<std::mutex> lock(mu_);
   out_ << record.dump() << '\n';
   out_.flush();
+  if (!out_) fail("{}: write failed (disk full?)", path_);
 }
 
 }  // namespace hashlab

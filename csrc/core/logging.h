@@ -15,10 +15,14 @@ namespace hashlab {
 // The process-wide logger ("hashlab"). Console only until add_log_file().
 spdlog::logger& log();
 void add_log_file(const std::string& path);
+// Writes an error line to the log file only (none open: nothing), for errors
+// that the caller reports on the console itself.
+void log_to_file_only(const std::string& message);
 void set_log_level(const std::string& level);  // "debug", "info", "warn", ...
 
 // Appends one JSON object per line and flushes, so a crash loses nothing
 // already logged. Each record carries an "event" field ("train", "eval", ...).
+// A failed write (disk full) throws, naming the file.
 class MetricsWriter {
  public:
   MetricsWriter() = default;

@@ -1,6 +1,8 @@
 #include "csrc/core/signals.h"
 
 #include <atomic>
+#include <unistd.h>
+
 #include <csignal>
 
 namespace hashlab {
@@ -8,13 +10,26 @@ namespace {
 std::atomic<int> g_signal{0};
 struct sigaction g_old_int, g_old_term;
 
+// write(2) only: printf and spdlog are not async-signal-safe.
+void say(const char* s) {
+  size_t n = 0;
+  while (s[n]) ++n;
+  ssize_t rc = ::write(STDERR_FILENO, s, n);
+  (void)rc;
+}
+
 extern "C" void on_signal(int sig) {
   if (g_signal.load() != 0) {
+    say("\nhashlab: second interrupt: aborting now, without a checkpoint (the run directory "
+        "keeps its last one; `hashlab train --resume` continues from it, or from the start "
+        "when there is none)\n");
     std::signal(sig, SIG_DFL);
     std::raise(sig);
     return;
   }
   g_signal.store(sig);
+  say("\nhashlab: interrupted: finishing the current step and writing a checkpoint "
+      "(interrupting again aborts without one)\n");
 }
 }  // namespace
 

@@ -1,7 +1,8 @@
-// SIGINT/SIGTERM handling for long jobs: the first signal only sets a flag,
-// so the trainer can finish its step, write a checkpoint and exit cleanly; a
-// second signal restores the default action (so a stuck process can still
-// be killed).
+// SIGINT/SIGTERM handling for long jobs: the first signal only sets a flag
+// (and says so on stderr), so the trainer can finish its step, write a
+// checkpoint and exit cleanly; a second signal says it aborts and restores
+// the default action (so a stuck process can still be killed). A run aborted
+// that way keeps its last checkpoint; with none, `--resume` starts it over.
 #pragma once
 
 namespace hashlab {

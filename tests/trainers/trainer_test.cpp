@@ -528,9 +528,15 @@ class Rosenbrock : public Method {
   int64_t evaluations = 0;
 };
 
-OptimOptions lbfgs_options(const std::string& extra = "") {
-  auto cfg = Config::from_string("optim: {type: lbfgs, lr: 1, max_iter: 20, history_size: 10, "
-                                 "schedule: constant" + extra + "}\n");
+// `history` false: one iteration per batch and no history kept across batches
+// (Auto-JacoBin's steepest descent with a Wolfe step).
+// `extra`: more keys (", key: value"), none of those above.
+OptimOptions lbfgs_options(bool history = true, const std::string& extra = "") {
+  auto cfg = Config::from_string(
+      (history ? "optim: {type: lbfgs, lr: 1, max_iter: 20, history_size: 10, schedule: constant"
+               : "optim: {type: lbfgs, lr: 1, max_iter: 1, history_size: 1, reset_each_step: true, "
+                 "schedule: constant") +
+      extra + "}\n");
   return OptimOptions::from_yaml(cfg.section("optim"));
 }
 
@@ -541,7 +547,7 @@ TEST(Engine, LbfgsWithStrongWolfeMinimisesRosenbrockThroughTheTrainer) {
   // Tolerances for float64: the default tolerance_grad (1e-7) stops ~1e-6 short in
   // Rosenbrock's narrow valley.
   Trainer t(m, &l, train_opts(10),
-            lbfgs_options(", tolerance_grad: 1.0e-12, tolerance_change: 1.0e-16"), torch::kCPU,
+            lbfgs_options(true, ", tolerance_grad: 1.0e-12, tolerance_change: 1.0e-16"), torch::kCPU,
             "", nullptr);
   EXPECT_NE(dynamic_cast<torch::optim::LBFGS*>(&t.optimizer("model")), nullptr);
   t.train();
@@ -573,8 +579,11 @@ class ToyLeastSquares : public ToyMethod {
 
 TEST(Engine, LbfgsResumeBitIdenticalWithAndWithoutHistory) {
   set_threads(2);
-  for (const std::string extra : {"", ", max_iter: 1, history_size: 1, reset_each_step: true"}) {
-    OptimOptions o = lbfgs_options(extra);
+  // (Until duplicate YAML keys were refused, the second case repeated max_iter
+  // and history_size after the first ones, and yaml-cpp kept the first: it
+  // silently ran the history case twice.)
+  for (bool history : {true, false}) {
+    OptimOptions o = lbfgs_options(history);
     auto run = [&](const std::string& name, int64_t interrupt_at) {
       return train_or_resume<ToyLeastSquares>(
           name, 12, interrupt_at, o, [] { return std::make_unique<ToyLeastSquares>(16); },
@@ -583,7 +592,7 @@ TEST(Engine, LbfgsResumeBitIdenticalWithAndWithoutHistory) {
     auto whole = run("lbfgs", -1);
     auto resumed = run("lbfgs_int", 6);
     for (size_t i = 0; i < whole.size(); ++i)
-      EXPECT_TRUE(torch::equal(whole[i], resumed[i])) << "'" << extra << "' param " << i;
+      EXPECT_TRUE(torch::equal(whole[i], resumed[i])) << "history " << history << " param " << i;
   }
 }
 

@@ -209,7 +209,9 @@ void add(CLI::App& app) {
     c->add_option("--iters", o->iters, "k-means iterations")->capture_default_str();
     c->add_option("--clusters", o->clusters, "mixture components of the data")
         ->capture_default_str();
-    c->add_option("--threads", o->threads, "CPU threads (ours and FAISS)")->capture_default_str();
+    c->add_option("--threads", o->threads, "CPU threads (ours and FAISS)")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
     c->add_option("--repeats", o->repeats, "timed runs; the best is reported")
         ->capture_default_str();
     c->add_option("--seed", o->seed, "random seed")->capture_default_str();
@@ -225,7 +227,7 @@ void add(CLI::App& app) {
     c->add_option("--nq", o->nq, "queries")->capture_default_str();
     c->add_option("--bits", o->bits, "bits per code")->capture_default_str();
     c->add_option("--classes", o->classes, "label classes")->capture_default_str();
-    c->add_option("--threads", o->threads, "CPU threads")->capture_default_str();
+    c->add_option("--threads", o->threads, "CPU threads")->check(CLI::Range(1, 4096))->capture_default_str();
     c->add_option("--seed", o->seed, "random seed")->capture_default_str();
     c->add_flag("--json", o->json, "one JSON object instead of text");
     c->callback([o] { run_eval(*o); });

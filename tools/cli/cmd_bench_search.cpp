@@ -39,7 +39,9 @@ void add(CLI::App& app) {
   c->add_option("--nb", b.nb, "database codes")->capture_default_str();
   c->add_option("--nq", b.nq, "queries")->capture_default_str();
   c->add_option("--k", b.k, "neighbours per query")->capture_default_str();
-  c->add_option("--threads", b.threads, "CPU threads (ours and FAISS)")->capture_default_str();
+  c->add_option("--threads", b.threads, "CPU threads (ours and FAISS)")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
   c->add_option("--seed", b.seed, "random seed")->capture_default_str();
   c->add_option("--repeats", b.repeats, "timed runs; the best is reported")->capture_default_str();
   c->add_option("--device", b.device, "cpu, or cuda to also time the CUDA paths")

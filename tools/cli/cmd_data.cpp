@@ -55,18 +55,42 @@ std::string guess_format(const std::string& path, const Bytes& b) {
        path);
 }
 
+// Range of the finite values (non-finite ones are counted apart).
 template <typename T>
 std::pair<double, double> min_max(const Array& a) {
   const T* p = a.data<T>();
   const int64_t n = a.numel();
-  double lo = std::numeric_limits<double>::infinity(), hi = -lo, sum = 0;
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   for (int64_t i = 0; i < n; ++i) {
     double v = static_cast<double>(p[i]);
+    if (!std::isfinite(v)) continue;
     lo = std::min(lo, v);
     hi = std::max(hi, v);
-    sum += v;
   }
   return {lo, hi};
+}
+
+struct NonFinite {
+  int64_t nan = 0, inf = 0, items = 0, first_item = -1;
+};
+
+NonFinite non_finite(const Array& a) {
+  NonFinite r;
+  if (a.dtype != Array::DType::f32 || a.numel() == 0) return r;
+  const int64_t rows = a.shape.empty() ? 1 : a.shape[0];
+  const int64_t per = a.numel() / std::max<int64_t>(rows, 1);
+  const float* p = a.data<float>();
+  for (int64_t i = 0; i < rows; ++i) {
+    bool bad = false;
+    for (int64_t j = 0; j < per; ++j) {
+      float v = p[i * per + j];
+      if (std::isnan(v)) ++r.nan, bad = true;
+      else if (std::isinf(v)) ++r.inf, bad = true;
+    }
+    if (bad && r.first_item < 0) r.first_item = i;
+    r.items += bad;
+  }
+  return r;
 }
 
 std::pair<double, double> value_range(const Array& a) {
@@ -103,6 +127,15 @@ void print_array(const std::string& what, const Array& a) {
   if (a.numel() > 0) {
     auto [lo, hi] = value_range(a);
     fmt::print("  values in [{}, {}]\n", lo, hi);
+    if (a.dtype == Array::DType::f32) {
+      NonFinite nf = non_finite(a);
+      if (nf.nan + nf.inf == 0)
+        fmt::print("  non-finite values: none\n");
+      else
+        fmt::print("  non-finite values: {} NaN, {} inf, in {} items (first: item {}); "
+                   "training refuses this file\n",
+                   nf.nan, nf.inf, nf.items, nf.first_item);
+    }
   }
 }
 

@@ -39,6 +39,7 @@ void run_eval(const EvalCmd& c) {
   nlohmann::json r;
   if (!c.run.empty()) {
     if (c.from_codes) {
+      DirLock lock(c.run, DirLock::Mode::shared, "hashlab eval --from-codes");
       Config cfg = Config::load((fs::path(c.run) / "config.yaml").string(), c.overrides);
       auto dopts = data::DataOptions::from_yaml(cfg.section("data"));
       auto ds = data::load_dataset(dopts);
@@ -51,9 +52,17 @@ void run_eval(const EvalCmd& c) {
       auto opts = eval::EvalOptions::from_yaml(e);
       auto ql = ds.labels.index_select(0, split.query);
       auto dl = ds.labels.index_select(0, split.database);
-      r = eval::evaluate_codes(codes::read_codes(qpath), codes::read_codes(dbpath), ql, dl, opts);
+      auto q = codes::read_codes(qpath);
+      auto db = codes::read_codes(dbpath);
+      if (q.kind() != db.kind() || q.nbits() != db.nbits())
+        fail("{} has {} but {} has {}", qpath, q.describe(), dbpath, db.describe());
+      if (q.size() != ql.size(0) || db.size() != dl.size(0))
+        fail("{}: the saved codes ({} queries, {} database items) do not match the run's split "
+             "({} and {}); re-encode with `hashlab eval --run {}`",
+             c.run, q.size(), db.size(), ql.size(0), dl.size(0), c.run);
+      r = eval::evaluate_codes(q, db, ql, dl, opts);
     } else {
-      LoadedRun run = load_run(c.run, c.overrides);
+      LoadedRun run = load_run(c.run, c.overrides, RunAccess::read, "hashlab eval");
       r = evaluate_run(*run.method, run.dataset, run.split, run.data_options,
                        run.config.section("eval"), run.context.device, run.eval_batch_size);
     }
@@ -84,12 +93,18 @@ struct EncodeCmd {
 void run_encode(const EncodeCmd& c) {
   if (c.out.empty()) fail("hashlab encode: --out is required");
   std::vector<std::string> ov = c.overrides;
-  LoadedRun run = load_run(c.run, ov);
+  LoadedRun run = load_run(c.run, ov, RunAccess::read, "hashlab encode");
   data::DataOptions d = run.data_options;
   d.files = {c.input};
   d.labels.clear();
   if (!c.format.empty()) d.format = c.format;
   auto ds = data::load_dataset(d);
+  const auto shape = item_shape(ds, d);
+  if (shape != run.context.input_shape)
+    fail("{}: items have shape [{}] after the run's transforms, but the run's hasher takes [{}] "
+         "(the run was trained on {})",
+         c.input, fmt::join(shape, ", "), fmt::join(run.context.input_shape, ", "),
+         fmt::join(run.data_options.files, ", "));
   auto idx = torch::arange(ds.size(), torch::kLong);
   auto codes = encode_indices(*run.method, ds, idx, d, run.context.device, run.eval_batch_size);
   codes::write_codes(c.out, codes);
@@ -98,8 +113,10 @@ void run_encode(const EncodeCmd& c) {
 }
 
 void run_export(const std::string& run_dir, std::string out) {
-  LoadedRun run = load_run(run_dir);
-  if (out.empty()) out = (fs::path(run_dir) / "model" / "hasher.pt").string();
+  const bool into_run = out.empty();
+  LoadedRun run = load_run(run_dir, {}, into_run ? RunAccess::write : RunAccess::read,
+                           "hashlab export");
+  if (into_run) out = (fs::path(run_dir) / "model" / "hasher.pt").string();
   auto module = run.method->to_torchscript(run.context);
   exporter::save_hasher(module, out);
   std::cout << "wrote " << out << "\n";

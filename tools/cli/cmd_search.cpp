@@ -10,6 +10,7 @@
 
 #include "csrc/codes/code_file.h"
 #include "csrc/core/error.h"
+#include "csrc/core/fs_util.h"
 #include "csrc/search/hamming.h"
 #include "tools/cli/commands.h"
 
@@ -22,6 +23,7 @@ struct SearchOpts {
   std::string db, queries, out;
   int64_t k = 10;
   int radius = -1;
+  bool k_given = false, radius_given = false;
   int threads = 0;
   std::string device = "cpu";
 };
@@ -61,6 +63,10 @@ hc::BinaryCodes load_binary(const std::string& path, const char* what) {
 }
 
 void run_search(const SearchOpts& o) {
+  HL_CHECK(!(o.k_given && o.radius_given),
+           "hashlab search: give --k (top-k) or --radius (everything within it), not both");
+  HL_CHECK(!o.radius_given || o.radius >= 0, "--radius must be >= 0 (a Hamming distance), got {}",
+           o.radius);
   const auto db = load_binary(o.db, "--db");
   const auto q = load_binary(o.queries, "--queries");
   HL_CHECK(db.nbits == q.nbits, "--db {} has {}-bit codes but --queries {} has {}-bit codes", o.db,
@@ -68,7 +74,7 @@ void run_search(const SearchOpts& o) {
   HL_CHECK(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda, got '{}'", o.device);
   const torch::Device dev = o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
   const torch::Tensor qt = q.codes.to(dev), dbt = db.codes.to(dev);
-  const bool radius = o.radius >= 0;
+  const bool radius = o.radius_given;
   nlohmann::json j = {{"db", o.db}, {"queries", o.queries}, {"nbits", db.nbits}};
   torch::Tensor offsets, indices, distances;
   if (radius) {
@@ -104,8 +110,7 @@ void run_search(const SearchOpts& o) {
     return;
   }
   HL_CHECK(ends_with(o.out, ".json"), "--out {}: write .json or .npy", o.out);
-  std::ofstream f(o.out);
-  if (!(f << j.dump() << "\n")) hashlab::fail("cannot write {}", o.out);
+  hashlab::atomic_write(o.out, j.dump() + "\n");
 }
 
 struct ConvertOpts {
@@ -117,12 +122,19 @@ void add(CLI::App& app) {
   auto o = std::make_shared<SearchOpts>();
   s->add_option("--db", o->db, "database codes (.hlc)")->required();
   s->add_option("--queries", o->queries, "query codes (.hlc)")->required();
-  s->add_option("--k", o->k, "neighbours per query")->capture_default_str();
-  s->add_option("--radius", o->radius, "instead of top-k: everything within this distance");
+  auto* k_opt = s->add_option("--k", o->k, "neighbours per query")->capture_default_str();
+  auto* r_opt =
+      s->add_option("--radius", o->radius, "instead of top-k: everything within this distance");
   s->add_option("--out", o->out, "results.json, or results.npy (+ results.distances.npy); default: JSON on stdout");
-  s->add_option("--threads", o->threads, "CPU threads (0 = all)")->capture_default_str();
+  s->add_option("--threads", o->threads, "CPU threads (0 = all)")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
   s->add_option("--device", o->device, "cpu or cuda")->capture_default_str();
-  s->callback([o] { run_search(*o); });
+  s->callback([o, k_opt, r_opt] {
+    o->k_given = k_opt->count() > 0;
+    o->radius_given = r_opt->count() > 0;
+    run_search(*o);
+  });
 
   auto* g = hashlab::cli::group(app, "codes", "Code files: inspect, convert");
   auto conv = std::make_shared<ConvertOpts>();

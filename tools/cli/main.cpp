@@ -43,7 +43,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version are "errors" with exit code 0: CLI11 prints them.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << "hashlab: error: " << e.what() << " (see hashlab [COMMAND] --help)\n";
+    return 2;
   } catch (const hashlab::ExitStatus& e) {
     return e.code;
   } catch (const hashlab::Error& e) {
