@@ -7,6 +7,7 @@
 #include <iostream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "csrc/codes/code_file.h"
 #include "csrc/core/checkpoint.h"
@@ -127,8 +128,9 @@ void write_method_file(const std::string& path, const Method& m, const std::stri
   write_checkpoint(path, a);
 }
 
-void check_build(const std::string& file, const std::string& saved, const std::string& current,
-                 const std::string& what);
+void check_model_file(const std::string& file, const std::string& saved,
+                      const std::string& current, torch::serialize::InputArchive& state,
+                      const Method& m, const std::string& what);
 
 // Loads `m` from a model file, refusing one built differently from `build`
 // (the record of the method the run's config builds).
@@ -141,8 +143,8 @@ void read_method_file(const std::string& path, Method& m, const std::string& bui
     fail("{}: holds a '{}' model but the run's config builds '{}'", path, name, m.name());
   std::string saved;
   archive_try_read_string(a, "build", saved);
-  check_build(path, saved, build, config_path);
   if (!a.try_read("method", inner)) fail("{}: no method state inside", path);
+  check_model_file(path, saved, build, inner, m, config_path);
   m.load(inner);
 }
 
@@ -299,42 +301,131 @@ std::map<std::string, std::string> build_fields(const nlohmann::json& j) {
   return out;
 }
 
-// Refuses `file` (a checkpoint or model file whose build record is `saved`)
-// when it was built differently from the run's config, naming every field
-// that differs; a file written before records existed is accepted with a
-// warning.
-void check_build(const std::string& file, const std::string& saved, const std::string& current,
-                 const std::string& what) {
-  if (saved.empty()) {
-    log().warn("{}: written by an older hashlab without a build record; its shapes are not "
-               "checked against the config",
-               file);
-    return;
-  }
-  nlohmann::json js;
+nlohmann::json parse_build(const std::string& file, const std::string& saved) {
   try {
-    js = nlohmann::json::parse(saved);
+    return nlohmann::json::parse(saved);
   } catch (const nlohmann::json::exception&) {
     fail("{}: its build record is not valid JSON (damaged file?)", file);
   }
-  auto d = differences(build_fields(js), build_fields(nlohmann::json::parse(current)));
-  if (d.empty()) return;
+}
+
+[[noreturn]] void refuse(const std::string& file, const std::string& what,
+                         const std::vector<std::string>& d) {
   fail("{} was built with other settings than {} ({} field{} differ{}, file -> config): {}", file,
        what, d.size(), d.size() == 1 ? "" : "s", d.size() == 1 ? "s" : "",
        fmt::format("{}", fmt::join(d, "; ")));
 }
 
-std::string read_build_of(const std::string& path) {
-  torch::serialize::InputArchive a;
-  read_checkpoint(path, a);
-  std::string b;
-  archive_try_read_string(a, "build", b);
-  return b;
+// The fields of a build record that fix the model's shape: method, bits,
+// input shape (the model options are compared separately).
+std::map<std::string, std::string> shape_fields(const nlohmann::json& j) {
+  auto all = build_fields(j);
+  std::map<std::string, std::string> out;
+  for (const char* k : {"method", "bits", "input_shape"})
+    if (all.count(k)) out[k] = all[k];
+  return out;
 }
 
-// The top-level keys that define the model and the data it learns from: a
-// resumed run may not change them (the checkpoint was trained with them).
-const std::vector<std::string> kModelDefiningKeys = {"method", "model", "data", "seed"};
+// The shape of every tensor in a method's archive (nested archives included).
+void collect_shapes(torch::serialize::InputArchive& a, const std::string& prefix,
+                    std::map<std::string, std::vector<int64_t>>& out) {
+  for (const auto& key : a.keys()) {
+    torch::Tensor t;
+    torch::serialize::InputArchive sub;
+    if (a.try_read(key, t)) {
+      out[prefix + key] = t.sizes().vec();
+    } else if (a.try_read(key, sub)) {
+      collect_shapes(sub, prefix + key + ".", out);
+    }
+  }
+}
+
+// Every tensor that the freshly built `m` already has (parameters, fixed
+// buffers: non-empty before training) must have the same shape in `saved`:
+// an option that changes a parameter's shape is caught even where no record
+// names it. Tensors a fit fills in (codebooks, projections, per-item state)
+// are empty or absent in a fresh model and sized by the data: not compared.
+void check_state_shapes(const std::string& file, torch::serialize::InputArchive& saved,
+                        const Method& m, const std::string& what) {
+  torch::serialize::InputArchive fresh;
+  try {
+    torch::serialize::OutputArchive fresh_out;
+    m.save(fresh_out);
+    std::stringstream buf;
+    fresh_out.save_to(buf);
+    fresh.load_from(buf);
+  } catch (const c10::Error&) {
+    // A fit method's state is undefined until it is fitted (ITQ, LSH): it has
+    // no shapes to compare; its build record was checked.
+    return;
+  }
+  std::map<std::string, std::vector<int64_t>> a, b;
+  collect_shapes(saved, "", a);
+  collect_shapes(fresh, "", b);
+  std::map<std::string, std::string> in_file, in_config;
+  auto show = [](const std::vector<int64_t>& v) { return fmt::format("[{}]", fmt::join(v, ", ")); };
+  for (const auto& [k, shape] : b) {
+    auto it = a.find(k);
+    const bool empty = std::find(shape.begin(), shape.end(), 0) != shape.end();
+    if (it == a.end() || empty) continue;
+    in_file[k] = show(it->second);
+    in_config[k] = show(shape);
+  }
+  auto d = differences(in_file, in_config);
+  if (!d.empty()) refuse(file, what, d);
+}
+
+// Refuses model file `file` (build record `saved`, method state `state`) when
+// it was built differently from the run's config: method, bits, input shape,
+// any model option, or any tensor's shape. A file written before records
+// existed is checked by its tensor shapes alone, with a warning.
+void check_model_file(const std::string& file, const std::string& saved,
+                      const std::string& current, torch::serialize::InputArchive& state,
+                      const Method& m, const std::string& what) {
+  if (saved.empty()) {
+    log().warn("{}: written by an older hashlab without a build record; only its tensor shapes "
+               "are checked against the config",
+               file);
+  } else {
+    auto d = differences(build_fields(parse_build(file, saved)),
+                         build_fields(nlohmann::json::parse(current)));
+    if (!d.empty()) refuse(file, what, d);
+  }
+  check_state_shapes(file, state, m, what);
+}
+
+// What a resumed run may not change: the checkpoint was trained with them.
+const std::vector<std::string> kFixedOnResume = {"method", "data", "seed"};
+
+// On resume: the checkpoint must have been built as this run directory's
+// config.yaml says (method, bits, input shape, model options: otherwise it
+// came from another run), and the model built now, with any overrides, must
+// have the checkpoint's tensor shapes.
+void check_checkpoint(const std::string& file, const nlohmann::json& current,
+                      const std::map<std::string, std::string>& config_model, const Method& m) {
+  torch::serialize::InputArchive a, state;
+  read_checkpoint(file, a);
+  if (!a.try_read("method", state)) fail("{}: checkpoint has no method state", file);
+  std::string saved;
+  archive_try_read_string(a, "build", saved);
+  if (saved.empty()) {
+    log().warn("{}: written by an older hashlab without a build record; only its tensor shapes "
+               "are checked",
+               file);
+  } else {
+    nlohmann::json js = parse_build(file, saved);
+    auto d = differences(shape_fields(js), shape_fields(current));
+    if (!d.empty()) refuse(file, "this run", d);
+    std::map<std::string, std::string> ckpt_model;
+    for (const auto& [k, v] : build_fields(js))
+      if (k.rfind("model.", 0) == 0) ckpt_model[k] = v;
+    d = differences(ckpt_model, config_model);
+    if (!d.empty())
+      refuse(file, "this run directory's config.yaml (a checkpoint of another run?)", d);
+  }
+  check_state_shapes(file, state, m, "this run");
+}
+
 
 }  // namespace
 
@@ -343,6 +434,7 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   std::string run_dir = jo.run_dir;
   Config cfg;
   std::vector<std::string> resume_changes;
+  std::map<std::string, std::string> saved_model;  // model options in config.yaml, on resume
   if (jo.resume) {
     if (run_dir.empty()) {
       if (jo.config_path.empty()) fail("--resume needs -c CONFIG or --run-dir DIR");
@@ -355,13 +447,16 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     std::string saved = (fs::path(run_dir) / "config.yaml").string();
     if (!fs::exists(saved)) fail("--resume: {} has no config.yaml (not a run directory)", run_dir);
     cfg = Config::load(saved, jo.overrides);
-    // Overrides may change how training goes on (iterations, lr, eval, threads),
-    // not what the checkpoint was trained as.
+    // Overrides may change how training goes on (iterations, lr, eval,
+    // threads, a loss weight: recorded in config.yaml below), not the data or
+    // the seed the checkpoint was trained with; model overrides that change
+    // the model's shape are refused once the model is built.
     Config before = Config::load(saved);
-    auto changed = differences(flat_keys(before, kModelDefiningKeys), flat_keys(cfg, kModelDefiningKeys));
+    saved_model = flat_keys(before, {"model"});
+    auto changed = differences(flat_keys(before, kFixedOnResume), flat_keys(cfg, kFixedOnResume));
     if (!changed.empty())
-      fail("--resume {}: the overrides change the model or its data, which the checkpoint was "
-           "trained with ({}); start a new run instead",
+      fail("--resume {}: the overrides change what the checkpoint was trained with ({}); start a "
+           "new run instead",
            run_dir, fmt::format("{}", fmt::join(changed, "; ")));
     std::vector<std::string> all_tops;
     for (const auto& kv : cfg.node()) all_tops.push_back(kv.first.Scalar());
@@ -415,9 +510,6 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
          "continue it (from its last checkpoint, or from the start if it has none)",
          run_dir);
   const std::string last_ckpt = (fs::path(run_dir) / "checkpoints" / "last.pt").string();
-  // Read before anything is written: a damaged checkpoint fails here.
-  const std::string saved_build =
-      jo.resume && fs::exists(last_ckpt) ? read_build_of(last_ckpt) : std::string();
 
   // ---- data
   auto t_data = std::chrono::steady_clock::now();
@@ -437,7 +529,9 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     fail("{}: eval.pq_distance: adc ranks PQ codes, but method '{}' makes binary codes",
          cfg.where("eval.pq_distance"), top.method);
   const std::string build = build_record(cfg, *method, ctx);
-  if (jo.resume && fs::exists(last_ckpt)) check_build(last_ckpt, saved_build, build, "this run");
+  // Before anything is written: a checkpoint of another build is refused here.
+  if (jo.resume && fs::exists(last_ckpt))
+    check_checkpoint(last_ckpt, nlohmann::json::parse(build), saved_model, *method);
 
   // ---- only now write into the run directory
   fs::create_directories(fs::path(run_dir) / "checkpoints");

@@ -159,16 +159,40 @@ TEST_F(RunDirTest, ResumeWithCheckpointOfAnotherCodeLengthIsRefusedBeforeWriting
   EXPECT_EQ(slurp(b / "metrics.jsonl"), metrics);
   EXPECT_EQ(slurp(b / "config.yaml"), config);
 
-  // Overrides that change the model on --resume are refused, naming the key.
+  // Overrides on --resume that change the model's shape are refused, naming
+  // the field; so are those of the data or the seed.
   r = run("train --resume --run-dir " + a.string() + " model.bits=32");
   EXPECT_NE(r.code, 0) << r.out;
-  EXPECT_TRUE(contains(r.out, "model.bits: 16 -> 32")) << r.out;
+  EXPECT_TRUE(contains(r.out, "bits: 16 -> 32")) << r.out;
   EXPECT_EQ(yaml_bits(a / "config.yaml"), 16);
-  // Overrides that do not are applied and written to config.yaml.
-  r = run("train --resume --run-dir " + a.string() + " eval.batch_size=77");
+  r = run("train --resume --run-dir " + a.string() + " seed=5");
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "seed: 0 -> 5") || contains(r.out, "seed: (not set) -> 5")) << r.out;
+  // Others (a model option that keeps the shapes, eval settings) are applied,
+  // logged and written to config.yaml.
+  r = run("train --resume --run-dir " + a.string() + " eval.batch_size=77 model.iterations=7");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_TRUE(contains(slurp(a / "config.yaml"), "batch_size: 77")) << slurp(a / "config.yaml");
+  EXPECT_TRUE(contains(slurp(a / "config.yaml"), "iterations: 7")) << slurp(a / "config.yaml");
   EXPECT_TRUE(contains(slurp(a / "log.txt"), "eval.batch_size: (not set) -> 77"));
+}
+
+TEST_F(RunDirTest, ResumeOverrideThatChangesATensorShapeIsRefused) {
+  auto d = dir_ / "widths";
+  std::ofstream(dir_ / "mlp.yaml")
+      << "_base_: data.yaml\nmethod: hashnet\nmodel:\n  bits: 16\n"
+         "  backbone: {name: mlp, widths: [32]}\ntrain:\n  iterations: 2\n  batch_size: 16\n";
+  ASSERT_EQ(run("train -c " + cfg("mlp.yaml") + " --run-dir " + d.string()).code, 0);
+  const std::string ckpt = slurp(d / "checkpoints/last.pt");
+  auto r = run("train --resume --run-dir " + d.string() +
+               " model.backbone.widths=[48] train.iterations=4");
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "[32, 64] -> [48, 64]")) << r.out;
+  EXPECT_EQ(slurp(d / "checkpoints/last.pt"), ckpt);
+  // A loss option keeps every shape: the run goes on with it.
+  r = run("train --resume --run-dir " + d.string() + " model.alpha=0.5 train.iterations=4");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(contains(slurp(d / "config.yaml"), "alpha: 0.5"));
 }
 
 TEST_F(RunDirTest, ExportEncodeEvalRefuseAModelFileOfAnotherBuild) {
