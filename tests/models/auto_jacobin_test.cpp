@@ -1,0 +1,128 @@
+// Auto-JacoBin's closed-form Jacobian term (models/auto_jacobin/jacobian_term.h):
+// value and hand-written gradients against autograd through dz/dx, and against
+// central finite differences, in float64.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <vector>
+
+#include "models/auto_jacobin/jacobian_term.h"
+
+using hashlab::models::jacobian_term;
+using hashlab::models::jacobian_term_reference;
+
+namespace {
+
+struct Problem {
+  torch::Tensor x, W1, b1, W2, b2, T;
+  std::vector<torch::Tensor> params() const { return {W1, b1, W2, b2}; }
+};
+
+// Random network and data; T: orthonormal tangent columns, the last `pad`
+// of them zero (as local PCA pads when fewer directions hold the energy).
+Problem make_problem(int64_t B, int64_t D, int64_t d, int64_t pad, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto o = torch::TensorOptions().dtype(torch::kFloat64);
+  Problem p;
+  p.x = torch::randn({B, D}, o) * 0.5;
+  p.W1 = (torch::randn({d, D}, o) * 0.7).requires_grad_(true);
+  p.b1 = (torch::randn({d}, o) * 0.3).requires_grad_(true);
+  p.W2 = (torch::randn({D, d}, o) * 0.7).requires_grad_(true);
+  p.b2 = (torch::randn({D}, o) * 0.3).requires_grad_(true);
+  auto qr = torch::linalg_qr(torch::randn({B, D, d}, o));
+  p.T = std::get<0>(qr).clone();
+  if (pad > 0) p.T.narrow(2, d - pad, pad).zero_();
+  return p;
+}
+
+std::vector<torch::Tensor> grads_of(const torch::Tensor& loss, const Problem& p) {
+  return torch::autograd::grad({loss}, p.params());
+}
+
+// Central differences of f with respect to every entry of every parameter.
+std::vector<torch::Tensor> numeric_grads(const std::function<double()>& f, const Problem& p,
+                                         double h) {
+  std::vector<torch::Tensor> out;
+  torch::NoGradGuard ng;
+  for (const auto& t : p.params()) {
+    auto g = torch::zeros_like(t);
+    auto flat = t.view({-1});
+    auto gflat = g.view({-1});
+    for (int64_t i = 0; i < flat.numel(); ++i) {
+      const double v = flat[i].item<double>();
+      flat[i] = v + h;
+      const double up = f();
+      flat[i] = v - h;
+      const double down = f();
+      flat[i] = v;
+      gflat[i] = (up - down) / (2 * h);
+    }
+    out.push_back(g);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(JacobianTerm, ValueAndGradientsEqualAutogradThroughTheJacobian) {
+  for (int64_t pad : {0, 1}) {
+    Problem p = make_problem(/*B=*/4, /*D=*/6, /*d=*/3, pad, 11 + pad);
+    auto closed = jacobian_term(p.x, p.W1, p.b1, p.W2, p.b2, p.T);
+    auto ref = jacobian_term_reference(p.x, p.W1, p.b1, p.W2, p.b2, p.T);
+    EXPECT_NEAR(closed.item<double>(), ref.item<double>(), 1e-10 * std::abs(ref.item<double>()))
+        << "pad " << pad;
+    auto gc = grads_of(closed, p), gr = grads_of(ref, p);
+    const char* names[] = {"W1", "b1", "W2", "b2"};
+    for (size_t i = 0; i < gc.size(); ++i) {
+      const double err = (gc[i] - gr[i]).abs().max().item<double>();
+      const double scale = gr[i].abs().max().item<double>();
+      EXPECT_LT(err, 1e-10 * std::max(1.0, scale)) << names[i] << " pad " << pad;
+    }
+  }
+}
+
+TEST(JacobianTerm, GradientsEqualCentralDifferences) {
+  Problem p = make_problem(/*B=*/3, /*D=*/5, /*d=*/2, 0, 5);
+  auto loss = jacobian_term(p.x, p.W1, p.b1, p.W2, p.b2, p.T);
+  auto analytic = grads_of(loss, p);
+  auto f = [&] {
+    torch::NoGradGuard ng;
+    return jacobian_term(p.x, p.W1, p.b1, p.W2, p.b2, p.T).item<double>();
+  };
+  auto numeric = numeric_grads(f, p, 1e-5);
+  for (size_t i = 0; i < analytic.size(); ++i) {
+    const double err = (analytic[i] - numeric[i]).abs().max().item<double>();
+    EXPECT_LT(err, 1e-7 * std::max(1.0, numeric[i].abs().max().item<double>())) << "param " << i;
+  }
+}
+
+TEST(JacobianTerm, ZeroWhenTheJacobianIsTheTangentProjector) {
+  // With tanh nearly linear (tiny weights scaled back up), G ~ W2 W1; choose
+  // W2 W1 = T T^T for one shared T: the term is ~0, far below its value at a
+  // random network.
+  const int64_t D = 6, d = 2, B = 3;
+  auto o = torch::TensorOptions().dtype(torch::kFloat64);
+  torch::manual_seed(3);
+  auto basis = std::get<0>(torch::linalg_qr(torch::randn({D, d}, o)));
+  const double eps = 1e-4;
+  auto W1 = (basis.t() * eps).requires_grad_(true);
+  auto W2 = (basis / eps).requires_grad_(true);
+  auto b1 = torch::zeros({d}, o).requires_grad_(true);
+  auto b2 = torch::zeros({D}, o).requires_grad_(true);
+  auto x = torch::randn({B, D}, o) * 1e-3;
+  auto T = basis.unsqueeze(0).expand({B, D, d}).contiguous();
+  auto small = jacobian_term(x, W1, b1, W2, b2, T).item<double>();
+  EXPECT_LT(small, 1e-4);
+  Problem p = make_problem(B, D, d, 0, 4);
+  EXPECT_GT(jacobian_term(p.x, p.W1, p.b1, p.W2, p.b2, p.T).item<double>(), 1.0);
+}
+
+TEST(JacobianTerm, BadShapesNameTheArgument) {
+  Problem p = make_problem(2, 5, 2, 0, 1);
+  try {
+    jacobian_term(p.x, p.W1, p.b1, p.W2, p.b2, p.T.narrow(2, 0, 1));
+    FAIL() << "expected an error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("T must be [2, 5, 2]"), std::string::npos) << e.what();
+  }
+}

@@ -1,0 +1,144 @@
+// hashlab bench jacobian: Auto-JacoBin's closed-form Jacobian term
+// (models/auto_jacobin/jacobian_term.h) against autograd double backward
+// through dz/dx, one batch's value and gradients: time and peak memory.
+//
+// Each measurement runs in its own child process, so its peak resident memory
+// (ru_maxrss from wait4) is its own; "extra" subtracts the peak of a child that
+// only builds the inputs.
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "csrc/core/error.h"
+#include "models/auto_jacobin/jacobian_term.h"
+#include "tools/cli/commands.h"
+
+namespace {
+
+struct Opts {
+  int64_t D = 784, d = 32, B = 1000;
+  int threads = 2;
+  std::string dtype = "float32";
+  uint64_t seed = 0;
+};
+
+struct Measured {
+  double seconds = 0, value = 0, grad_norm = 0;
+  long maxrss_kib = 0;
+  bool ok = false;
+};
+
+// mode 0: inputs only; 1: closed form; 2: autograd double backward.
+Measured measure(const Opts& o, int mode) {
+  at::set_num_threads(o.threads);
+  torch::manual_seed(o.seed);
+  auto opt = torch::TensorOptions().dtype(o.dtype == "float64" ? torch::kFloat64 : torch::kFloat32);
+  auto x = torch::rand({o.B, o.D}, opt) * (0.8 / std::sqrt(double(o.D) / 3.0));
+  auto W1 = (torch::randn({o.d, o.D}, opt) / std::sqrt(double(o.D))).requires_grad_(true);
+  auto b1 = torch::zeros({o.d}, opt).requires_grad_(true);
+  auto W2 = (torch::randn({o.D, o.d}, opt) / std::sqrt(double(o.d))).requires_grad_(true);
+  auto b2 = torch::zeros({o.D}, opt).requires_grad_(true);
+  auto T = std::get<0>(torch::linalg_qr(torch::randn({o.B, o.D, o.d}, opt)));
+  Measured m;
+  if (mode == 0) {
+    m.ok = true;
+    return m;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto J = mode == 1 ? hashlab::models::jacobian_term(x, W1, b1, W2, b2, T)
+                     : hashlab::models::jacobian_term_reference(x, W1, b1, W2, b2, T);
+  auto g = torch::autograd::grad({J}, {W1, b1, W2, b2});
+  m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  m.value = J.item<double>();
+  double sq = 0;
+  for (const auto& t : g) sq += t.pow(2).sum().item<double>();
+  m.grad_norm = std::sqrt(sq);
+  m.ok = true;
+  return m;
+}
+
+Measured in_child(const Opts& o, int mode) {
+  int fds[2];
+  if (::pipe(fds) != 0) hashlab::fail("bench jacobian: pipe failed");
+  const pid_t pid = ::fork();
+  if (pid < 0) hashlab::fail("bench jacobian: fork failed");
+  if (pid == 0) {
+    ::close(fds[0]);
+    Measured m;
+    try {
+      m = measure(o, mode);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "bench jacobian: %s\n", e.what());
+    }
+    ssize_t w = ::write(fds[1], &m, sizeof m);
+    (void)w;
+    ::_exit(m.ok ? 0 : 1);
+  }
+  ::close(fds[1]);
+  Measured m;
+  ssize_t n = ::read(fds[0], &m, sizeof m);
+  ::close(fds[0]);
+  int status = 0;
+  struct rusage ru {};
+  ::wait4(pid, &status, 0, &ru);
+  if (n != sizeof m || !WIFEXITED(status)) m.ok = false;
+  m.maxrss_kib = ru.ru_maxrss;
+  return m;
+}
+
+void run(const Opts& o) {
+  HL_CHECK(o.D >= 1 && o.d >= 1 && o.d <= o.D && o.B >= 1,
+           "bench jacobian: need 1 <= d <= D and B >= 1, got D {} d {} B {}", o.D, o.d, o.B);
+  HL_CHECK(o.dtype == "float32" || o.dtype == "float64",
+           "bench jacobian: --dtype must be float32 or float64, got '{}'", o.dtype);
+  std::cout << fmt::format("Jacobian term, one batch, value + gradients: D={} d={} B={} {} threads={}\n",
+                           o.D, o.d, o.B, o.dtype, o.threads);
+  const Measured base = in_child(o, 0);
+  const Measured closed = in_child(o, 1);
+  const Measured ref = in_child(o, 2);
+  auto mib = [&](const Measured& m) { return (m.maxrss_kib - base.maxrss_kib) / 1024.0; };
+  std::cout << fmt::format("{:<28}{:>10}{:>16}{:>16}{:>14}\n", "", "seconds", "extra peak MiB",
+                           "value", "|grad|");
+  for (auto [name, m] : {std::pair<const char*, const Measured&>{"closed form (ours)", closed},
+                         {"autograd double backward", ref}}) {
+    if (!m.ok) {
+      std::cout << fmt::format("{:<28}failed (out of memory?)\n", name);
+      continue;
+    }
+    std::cout << fmt::format("{:<28}{:>10.3f}{:>16.0f}{:>16.6g}{:>14.6g}\n", name, m.seconds,
+                             mib(m), m.value, m.grad_norm);
+  }
+  if (closed.ok && ref.ok) {
+    std::cout << fmt::format(
+        "speed-up {:.1f}x, memory {:.1f}x less; value rel. diff {:.2e}, |grad| rel. diff {:.2e}\n",
+        ref.seconds / closed.seconds, mib(ref) / std::max(1.0, mib(closed)),
+        std::abs(closed.value - ref.value) / std::abs(ref.value),
+        std::abs(closed.grad_norm - ref.grad_norm) / std::abs(ref.grad_norm));
+  }
+}
+
+void add(CLI::App& app) {
+  auto* g = hashlab::cli::group(app, "bench", "Benchmarks");
+  auto* c = g->add_subcommand("jacobian", "Auto-JacoBin's Jacobian term: closed form vs autograd "
+                                          "double backward (time, peak memory)");
+  auto o = std::make_shared<Opts>();
+  c->add_option("--D", o->D, "input dimension")->capture_default_str();
+  c->add_option("--d", o->d, "hidden units (bits)")->capture_default_str();
+  c->add_option("--B", o->B, "batch size")->capture_default_str();
+  c->add_option("--threads", o->threads, "CPU threads")->check(CLI::Range(1, 4096))->capture_default_str();
+  c->add_option("--dtype", o->dtype, "float32 or float64")->capture_default_str();
+  c->add_option("--seed", o->seed, "random seed")->capture_default_str();
+  c->callback([o] { run(*o); });
+}
+
+}  // namespace
+
+HASHLAB_CLI_COMMAND(45, add);
