@@ -17,8 +17,8 @@
 // with a hand-written backward (derived in jacobian_term.cpp), gradients for
 // W1, b1, W2, b2 (x and T are data). Shapes:
 //   x [B, D], W1 [d, D], b1 [d], W2 [D, d], b2 [D], T [B, D, d]  ->  scalar.
-// Memory O(B (d^2 + D d) + D d^2): the largest temporaries are r o T and
-// T (dJ/dU)^T, [B, D, d], and W2's row outer products, [D, d, d].
+// Memory O(B (d^2 + D d)): the largest temporaries are [B, D, d] (r o T,
+// W2 M_b, W2 Gu_b, W2^T diag(r_b^2) before its product with W2).
 // rank(T) is the number of non-zero columns of each T (columns are unit or 0),
 // added as a constant (it has no gradient).
 //
