@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "models/auto_jacobin/jacobian_term.h"
+#include "models/auto_jacobin/tangents.h"
 
 using hashlab::models::jacobian_term;
 using hashlab::models::jacobian_term_reference;
@@ -124,5 +125,74 @@ TEST(JacobianTerm, BadShapesNameTheArgument) {
     FAIL() << "expected an error";
   } catch (const c10::Error& e) {
     EXPECT_NE(std::string(e.what()).find("T must be [2, 5, 2]"), std::string::npos) << e.what();
+  }
+}
+
+// ---------------------------------------------------------------- tangents
+
+namespace {
+// Points near a curved 3-D manifold in R^20 plus small noise: local PCA with
+// k = D + d neighbours sees a spectrum that decays, as images do.
+torch::Tensor manifold_points(int64_t N, int64_t D, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto u = torch::rand({N, 3}, torch::kFloat64) * 3;
+  auto A = torch::randn({3, D}, torch::kFloat64);
+  auto B = torch::randn({3, D}, torch::kFloat64) * 0.3;
+  return torch::mm(u, A) + torch::mm(torch::sin(u), B) + torch::randn({N, D}, torch::kFloat64) * 0.01;
+}
+}  // namespace
+
+TEST(LocalTangents, NeighboursStartWithThePointItself) {
+  auto X = manifold_points(50, 6, 1).to(torch::kFloat32);
+  auto idx = hashlab::models::nearest_neighbours(X, 5, /*block=*/7);
+  EXPECT_TRUE(torch::equal(idx.select(1, 0), torch::arange(50, torch::kLong)));
+  // Against a full sort of the distances.
+  auto d2 = torch::cdist(X, X);
+  for (int64_t i : {0, 17, 49}) {
+    auto ref = std::get<1>(torch::sort(d2[i])).narrow(0, 0, 5);
+    EXPECT_TRUE(torch::equal(std::get<0>(torch::sort(idx[i])), std::get<0>(torch::sort(ref)))) << i;
+  }
+}
+
+TEST(LocalTangents, MatchExactLocalPCA) {
+  // The randomized subspace iteration against an exact eigh of each local
+  // covariance: same kept counts, projectors T T^T within 1e-6 (float64).
+  auto X = manifold_points(400, 20, 2);
+  hashlab::models::TangentOptions o;
+  o.d = 4;
+  o.energy = 0.98;
+  o.block = 37;
+  auto fast = hashlab::models::local_tangents(X, o);
+  auto exact = hashlab::models::local_tangents_exact(X, o);
+  EXPECT_TRUE(torch::equal(fast.kept, exact.kept));
+  EXPECT_GE(fast.kept.min().item<int64_t>(), 1);
+  auto P1 = torch::matmul(fast.T, fast.T.transpose(1, 2));
+  auto P2 = torch::matmul(exact.T, exact.T.transpose(1, 2));
+  EXPECT_LT((P1 - P2).abs().max().item<double>(), 1e-6);
+  EXPECT_TRUE(torch::allclose(fast.captured, exact.captured, 1e-8));
+  // Kept columns are orthonormal, the rest zero.
+  auto G = torch::matmul(fast.T.transpose(1, 2), fast.T);  // [N, d, d]
+  auto cols = torch::arange(o.d, torch::kLong);
+  auto eye = torch::diag_embed((cols.unsqueeze(0) < fast.kept.unsqueeze(1)).to(torch::kFloat64));
+  EXPECT_LT((G - eye).abs().max().item<double>(), 1e-10);
+  // The 98% rule: a lower share keeps fewer directions.
+  o.energy = 0.5;
+  EXPECT_LT(hashlab::models::local_tangents(X, o).kept.sum().item<int64_t>(),
+            fast.kept.sum().item<int64_t>());
+}
+
+TEST(LocalTangents, CoincidentNeighboursKeepNothingAndBadOptionsAreNamed) {
+  auto X = torch::ones({30, 5});
+  hashlab::models::TangentOptions o;
+  o.d = 2;
+  auto t = hashlab::models::local_tangents(X, o);
+  EXPECT_EQ(t.kept.sum().item<int64_t>(), 0);
+  EXPECT_EQ(t.T.abs().sum().item<double>(), 0.0);
+  o.neighbours = 31;
+  try {
+    hashlab::models::local_tangents(X, o);
+    FAIL() << "expected an error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("31 neighbours"), std::string::npos) << e.what();
   }
 }

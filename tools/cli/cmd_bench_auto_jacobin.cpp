@@ -1,6 +1,10 @@
-// hashlab bench jacobian: Auto-JacoBin's closed-form Jacobian term
+// Benchmarks of Auto-JacoBin's two expensive parts:
+// hashlab bench jacobian: the closed-form Jacobian term
 // (models/auto_jacobin/jacobian_term.h) against autograd double backward
 // through dz/dx, one batch's value and gradients: time and peak memory.
+// hashlab bench tangents: the local tangent bases (tangents.h) of n images:
+// time of the kNN and of the local PCA, and accuracy against an exact eigh on
+// a sample of the points.
 //
 // Each measurement runs in its own child process, so its peak resident memory
 // (ru_maxrss from wait4) is its own; "extra" subtracts the peak of a child that
@@ -18,7 +22,10 @@
 #include <torch/torch.h>
 
 #include "csrc/core/error.h"
+#include "datasets/dataset.h"
+#include "datasets/readers/idx.h"
 #include "models/auto_jacobin/jacobian_term.h"
+#include "models/auto_jacobin/tangents.h"
 #include "tools/cli/commands.h"
 
 namespace {
@@ -125,8 +132,77 @@ void run(const Opts& o) {
   }
 }
 
+struct TangentBench {
+  std::string data = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+  int64_t n = 10000, d = 32, check = 100;
+  int threads = 2;
+  hashlab::models::TangentOptions opts;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void run_tangents(TangentBench b) {
+  at::set_num_threads(b.threads);
+  auto images = hashlab::data::to_tensor(hashlab::data::read_idx(b.data));
+  HL_CHECK(images.size(0) >= b.n, "bench tangents: {} holds {} images, fewer than --n {}", b.data,
+           images.size(0), b.n);
+  auto X = images.narrow(0, 0, b.n).reshape({b.n, -1}).to(torch::kFloat32) / 255.0;
+  X = X * (0.8 / X.norm(2, 1).max().item<double>());  // Auto-JacoBin's scaling
+  b.opts.d = b.d;
+  const int64_t D = X.size(1);
+  const int64_t k = b.opts.neighbours > 0 ? b.opts.neighbours : D + b.d;
+  std::cout << fmt::format("local tangents: {} first images of {}, D={} d={} k={} energy={} "
+                           "iters={} oversample={} threads={}\n",
+                           b.n, b.data, D, b.d, k, b.opts.energy, b.opts.iters,
+                           b.opts.oversample, b.threads);
+  auto t0 = std::chrono::steady_clock::now();
+  hashlab::models::nearest_neighbours(X, k);
+  const double t_knn = seconds_since(t0);
+  t0 = std::chrono::steady_clock::now();
+  auto fast = hashlab::models::local_tangents(X, b.opts);
+  const double t_all = seconds_since(t0);
+  std::cout << fmt::format("kNN {:.1f} s, local PCA {:.1f} s, total {:.1f} s; kept directions: "
+                           "mean {:.1f}, min {}, max {}\n",
+                           t_knn, t_all - t_knn, t_all, fast.kept.to(torch::kFloat64).mean().item<double>(),
+                           fast.kept.min().item<int64_t>(), fast.kept.max().item<int64_t>());
+  if (b.check <= 0) return;
+  auto rows = torch::randperm(b.n, torch::kLong).narrow(0, 0, std::min(b.check, b.n));
+  t0 = std::chrono::steady_clock::now();
+  auto exact = hashlab::models::local_tangents_exact(X, b.opts, rows);
+  const double t_exact = seconds_since(t0);
+  // The local energy the fast basis holds over what the exact top directions
+  // hold (1 = as good as exact; near-equal eigenvalues make the directions
+  // themselves ill-determined, so they are not compared).
+  auto ratio = fast.captured.index_select(0, rows).to(torch::kFloat64) /
+               exact.captured.to(torch::kFloat64).clamp_min(1e-30);
+  auto same = fast.kept.index_select(0, rows).eq(exact.kept);
+  std::cout << fmt::format(
+      "against exact eigh on {} random points ({:.1f} s, i.e. {:.0f} s for all {}): same kept "
+      "count for {:.1f}%; captured energy / exact: median {:.5f}, min {:.5f}\n",
+      rows.size(0), t_exact, t_exact / rows.size(0) * b.n, b.n,
+      100.0 * same.to(torch::kFloat64).mean().item<double>(), ratio.median().item<double>(),
+      ratio.min().item<double>());
+}
+
 void add(CLI::App& app) {
   auto* g = hashlab::cli::group(app, "bench", "Benchmarks");
+  {
+    auto* c = g->add_subcommand("tangents", "Auto-JacoBin's local tangent bases: time (kNN, local "
+                                            "PCA) and accuracy against an exact eigh");
+    auto b = std::make_shared<TangentBench>();
+    c->add_option("--data", b->data, "idx images")->capture_default_str();
+    c->add_option("--n", b->n, "images (the first n)")->capture_default_str();
+    c->add_option("--d", b->d, "directions (bits)")->capture_default_str();
+    c->add_option("--k", b->opts.neighbours, "neighbours (0: D + d)")->capture_default_str();
+    c->add_option("--energy", b->opts.energy, "energy share kept")->capture_default_str();
+    c->add_option("--iters", b->opts.iters, "subspace iterations")->capture_default_str();
+    c->add_option("--oversample", b->opts.oversample, "extra directions")->capture_default_str();
+    c->add_option("--check", b->check, "points checked against exact eigh")->capture_default_str();
+    c->add_option("--threads", b->threads, "CPU threads")->check(CLI::Range(1, 4096))->capture_default_str();
+    c->callback([b] { run_tangents(*b); });
+  }
   auto* c = g->add_subcommand("jacobian", "Auto-JacoBin's Jacobian term: closed form vs autograd "
                                           "double backward (time, peak memory)");
   auto o = std::make_shared<Opts>();
