@@ -15,40 +15,16 @@
 #include "csrc/codes/code_file.h"
 #include "datasets/dataset.h"
 #include "datasets/readers/idx.h"
+#include "tests/tools/cli_util.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
-
-// The last line of a command's output (where eval/train print their JSON).
-std::string last_line(const std::string& out) {
-  std::string s = out;
-  while (!s.empty() && s.back() == '\n') s.pop_back();
-  auto nl = s.rfind('\n');
-  return nl == std::string::npos ? s : s.substr(nl + 1);
-}
-
-Result run(const std::string& args) {
-  std::string cmd = std::string(HASHLAB_CLI_PATH) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
-}
-
-void put_be32(std::ofstream& f, uint32_t v) {
-  unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
-                        static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
-  f.write(reinterpret_cast<char*>(b), 4);
-}
+using hashlab::testing::last_line;
+using hashlab::testing::put_be32;
+using hashlab::testing::run;
+using hashlab::testing::write_images;
 
 // 300 8x8 images of 5 classes: a class-specific pattern plus noise.
 class CliTest : public ::testing::Test {
@@ -56,25 +32,7 @@ class CliTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = fs::temp_directory_path() / ("hl_cli_" + std::to_string(::getpid()));
     fs::create_directories(dir_);
-    std::mt19937 rng(7);
-    std::ofstream im(dir_ / "images.idx", std::ios::binary), lb(dir_ / "labels.idx", std::ios::binary);
-    const int n = 300;
-    put_be32(im, 0x00000803);
-    put_be32(im, n);
-    put_be32(im, 8);
-    put_be32(im, 8);
-    put_be32(lb, 0x00000801);
-    put_be32(lb, n);
-    std::normal_distribution<double> noise(0, 30);
-    for (int i = 0; i < n; ++i) {
-      unsigned char label = i % 5;
-      lb.write(reinterpret_cast<char*>(&label), 1);
-      for (int p = 0; p < 64; ++p) {
-        double v = ((p * 7 + label * 13) % 5 == 0 ? 200 : 40) + noise(rng);
-        unsigned char px = static_cast<unsigned char>(std::min(255.0, std::max(0.0, v)));
-        im.write(reinterpret_cast<char*>(&px), 1);
-      }
-    }
+    write_images(dir_ / "images.idx", dir_ / "labels.idx", 300, 8);
     std::ofstream(dir_ / "data.yaml") << "data:\n  format: idx\n  files: [" << (dir_ / "images.idx").string()
                                       << "]\n  labels: [" << (dir_ / "labels.idx").string()
                                       << "]\n  queries_per_class: 5\n";

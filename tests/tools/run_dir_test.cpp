@@ -25,32 +25,17 @@
 
 #include "csrc/codes/code_file.h"
 #include "csrc/core/fs_util.h"
+#include "tests/tools/cli_util.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;
-};
-
-std::string cli() {
-  const char* env = std::getenv("HASHLAB_CLI");
-  return env && *env ? env : HASHLAB_CLI_PATH;
-}
-
-Result sh(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
-}
-
-Result run(const std::string& args) { return sh(cli() + " " + args); }
+using hashlab::testing::cli;
+using hashlab::testing::put_be32;
+using hashlab::testing::run;
+using hashlab::testing::sh;
+using hashlab::testing::write_images;
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -61,34 +46,6 @@ std::string slurp(const fs::path& p) {
 
 bool contains(const std::string& s, const std::string& what) {
   return s.find(what) != std::string::npos;
-}
-
-void put_be32(std::ofstream& f, uint32_t v) {
-  unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
-                        static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
-  f.write(reinterpret_cast<char*>(b), 4);
-}
-
-// idx images [n, side, side] of 5 classes (pattern + noise) and their labels.
-void write_images(const fs::path& images, const fs::path& labels, int n, int side) {
-  std::mt19937 rng(7);
-  std::ofstream im(images, std::ios::binary), lb(labels, std::ios::binary);
-  put_be32(im, 0x00000803);
-  put_be32(im, n);
-  put_be32(im, side);
-  put_be32(im, side);
-  put_be32(lb, 0x00000801);
-  put_be32(lb, n);
-  std::normal_distribution<double> noise(0, 30);
-  for (int i = 0; i < n; ++i) {
-    unsigned char label = i % 5;
-    lb.write(reinterpret_cast<char*>(&label), 1);
-    for (int p = 0; p < side * side; ++p) {
-      double v = ((p * 7 + label * 13) % 5 == 0 ? 200 : 40) + noise(rng);
-      unsigned char px = static_cast<unsigned char>(std::min(255.0, std::max(0.0, v)));
-      im.write(reinterpret_cast<char*>(&px), 1);
-    }
-  }
 }
 
 // npy float32 [n, d] with given values.

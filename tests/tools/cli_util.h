@@ -1,0 +1,81 @@
+// Helpers for the end-to-end tests of the hashlab executable.
+#pragma once
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <algorithm>
+#include <fstream>
+#include <random>
+#include <string>
+
+namespace hashlab::testing {
+
+struct Result {
+  int code;         // exit status, or 128 + signal
+  std::string out;  // stdout and stderr together
+};
+
+// The binary under test: $HASHLAB_CLI when set (to run these tests against
+// another build, e.g. an older one), else the one this build made.
+inline std::string cli() {
+  const char* env = std::getenv("HASHLAB_CLI");
+  return env && *env ? env : HASHLAB_CLI_PATH;
+}
+
+// Runs a shell command line, capturing stdout and stderr.
+inline Result sh(const std::string& cmd) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
+}
+
+// Runs `hashlab ARGS`.
+inline Result run(const std::string& args) { return sh(cli() + " " + args); }
+
+// The last line of a command's output (where eval/train print their JSON).
+inline std::string last_line(const std::string& out) {
+  std::string s = out;
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  auto nl = s.rfind('\n');
+  return nl == std::string::npos ? s : s.substr(nl + 1);
+}
+
+inline void put_be32(std::ofstream& f, uint32_t v) {
+  unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
+                        static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
+  f.write(reinterpret_cast<char*>(b), 4);
+}
+
+// idx images [n, side, side] of 5 classes (pattern + noise) and their labels.
+inline void write_images(const std::filesystem::path& images, const std::filesystem::path& labels,
+                         int n, int side) {
+  std::mt19937 rng(7);
+  std::ofstream im(images, std::ios::binary), lb(labels, std::ios::binary);
+  put_be32(im, 0x00000803);
+  put_be32(im, n);
+  put_be32(im, side);
+  put_be32(im, side);
+  put_be32(lb, 0x00000801);
+  put_be32(lb, n);
+  std::normal_distribution<double> noise(0, 30);
+  for (int i = 0; i < n; ++i) {
+    unsigned char label = i % 5;
+    lb.write(reinterpret_cast<char*>(&label), 1);
+    for (int p = 0; p < side * side; ++p) {
+      double v = ((p * 7 + label * 13) % 5 == 0 ? 200 : 40) + noise(rng);
+      unsigned char px = static_cast<unsigned char>(std::min(255.0, std::max(0.0, v)));
+      im.write(reinterpret_cast<char*>(&px), 1);
+    }
+  }
+}
+
+}  // namespace hashlab::testing
