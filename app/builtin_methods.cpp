@@ -1,5 +1,6 @@
 #include "app/builtin_methods.h"
 
+#include "models/auto_jacobin/method.h"
 #include "models/baselines/method.h"
 #include "models/deepquan/method.h"
 #include "models/hashnet/method.h"
@@ -17,6 +18,7 @@ void register_builtin_methods() {
     register_deepquan(r);  // deepquan, dae_pq, pq
     register_wsl(r);      // wsl, wsl_mlp
     register_sigah(r);
+    register_auto_jacobin(r);  // auto_jacobin (+ the AutoBin variants as configs)
     return true;
   }();
   (void)done;

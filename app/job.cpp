@@ -275,16 +275,24 @@ std::vector<std::string> differences(const std::map<std::string, std::string>& a
   return d;
 }
 
+// `model` (flattened model.* keys) without the options the method declares
+// encode-only (Method::encode_options): changing them needs no retraining.
+std::map<std::string, std::string> without_encode_options(std::map<std::string, std::string> model,
+                                                          const Method& m) {
+  for (const auto& k : m.encode_options()) model.erase("model." + k);
+  return model;
+}
+
 // What a model was built from, stored in every checkpoint and model file:
 // the method, its code length, the input shape it was built for, and every
-// model option (any of which may change a parameter's shape).
+// model option but the encode-only ones (any of which may change a parameter's shape).
 std::string build_record(const Config& cfg, const Method& m, const MethodContext& ctx) {
   nlohmann::json j;
   j["method"] = m.name();
   j["bits"] = m.nbits();
   j["input_shape"] = ctx.input_shape;
   nlohmann::json model = nlohmann::json::object();
-  for (const auto& [k, v] : flat_keys(cfg, {"model"})) model[k] = v;
+  for (const auto& [k, v] : without_encode_options(flat_keys(cfg, {"model"}), m)) model[k] = v;
   j["model"] = model;
   return j.dump();
 }
@@ -531,7 +539,8 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   const std::string build = build_record(cfg, *method, ctx);
   // Before anything is written: a checkpoint of another build is refused here.
   if (jo.resume && fs::exists(last_ckpt))
-    check_checkpoint(last_ckpt, nlohmann::json::parse(build), saved_model, *method);
+    check_checkpoint(last_ckpt, nlohmann::json::parse(build),
+                       without_encode_options(saved_model, *method), *method);
 
   // ---- only now write into the run directory
   fs::create_directories(fs::path(run_dir) / "checkpoints");

@@ -125,6 +125,11 @@ class Method {
   // encode() output of many items as a code set (binary: nbits; PQ: the codebooks).
   codes::Codes make_codes(torch::Tensor data) const;
 
+  // Model options (keys under `model:`) that change only how a trained model
+  // encodes, not what it trained: a run may be evaluated, exported or resumed
+  // with them changed (they are left out of the build record).
+  virtual std::vector<std::string> encode_options() const { return {}; }
+
   // ---- state (checkpoints, model files): everything needed to continue.
   virtual void save(torch::serialize::OutputArchive& archive) const = 0;
   virtual void load(torch::serialize::InputArchive& archive) = 0;

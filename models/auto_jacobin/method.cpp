@@ -1,0 +1,277 @@
+#include "models/auto_jacobin/method.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <chrono>
+#include <vector>
+
+#include "csrc/core/error.h"
+#include "csrc/core/logging.h"
+#include "models/auto_jacobin/jacobian_term.h"
+#include "models/auto_jacobin/tangents.h"
+#include "models/common/shallow.h"
+#include "trainers/method_export.h"
+#include "trainers/trainer.h"
+
+namespace hashlab {
+namespace {
+
+struct AutoJacoBinOptions {
+  int64_t bits = 32;
+  double alpha = 0.1, epsilon = 1e-4;
+  bool jacobian = true;
+  double noise = 0, contractive = 0, scale = 0.8;
+  bool code_bias = true;
+  models::TangentOptions tangents;
+
+  static AutoJacoBinOptions from_yaml(Section& s) {
+    AutoJacoBinOptions o;
+    s.get("bits", o.bits, Range{1, 4096});
+    s.get("alpha", o.alpha, Range{0, 1e12});
+    s.get("epsilon", o.epsilon, Range{1e-30, 1e12});
+    s.get("jacobian", o.jacobian);
+    s.get("noise", o.noise, Range{0, 0.999});
+    s.get("contractive", o.contractive, Range{0, 1e12});
+    s.get("scale", o.scale, Range{1e-12, 1e12});
+    s.get("code_bias", o.code_bias);
+    Section t = s.sub("tangents");
+    t.get("neighbours", o.tangents.neighbours, Range{0, 1e9});
+    t.get("energy", o.tangents.energy, Range{1e-9, 1});
+    t.get("iters", o.tangents.iters, Range{0, 100});
+    t.get("oversample", o.tangents.oversample, Range{0, 4096});
+    t.get("block", o.tangents.block, Range{1, 1e6});
+    t.finish();
+    s.finish();
+    o.tangents.d = o.bits;
+    return o;
+  }
+};
+
+int64_t flat_dim(const MethodContext& ctx) {
+  int64_t d = 1;
+  for (int64_t s : ctx.input_shape) d *= s;
+  return d;
+}
+
+// The auto-encoder's parameters (method.h): W1 [d, D], b1 [d], W2 [D, d], b2 [D].
+struct AutoEncoderImpl : torch::nn::Module {
+  AutoEncoderImpl(int64_t D, int64_t d)
+      : W1(register_parameter("W1", torch::zeros({d, D}))),
+        b1(register_parameter("b1", torch::zeros({d}))),
+        W2(register_parameter("W2", torch::zeros({D, d}))),
+        b2(register_parameter("b2", torch::zeros({D}))) {}
+  torch::Tensor W1, b1, W2, b2;
+};
+TORCH_MODULE(AutoEncoder);
+
+// A seeded uniformly random d x d rotation (QR of a Gaussian matrix, signs
+// fixed by R's diagonal), float64.
+torch::Tensor random_rotation(int64_t d, uint64_t seed) {
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto G = at::randn({d, d}, g, torch::TensorOptions().dtype(torch::kFloat64));
+  auto [Q, R] = torch::linalg_qr(G);
+  return Q * torch::sign(R.diagonal()).unsqueeze(0);
+}
+
+class AutoJacoBinMethod : public Method {
+ public:
+  AutoJacoBinMethod(Section& cfg, const MethodContext& ctx)
+      : o_(AutoJacoBinOptions::from_yaml(cfg)),
+        D_(flat_dim(ctx)),
+        seed_(ctx.seed),
+        net_(D_, o_.bits) {
+    HL_CHECK(o_.bits <= D_,
+             "auto_jacobin: model.bits = {} exceeds the input dimension {} (PCA initialisation "
+             "needs d <= D)",
+             o_.bits, D_);
+    net_->to(ctx.device);
+  }
+
+  std::string name() const override { return "auto_jacobin"; }
+  int nbits() const override { return static_cast<int>(o_.bits); }
+  torch::nn::Module* module() override { return net_.ptr().get(); }
+
+  std::vector<ParamGroup> param_groups() override {
+    return {{"weights", {net_->W1, net_->W2}, 1.0, 1.0}, {"biases", {net_->b1, net_->b2}, 1.0, 0.0}};
+  }
+
+  void before_train(Trainer& trainer) override {
+    const TrainingSet& ts = trainer.training_set();
+    torch::Tensor X = ts.x().flatten(1).to(torch::kFloat32);
+    HL_CHECK(X.size(1) == D_, "auto_jacobin: training items have {} values, the model expects {}",
+             X.size(1), D_);
+    if (!initialised_) initialise(X);
+    if (o_.jacobian) {
+      HL_CHECK(X.size(0) > D_ + o_.bits || o_.tangents.neighbours > 0,
+               "auto_jacobin: the tangents need D + d = {} neighbours but the training set has {} "
+               "items (set model.tangents.neighbours, or model.jacobian: false)",
+               D_ + o_.bits, X.size(0));
+      auto t0 = std::chrono::steady_clock::now();
+      models::TangentOptions to = o_.tangents;
+      to.seed = seed_;
+      log().info("auto_jacobin: local tangents of {} items ({} neighbours each, d = {})...",
+                 X.size(0), to.neighbours > 0 ? to.neighbours : D_ + o_.bits, o_.bits);
+      models::Tangents t = models::local_tangents(X, to);
+      tangents_ = t.T;
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      auto kept = t.kept.to(torch::kFloat64);
+      log().info("auto_jacobin: tangents in {:.1f} s; kept directions: mean {:.2f}, min {}, max {}",
+                 secs, kept.mean().item<double>(), t.kept.min().item<int64_t>(),
+                 t.kept.max().item<int64_t>());
+      if (trainer.metrics())
+        trainer.metrics()->write("auto_jacobin",
+                                 {{"scale", scale_},
+                                  {"train_size", X.size(0)},
+                                  {"tangent_seconds", secs},
+                                  {"kept_mean", kept.mean().item<double>()},
+                                  {"kept_min", t.kept.min().item<int64_t>()},
+                                  {"kept_max", t.kept.max().item<int64_t>()}});
+    } else if (trainer.metrics()) {
+      trainer.metrics()->write("auto_jacobin", {{"scale", scale_}, {"train_size", X.size(0)}});
+    }
+  }
+
+  void after_train(Trainer&) override { tangents_ = torch::Tensor(); }
+
+  LossMap step(const Batch& batch, Trainer& trainer) override {
+    torch::Tensor x = batch.x.flatten(1).to(torch::kFloat32) * scale_;
+    torch::Tensor T;
+    if (o_.jacobian) {
+      HL_CHECK(tangents_.defined(), "auto_jacobin: step before the tangents were computed");
+      torch::Tensor rows = trainer.training_set().rows_of(batch.index.to(torch::kCPU));
+      HL_CHECK(rows.min().item<int64_t>() >= 0,
+               "auto_jacobin: a batch item is not in the training set (no tangent basis)");
+      T = tangents_.index_select(0, rows).to(x.device());
+    }
+    // DAutoBin's corruption (eq. 8), drawn once so every evaluation of the
+    // line search sees the same noisy batch.
+    torch::Tensor xin = x;
+    if (o_.noise > 0) xin = x * (torch::rand_like(x) > o_.noise).to(x.scalar_type());
+    int64_t evals = 0;
+    LossMap out = trainer.optimize("model", [&] {
+      ++evals;
+      return cost(x, xin, T);
+    });
+    out.emplace_back("evals", torch::tensor(static_cast<double>(evals), torch::kFloat64));
+    return out;
+  }
+
+  torch::Tensor embed(const torch::Tensor& x) override {
+    HL_CHECK(initialised_, "auto_jacobin used before training");
+    torch::NoGradGuard no_grad;
+    auto [W, b] = hash_function();
+    torch::Tensor v = torch::matmul(torch::flatten(x.to(torch::kFloat32).to(torch::kCPU), 1), W);
+    return b.defined() ? v + b : v;
+  }
+
+  void save(torch::serialize::OutputArchive& a) const override {
+    torch::serialize::OutputArchive net;
+    net_->save(net);
+    a.write("net", net);
+    a.write("scale", torch::tensor(scale_, torch::kFloat64));
+    a.write("initialised", torch::tensor(static_cast<int64_t>(initialised_)));
+  }
+  void load(torch::serialize::InputArchive& a) override {
+    torch::serialize::InputArchive net;
+    torch::Tensor scale, init;
+    if (!a.try_read("net", net) || !a.try_read("scale", scale) ||
+        !a.try_read("initialised", init))
+      fail("auto_jacobin state: missing 'net', 'scale' or 'initialised'");
+    net_->load(net);
+    scale_ = scale.item<double>();
+    initialised_ = init.item<int64_t>() != 0;
+  }
+
+  std::vector<std::string> encode_options() const override { return {"code_bias"}; }
+
+  torch::jit::Module to_torchscript(const MethodContext& ctx) const override {
+    HL_CHECK(initialised_, "auto_jacobin: nothing to export before training");
+    auto [W, b] = hash_function();
+    return exporter::export_linear_hasher("auto_jacobin", W, torch::Tensor(), ctx, b);
+  }
+
+ private:
+  // The codes' linear function: W = s W1^T [D, d] and b1 (or undefined), float, CPU.
+  std::pair<torch::Tensor, torch::Tensor> hash_function() const {
+    torch::Tensor W = (net_->W1.detach().to(torch::kCPU, torch::kFloat64) * scale_)
+                          .t()
+                          .contiguous()
+                          .to(torch::kFloat32);
+    torch::Tensor b;
+    if (o_.code_bias) b = net_->b1.detach().to(torch::kCPU, torch::kFloat32).clone();
+    return {W, b};
+  }
+
+  // §III-B: s = scale / max ||x||; the tied PCA initialisation.
+  void initialise(const torch::Tensor& X) {
+    torch::NoGradGuard no_grad;
+    double max_norm = X.to(torch::kFloat64).norm(2, 1).max().item<double>();
+    HL_CHECK(max_norm > 0, "auto_jacobin: every training item is zero");
+    scale_ = o_.scale / max_norm;
+    torch::Tensor Xs = X.to(torch::kFloat64) * scale_;
+    torch::Tensor mu = Xs.mean(0);
+    torch::Tensor P = baselines::pca_directions(Xs - mu, o_.bits);  // [D, d]
+    torch::Tensor W1 = P.matmul(random_rotation(o_.bits, seed_)).t().contiguous();  // [d, D]
+    auto dev = net_->W1.device();
+    net_->W1.copy_(W1.to(dev, torch::kFloat32));
+    net_->W2.copy_(W1.t().to(dev, torch::kFloat32));
+    net_->b1.copy_((-W1.matmul(mu)).to(dev, torch::kFloat32));
+    net_->b2.copy_(mu.to(dev, torch::kFloat32));
+    initialised_ = true;
+    log().info("auto_jacobin: data scale {:.6g} (= {} / max norm {:.6g}); PCA initialisation",
+               scale_, o_.scale, max_norm);
+  }
+
+  // Eq. 5 (+ CAutoBin's term) on one batch: x clean [B, D] (scaled), xin the
+  // network's input (x, or x corrupted), T [B, D, d] or undefined.
+  LossMap cost(const torch::Tensor& x, const torch::Tensor& xin, const torch::Tensor& T) {
+    const auto& W1 = net_->W1;
+    const auto& b1 = net_->b1;
+    const auto& W2 = net_->W2;
+    const auto& b2 = net_->b2;
+    const int64_t B = x.size(0);
+    torch::Tensor y = torch::tanh(torch::addmm(b1, xin, W1.t()));
+    torch::Tensor z = torch::tanh(torch::addmm(b2, y, W2.t()));
+    torch::Tensor recon = (x - z).pow(2).sum();
+    torch::Tensor M = torch::mm(y.t(), y) - static_cast<double>(B) * torch::eye(o_.bits, y.options());
+    torch::Tensor binary = torch::sqrt(M * M + o_.epsilon).sum();
+    torch::Tensor loss = recon + o_.alpha * binary;
+    LossMap out;
+    out.emplace_back("recon", recon.detach());
+    if (o_.jacobian) {
+      torch::Tensor jac = models::jacobian_term(x, W1, b1, W2, b2, T);
+      loss = loss + jac;
+      out.emplace_back("jacobian", jac.detach());
+    }
+    out.emplace_back("binary", binary.detach());
+    if (o_.contractive > 0) {
+      // ||dy/dx||_F^2 = Σ_k (1 - y_k^2)^2 ||W1_k||^2, at the clean input.
+      torch::Tensor yc = o_.noise > 0 ? torch::tanh(torch::addmm(b1, x, W1.t())) : y;
+      torch::Tensor s2 = (1 - yc * yc).pow(2);                     // [B, d]
+      torch::Tensor contractive = torch::mv(s2, W1.pow(2).sum(1)).sum();
+      loss = loss + o_.contractive * contractive;
+      out.emplace_back("contractive", contractive.detach());
+    }
+    out.insert(out.begin(), {"loss", loss});
+    return out;
+  }
+
+  AutoJacoBinOptions o_;
+  int64_t D_;
+  uint64_t seed_;
+  AutoEncoder net_;
+  double scale_ = 1.0;
+  bool initialised_ = false;
+  torch::Tensor tangents_;  // [N, D, d] float, CPU, by training-set row (while training)
+};
+
+}  // namespace
+
+void register_auto_jacobin(MethodRegistry& registry) {
+  registry.add("auto_jacobin", method_factory<AutoJacoBinMethod>(),
+               "Auto-JacoBin (auto-encoder Jacobian binary hashing) and the AutoBin, DAutoBin, "
+               "CAutoBin variants: a tanh auto-encoder fitted to local tangents, codes from its "
+               "hidden signs");
+}
+
+}  // namespace hashlab
