@@ -196,6 +196,21 @@ codes::Codes encode_indices(Method& method, const data::Dataset& ds, const torch
   return method.make_codes(codes);
 }
 
+nlohmann::json evaluate_code_sets(const codes::Codes& q, const codes::Codes& db,
+                                  const data::Dataset& ds, const data::Split& split,
+                                  const data::DataOptions& dopts, const eval::EvalOptions& opts,
+                                  const torch::Tensor& query_vectors) {
+  if (ds.has_labels() && dopts.protocol == "label") {
+    auto ql = ds.labels.index_select(0, split.query);
+    auto dl = ds.labels.index_select(0, split.database);
+    return eval::evaluate_codes(q, db, ql, dl, opts, query_vectors);
+  }
+  if (!ds.features.defined()) fail("evaluation: the Euclidean protocol needs in-memory features");
+  auto f = ds.features.flatten(1).to(torch::kFloat32);
+  return eval::evaluate_codes_euclidean(q, db, f.index_select(0, split.query),
+                                        f.index_select(0, split.database), opts);
+}
+
 nlohmann::json evaluate_run(Method& method, const data::Dataset& ds, const data::Split& split,
                             const data::DataOptions& dopts, Section eval_cfg, torch::Device device,
                             int64_t batch_size, codes::Codes* qcodes_out,
@@ -205,23 +220,12 @@ nlohmann::json evaluate_run(Method& method, const data::Dataset& ds, const data:
   auto q = encode_indices(method, ds, split.query, dopts, device, batch_size);
   auto db = encode_indices(method, ds, split.database, dopts, device, batch_size);
   double t_encode = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  nlohmann::json r;
-  if (ds.has_labels() && dopts.protocol == "label") {
-    auto ql = ds.labels.index_select(0, split.query);
-    auto dl = ds.labels.index_select(0, split.database);
-    // Asymmetric PQ distances rank the queries' un-quantised embeddings.
-    torch::Tensor query_vectors;
-    if (opts.pq_distance == "adc")
-      query_vectors = map_indices(method, ds, split.query, dopts, device, batch_size,
-                                  [&](const torch::Tensor& x) { return method.embed(x); });
-    r = eval::evaluate_codes(q, db, ql, dl, opts, query_vectors);
-  } else {
-    if (!ds.features.defined())
-      fail("evaluation: the Euclidean protocol needs in-memory features");
-    auto f = ds.features.flatten(1).to(torch::kFloat32);
-    r = eval::evaluate_codes_euclidean(q, db, f.index_select(0, split.query),
-                                       f.index_select(0, split.database), opts);
-  }
+  // Asymmetric PQ distances rank the queries' un-quantised embeddings.
+  torch::Tensor query_vectors;
+  if (opts.pq_distance == "adc" && ds.has_labels() && dopts.protocol == "label")
+    query_vectors = map_indices(method, ds, split.query, dopts, device, batch_size,
+                                [&](const torch::Tensor& x) { return method.embed(x); });
+  nlohmann::json r = evaluate_code_sets(q, db, ds, split, dopts, opts, query_vectors);
   r["method"] = method.name();
   r["encode_seconds"] = t_encode;
   r["eval_seconds"] =

@@ -26,6 +26,7 @@
 #include "csrc/codes/code_file.h"
 #include "csrc/core/config.h"
 #include "csrc/core/fs_util.h"
+#include "csrc/eval/metrics.h"
 #include "datasets/dataset.h"
 #include "datasets/splits.h"
 #include "trainers/method.h"
@@ -70,6 +71,16 @@ LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& o
 codes::Codes encode_indices(Method& method, const data::Dataset& dataset,
                             const torch::Tensor& indices, const data::DataOptions& data_opts,
                             torch::Device device, int64_t batch_size);
+
+// Evaluates query codes against database codes of the split by the data's
+// protocol: labels (label protocol), or the true Euclidean neighbours in the
+// raw features (Euclidean protocol, or unlabelled data). `query_vectors`:
+// the queries' embeddings for asymmetric PQ distances (label protocol).
+nlohmann::json evaluate_code_sets(const codes::Codes& query, const codes::Codes& database,
+                                  const data::Dataset& dataset, const data::Split& split,
+                                  const data::DataOptions& data_opts,
+                                  const eval::EvalOptions& opts,
+                                  const torch::Tensor& query_vectors = torch::Tensor());
 
 // Evaluates a method on the split's queries against its database with the
 // `eval:` options (label protocol, or Euclidean for unlabelled data).

@@ -105,6 +105,8 @@ EvalOptions EvalOptions::from_yaml(hashlab::Section s) {
   s.get("recall_k", o.recall_k, Range{1, 1e12});
   s.get("recall_at", o.recall_at);
   s.get("m_recall_max", o.m_recall_max, Range{1, 1e12});
+  s.get("m_recall_k", o.m_recall_k);
+  s.get("m_recall_K", o.m_recall_K);
   s.get("sigah_gt", o.sigah_gt, Range{1, 1e12});
   s.get("sigah_curves", o.sigah_curves);
   s.get("sigah_retrieved", o.sigah_retrieved);
@@ -119,6 +121,8 @@ EvalOptions EvalOptions::from_yaml(hashlab::Section s) {
   positive("map_at", o.map_at);
   positive("pn", o.pn);
   positive("recall_at", o.recall_at);
+  positive("m_recall_k", o.m_recall_k);
+  positive("m_recall_K", o.m_recall_K);
   positive("sigah_curves", o.sigah_curves);
   positive("sigah_retrieved", o.sigah_retrieved);
   for (int r : o.radius) HL_CHECK(r >= 0, "{}: radius must be >= 0, got {}", s.where("radius"), r);
@@ -405,14 +409,15 @@ torch::Tensor euclidean_knn(const torch::Tensor& queries, const torch::Tensor& d
 
 namespace {
 struct EuclideanLayout {
-  int64_t recall_at, m_recall, sigah_map, sigah_pre100, sigah_curves, cols;
+  int64_t recall_at, m_recall, sigah_map, sigah_pre100, sigah_curves, grid, cols;
   EuclideanLayout(const EvalOptions& o) {
     recall_at = 0;
     m_recall = recall_at + int64_t(o.recall_at.size());
     sigah_map = m_recall + 1;
     sigah_pre100 = sigah_map + 1;
     sigah_curves = sigah_pre100 + 1;
-    cols = sigah_curves + int64_t(o.sigah_curves.size() * o.sigah_retrieved.size());
+    grid = sigah_curves + int64_t(o.sigah_curves.size() * o.sigah_retrieved.size());
+    cols = grid + int64_t(o.m_recall_k.size() * o.m_recall_K.size());
   }
 };
 }  // namespace
@@ -457,6 +462,18 @@ void EuclideanMetrics::add(int64_t q0, const RankingBlock& ranking) {
       for (int64_t p : sorted) m += double(std::max<int64_t>(0, opts_.m_recall_max - p));
       v[L.m_recall] = m / (double(opts_.m_recall_max) * double(recall_k));
 
+      // The m-Recall grid: the same sum for other k and K.
+      for (size_t a = 0; a < opts_.m_recall_k.size(); ++a) {
+        const int64_t k = std::min(opts_.m_recall_k[a], kgt);
+        sorted.assign(pos.begin(), pos.begin() + k);
+        for (size_t c = 0; c < opts_.m_recall_K.size(); ++c) {
+          const int64_t K = opts_.m_recall_K[c];
+          double mk = 0.0;
+          for (int64_t p : sorted) mk += double(std::max<int64_t>(0, K - p));
+          v[L.grid + a * opts_.m_recall_K.size() + c] = mk / (double(K) * double(k));
+        }
+      }
+
       // SiGAH: relevant = the true top-sigah_gt.
       sorted.assign(pos.begin(), pos.begin() + sigah_gt);
       std::sort(sorted.begin(), sorted.end());
@@ -489,6 +506,10 @@ nlohmann::json EuclideanMetrics::result() const {
     j[fmt::format("recall_at_{}", opts_.recall_at[t])] = safe_div(sums_[L.recall_at + t], nq);
   j["m_recall"] = safe_div(sums_[L.m_recall], nq);
   j["m_recall_max"] = opts_.m_recall_max;
+  for (size_t a = 0; a < opts_.m_recall_k.size(); ++a)
+    for (size_t c = 0; c < opts_.m_recall_K.size(); ++c)
+      j[fmt::format("m_recall_k{}_K{}", opts_.m_recall_k[a], opts_.m_recall_K[c])] =
+          safe_div(sums_[L.grid + a * opts_.m_recall_K.size() + c], nq);
   j["sigah_gt"] = std::min(opts_.sigah_gt, gt_.size(1));
   j["sigah_map"] = safe_div(sums_[L.sigah_map], nq);
   j["sigah_pre100"] = safe_div(sums_[L.sigah_pre100], nq);
@@ -545,6 +566,7 @@ nlohmann::json evaluate_euclidean(const torch::Tensor& query_codes, const torch:
   const int64_t nq = query_codes.size(0), n_db = db_codes.size(0);
   int64_t k_gt = std::max(opts.recall_k, opts.sigah_gt);
   for (int64_t n : opts.sigah_curves) k_gt = std::max(k_gt, n);
+  for (int64_t n : opts.m_recall_k) k_gt = std::max(k_gt, n);
   k_gt = std::min(k_gt, n_db);
   EuclideanMetrics metrics(opts, n_db, euclidean_knn(query_features, db_features, k_gt, opts.threads));
   const int64_t block = query_block(opts, n_db);

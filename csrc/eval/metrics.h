@@ -61,6 +61,9 @@ struct EvalOptions {
   int64_t recall_k = 100;                                // k true neighbours (eq. 6)
   std::vector<int64_t> recall_at{1, 10, 100, 1000, 10000};  // i values reported
   int64_t m_recall_max = 10000;                          // K of eq. 7
+  // A grid of m-Recall values besides the one above: m_recall_k<k>_K<K> for
+  // every k in m_recall_k and K in m_recall_K (empty: none).
+  std::vector<int64_t> m_recall_k, m_recall_K;
   int64_t sigah_gt = 1000;                               // SiGAH relevant set size
   std::vector<int64_t> sigah_curves{1, 10, 100, 1000};   // R-1K
   std::vector<int64_t> sigah_retrieved{1, 10, 100, 1000, 10000};  // T of each curve point
@@ -72,7 +75,8 @@ struct EvalOptions {
   int threads = 0;                           // <= 0: at::get_num_threads()
 
   // Keys: map_at, map_all, tie_aware, skip_no_relevant, radius, pn, pr_curve,
-  // recall_k, recall_at, m_recall_max, sigah_gt, sigah_curves, sigah_retrieved,
+  // recall_k, recall_at, m_recall_max, m_recall_k, m_recall_K, sigah_gt, sigah_curves,
+  // sigah_retrieved,
   // pq_distance, block_mb, threads. Unknown keys are errors.
   static EvalOptions from_yaml(hashlab::Section s);
 };
@@ -143,7 +147,7 @@ torch::Tensor euclidean_knn(const torch::Tensor& queries, const torch::Tensor& d
 // Euclidean-protocol metrics from the true neighbours (int64 [nq, k_gt],
 // k_gt >= max(recall_k, sigah_gt) where those are used; columns in distance
 // order) and rankings by a hash/quantizer distance: recall_at_<i> (eq. 6),
-// m_recall (eq. 7, K = m_recall_max), sigah_map, sigah_pre100, sigah_r<n>
+// m_recall (eq. 7, K = m_recall_max), m_recall_k<k>_K<K> (the grid), sigah_map, sigah_pre100, sigah_r<n>
 // ({T: recall} per n in sigah_curves), num_queries, num_database.
 class EuclideanMetrics {
  public:

@@ -22,57 +22,65 @@ using torch::autograd::variable_list;
 //   ga1 = dJ/ds o (-2 y s) + dy o s:  dW1 += ga1 x^T, db1 = ga1.
 // Each is summed over the batch. Test: JacobianTerm.* against autograd through
 // dz/dx and against central differences.
+// Layout. Every product over the batch is one GEMM with a shared 2-D
+// operand: T is taken as Tp [D, B, d] (item b's basis is Tp[:, b, :]), so
+// W1 T_b for all b is W1 [d, D] x Tp [D, B d], and the per-item d x d
+// matrices P, U, Gp, Gu live as [d, B, d]; K_b = sum_i r_bi^2 W2_i^T W2_i is
+// (r o r) [B, D] x W2W2 [D, d^2] with W2W2_i = vec(W2_i^T W2_i). Per-item
+// products (bmm) of these sizes run 5-50x slower on CPU than the folded GEMMs.
 struct JacobianTermFunction : public torch::autograd::Function<JacobianTermFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& W1, const torch::Tensor& b1,
                                const torch::Tensor& W2, const torch::Tensor& b2,
                                const torch::Tensor& T) {
     torch::NoGradGuard ng;
+    const int64_t B = T.size(0), D = T.size(1), d = T.size(2);
     auto y = torch::tanh(torch::addmm(b1, x, W1.t()));  // [B, d]
     auto z = torch::tanh(torch::addmm(b2, y, W2.t()));  // [B, D]
     auto s = 1 - y * y;
     auto r = 1 - z * z;
-    auto Q = torch::mm(W1, W1.t());                                          // [d, d]
-    // Each product is one with a shared 2-D operand (one large GEMM after
-    // folding the batch): batched products of per-item matrices (bmm) run
-    // ~50x slower on CPU at these sizes.
-    auto K = torch::matmul(W2.t().contiguous().unsqueeze(0) * (r * r).unsqueeze(1), W2);  // [B,d,d]
-    auto P = torch::matmul(W1, T);                                           // [B, d, d]
-    auto U = torch::matmul(W2.t(), r.unsqueeze(2) * T);                      // [B, d, d]
-    auto KQs = torch::matmul(K * Q, s.unsqueeze(2)).squeeze(2);              // [B, d]
-    auto PU = (P * U).sum(2);                                                // [B, d]
+    auto Q = torch::mm(W1, W1.t());                                    // [d, d]
+    auto Tp = T.permute({1, 0, 2}).contiguous();                       // [D, B, d]
+    auto W2W2 = (W2.unsqueeze(2) * W2.unsqueeze(1)).reshape({D, d * d});  // [D, d^2]
+    auto K = torch::mm(r * r, W2W2).view({B, d, d});                   // [B, d, d]
+    auto P = torch::mm(W1, Tp.view({D, B * d})).view({d, B, d});       // [d, B, d]: W1 T_b
+    auto rT = Tp * r.t().contiguous().unsqueeze(2);                                // [D, B, d]: diag(r_b) T_b
+    auto U = torch::mm(W2.t(), rT.view({D, B * d})).view({d, B, d});   // W2^T diag(r_b) T_b
+    auto KQs = torch::bmm(K * Q, s.unsqueeze(2)).squeeze(2);           // [B, d]
+    auto PU = (P * U).sum(2).t();                                      // [B, d]
     auto rank = (T.abs().sum(1) > 0).sum().to(x.scalar_type());
-    ctx->save_for_backward({x, W1, W2, T, y, z, K, P, U, KQs, PU});
+    ctx->save_for_backward({x, W1, W2, Tp, y, z, K, P, U, KQs, PU, W2W2});
     return (s * KQs).sum() - 2 * (s * PU).sum() + rank;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     auto v = ctx->get_saved_variables();
-    const auto &x = v[0], &W1 = v[1], &W2 = v[2], &T = v[3], &y = v[4], &z = v[5], &K = v[6],
-               &P = v[7], &U = v[8], &KQs = v[9], &PU = v[10];
+    const auto &x = v[0], &W1 = v[1], &W2 = v[2], &Tp = v[3], &y = v[4], &z = v[5], &K = v[6],
+               &P = v[7], &U = v[8], &KQs = v[9], &PU = v[10], &W2W2 = v[11];
+    const int64_t D = Tp.size(0), B = Tp.size(1), d = Tp.size(2);
     auto s = 1 - y * y;  // [B, d]
     auto r = 1 - z * z;  // [B, D]
     auto Q = torch::mm(W1, W1.t());
     auto ss = s.unsqueeze(2) * s.unsqueeze(1);  // [B, d, d]
-    auto M = ss * Q;
+    auto M = (ss * Q).view({B, d * d});
     auto N = ss * K;
-    auto gs = 2 * KQs - 2 * PU;                         // [B, d]
-    auto gW1 = 2 * torch::mm(N.sum(0), W1);             // via Q
-    auto WM = torch::matmul(W2, M);                     // [B, D, d]: rows W2_k M_b
-    auto gW2 = 2 * ((r * r).unsqueeze(2) * WM).sum(0);  // via K
-    auto gr = 2 * r * (WM * W2).sum(2);                 // [B, D]
-    auto Gp = -2 * s.unsqueeze(2) * U;                  // [B, d, d]
-    auto Gu = -2 * s.unsqueeze(2) * P;
-    const int64_t B = T.size(0), D = T.size(1), d = T.size(2);
-    // sum_b Gp_b T_b^T as one [d, B d] x [B d, D] product.
-    gW1 = gW1 + torch::mm(Gp.permute({1, 0, 2}).reshape({d, B * d}),
-                          T.permute({0, 2, 1}).reshape({B * d, D}));
-    // via U, without the per-item product T_b Gu_b^T:
-    //   sum_b diag(r_b) T_b Gu_b^T as one [D, B d] x [B d, d] product;
-    //   sum_i W2_ki (T_b Gu_b^T)_ki = sum_j T_b[k, j] (W2 Gu_b)[k, j].
-    gW2 = gW2 + torch::mm((r.unsqueeze(2) * T).permute({1, 0, 2}).reshape({D, B * d}),
-                          Gu.transpose(1, 2).reshape({B * d, d}));
-    gr = gr + (T * torch::matmul(W2, Gu)).sum(2);
+    auto gs = 2 * KQs - 2 * PU;              // [B, d]
+    auto gW1 = 2 * torch::mm(N.sum(0), W1);  // via Q
+    // via K: gW2_i = 2 W2_i Mbar_i with Mbar_i = sum_b r_bi^2 M_b (symmetric);
+    // gr_bi = 2 r_bi vec(M_b) . W2W2_i.
+    auto Mbar = torch::mm((r * r).t(), M).view({D, d, d});
+    auto gW2 = 2 * torch::bmm(Mbar, W2.unsqueeze(2)).squeeze(2);  // [D, d]
+    auto gr = 2 * r * torch::mm(M, W2W2.t());                    // [B, D]
+    auto sT = s.t().contiguous().unsqueeze(2);                               // [d, B, 1]
+    auto Gp = -2 * sT * U;                                       // [d, B, d]
+    auto Gu = -2 * sT * P;
+    // via P: sum_b Gp_b T_b^T.
+    gW1 = gW1 + torch::mm(Gp.view({d, B * d}), Tp.view({D, B * d}).t());
+    // via U: sum_b diag(r_b) T_b Gu_b^T, and dr_bi = sum_c T_b[i, c] (W2 Gu_b)[i, c].
+    auto rT = Tp * r.t().contiguous().unsqueeze(2);
+    gW2 = gW2 + torch::mm(rT.view({D, B * d}), Gu.view({d, B * d}).t());
+    auto W2Gu = torch::mm(W2, Gu.view({d, B * d})).view({D, B, d});
+    gr = gr + (Tp * W2Gu).sum(2).t();
     auto ga2 = gr * (-2 * z * r);  // [B, D]
     gW2 = gW2 + torch::mm(ga2.t(), y);
     auto gb2 = ga2.sum(0);

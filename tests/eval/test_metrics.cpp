@@ -346,6 +346,8 @@ TEST(EuclideanMetrics, MatchesBruteForce) {
   o.recall_k = 10;
   o.recall_at = {1, 5, 50, 500};
   o.m_recall_max = 40;
+  o.m_recall_k = {1, 7, 20};
+  o.m_recall_K = {3, 40, 90};
   o.sigah_gt = 15;
   o.sigah_curves = {1, 10};
   o.sigah_retrieved = {1, 20, 100};
@@ -384,6 +386,16 @@ TEST(EuclideanMetrics, MatchesBruteForce) {
   for (int64_t q = 0; q < nq; ++q)
     for (int64_t i = 1; i <= 40; ++i) mr += double(found(q, 10, i)) / 10 / 40;
   EXPECT_NEAR(j["m_recall"].get<double>(), mr / nq, 1e-12);
+  // The grid: eq. 7 by brute force for every (k, K).
+  for (int64_t k : o.m_recall_k)
+    for (int64_t K : o.m_recall_K) {
+      double g = 0;
+      for (int64_t q = 0; q < nq; ++q)
+        for (int64_t i = 1; i <= K; ++i) g += double(found(q, k, i)) / double(k) / double(K);
+      EXPECT_NEAR(j["m_recall_k" + std::to_string(k) + "_K" + std::to_string(K)].get<double>(),
+                  g / nq, 1e-12)
+          << k << " " << K;
+    }
   double map = 0, pre = 0;
   for (int64_t q = 0; q < nq; ++q) {
     std::vector<int> rel;

@@ -46,21 +46,22 @@ void run_eval(const EvalCmd& c) {
       auto split = data::make_split(ds, dopts);
       std::string qpath = (fs::path(c.run) / "codes" / "query.hlc").string();
       std::string dbpath = (fs::path(c.run) / "codes" / "database.hlc").string();
-      if (!ds.has_labels()) fail("{}: --from-codes needs labelled data", c.run);
       Section e = cfg.section("eval");
       e.known({"batch_size"});
       auto opts = eval::EvalOptions::from_yaml(e);
-      auto ql = ds.labels.index_select(0, split.query);
-      auto dl = ds.labels.index_select(0, split.database);
       auto q = codes::read_codes(qpath);
       auto db = codes::read_codes(dbpath);
       if (q.kind() != db.kind() || q.nbits() != db.nbits())
         fail("{} has {} but {} has {}", qpath, q.describe(), dbpath, db.describe());
-      if (q.size() != ql.size(0) || db.size() != dl.size(0))
+      if (q.size() != split.query.size(0) || db.size() != split.database.size(0))
         fail("{}: the saved codes ({} queries, {} database items) do not match the run's split "
              "({} and {}); re-encode with `hashlab eval --run {}`",
-             c.run, q.size(), db.size(), ql.size(0), dl.size(0), c.run);
-      r = eval::evaluate_codes(q, db, ql, dl, opts);
+             c.run, q.size(), db.size(), split.query.size(0), split.database.size(0), c.run);
+      if (opts.pq_distance == "adc")
+        fail("{}: --from-codes has no query vectors for eval.pq_distance=adc; evaluate without "
+             "--from-codes",
+             c.run);
+      r = evaluate_code_sets(q, db, ds, split, dopts, opts);
     } else {
       LoadedRun run = load_run(c.run, c.overrides, RunAccess::read, "hashlab eval");
       r = evaluate_run(*run.method, run.dataset, run.split, run.data_options,
