@@ -88,20 +88,39 @@ Tangents local_tangents(const torch::Tensor& X, const TangentOptions& o) {
              torch::zeros({r.N}, x.options())};
   auto gen = at::detail::createCPUGenerator(o.seed);
   auto omega = torch::randn({r.D, r.l}, gen, x.options());
+  // The centred neighbourhood C = Nb - 1 mu^T is never formed: with Nb the
+  // gathered neighbours and mu their mean, C M = Nb M - 1 (mu^T M) and
+  // C^T Y = Nb^T Y - mu (1^T Y); C Omega = (X Omega)[idx] - 1 (mu^T Omega) with
+  // X Omega computed once; ||C||_F^2 = sum ||x_j||^2 - k ||mu||^2 (in double).
+  auto x_omega = torch::mm(x, omega);                    // [N, l]
+  auto sq_norms = x.to(torch::kFloat64).pow(2).sum(1);  // [N]
   for (int64_t b0 = 0; b0 < r.N; b0 += o.block) {
     const int64_t b = std::min(r.N, b0 + o.block) - b0;
-    auto C = centred_neighbourhoods(x, idx.narrow(0, b0, b));  // [b, k, D]
-    auto Ct = C.transpose(1, 2);
-    auto total = C.pow(2).sum({1, 2});
-    auto Q = std::get<0>(torch::linalg_qr(torch::matmul(Ct, torch::matmul(C, omega))));
+    auto nb_idx = idx.narrow(0, b0, b);
+    auto flat = nb_idx.reshape({-1});
+    auto Nb = x.index_select(0, flat).view({b, r.k, r.D});  // [b, k, D]
+    auto mu = Nb.mean(1);                                   // [b, D]
+    auto total = (sq_norms.index_select(0, flat).view({b, r.k}).sum(1) -
+                  double(r.k) * mu.to(torch::kFloat64).pow(2).sum(1))
+                     .clamp_min(0)
+                     .to(x.scalar_type());
+    auto C_times = [&](const torch::Tensor& M) {  // M [b, D, l] -> C M [b, k, l]
+      return torch::bmm(Nb, M) - torch::bmm(mu.unsqueeze(1), M);
+    };
+    auto Ct_times = [&](const torch::Tensor& Y) {  // Y [b, k, l] -> C^T Y [b, D, l]
+      return torch::bmm(Nb.transpose(1, 2), Y) - mu.unsqueeze(2) * Y.sum(1).unsqueeze(1);
+    };
+    auto C_omega = x_omega.index_select(0, flat).view({b, r.k, r.l}) -
+                   torch::mm(mu, omega).unsqueeze(1);
+    auto Q = std::get<0>(torch::linalg_qr(Ct_times(C_omega)));
     for (int64_t it = 0; it < o.iters; ++it)
-      Q = std::get<0>(torch::linalg_qr(torch::matmul(Ct, torch::matmul(C, Q))));  // [b, D, l]
+      Q = std::get<0>(torch::linalg_qr(Ct_times(C_times(Q))));  // [b, D, l]
     // Rayleigh-Ritz: with H = C Q and (H^T H) V = V diag(e), the directions
     // are Q V with energies e (= ||C q||^2 of each). An eigh of the l x l
     // matrix, not an SVD of the k x l one (batched gesdd is ~100x slower here).
-    auto H = torch::matmul(C, Q);
-    auto eigh = torch::linalg_eigh(torch::matmul(H.transpose(1, 2), H));  // ascending
-    auto dirs = torch::matmul(Q, std::get<1>(eigh).flip(2));               // [b, D, l]
+    auto H = C_times(Q);
+    auto eigh = torch::linalg_eigh(torch::bmm(H.transpose(1, 2), H));  // ascending
+    auto dirs = torch::bmm(Q, std::get<1>(eigh).flip(2));                // [b, D, l]
     keep(dirs, std::get<0>(eigh).flip(1), total, r.d, o.energy, t.T.narrow(0, b0, b),
          t.kept.narrow(0, b0, b), t.captured.narrow(0, b0, b));
   }
