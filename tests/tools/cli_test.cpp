@@ -149,6 +149,39 @@ TEST_F(CliTest, TrainBaselineWritesRunDirectoryAndEvaluates) {
   EXPECT_NE(r.out.find("adc ranks PQ codes"), std::string::npos) << r.out;
 }
 
+TEST_F(CliTest, EuclideanRunEvaluatesFromCodesAndSwitchesTheCodeBias) {
+  // Auto-JacoBin on the Euclidean protocol: the saved codes evaluate to the
+  // training run's final metrics (the m-Recall grid included), and the
+  // encode-only option model.code_bias can change at evaluation time.
+  auto cfg = (dir_ / "aj.yaml").string();
+  std::ofstream(cfg) << "_base_: data.yaml\nname: tiny_aj\nmethod: auto_jacobin\nthreads: 1\n"
+                        "data:\n  protocol: euclidean\n  num_queries: 20\n  num_train: 120\n"
+                        "model:\n  bits: 4\n"
+                        "optim: {type: lbfgs, lr: 1, history_size: 1, max_iter: 1, "
+                        "reset_each_step: true, schedule: constant}\n"
+                        "train:\n  iterations: 4\n  batch_size: 60\n"
+                        "eval:\n  m_recall_max: 50\n  m_recall_k: [1, 5]\n  m_recall_K: [10, 50]\n";
+  auto run_dir = dir_ / "run_aj";
+  auto r = run("train -c " + cfg + " --run-dir " + run_dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(last_line(r.out));
+  for (const char* k : {"m_recall", "m_recall_k1_K10", "m_recall_k5_K50", "recall_at_10"})
+    ASSERT_TRUE(j.contains(k)) << k << " in " << j.dump();
+  auto e = run("eval --run " + run_dir.string() + " --from-codes");
+  ASSERT_EQ(e.code, 0) << e.out;
+  auto je = nlohmann::json::parse(last_line(e.out));
+  for (const char* k : {"m_recall", "m_recall_k1_K10", "m_recall_k5_K50", "recall_at_10"})
+    EXPECT_DOUBLE_EQ(je.value(k, -1.0), j[k].get<double>()) << k;
+  EXPECT_FALSE(je.contains("map_all")) << "label metrics for a Euclidean run";
+  e = run("eval --run " + run_dir.string() + " model.code_bias=false");
+  ASSERT_EQ(e.code, 0) << e.out;
+  EXPECT_TRUE(nlohmann::json::parse(last_line(e.out)).contains("m_recall"));
+  // A model option that changes training is still refused.
+  e = run("eval --run " + run_dir.string() + " model.alpha=0.5");
+  EXPECT_NE(e.code, 0);
+  EXPECT_NE(e.out.find("alpha"), std::string::npos) << e.out;
+}
+
 TEST_F(CliTest, TruncatedIdxIsReportedByDataInspect) {
   auto good = dir_ / "images.idx";
   auto bad = dir_ / "truncated.idx";
