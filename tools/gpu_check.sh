@@ -85,12 +85,13 @@ cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DHASHLAB_WITH_OPENCV=AUTO
 grep -q -- '-DHASHLAB_WITH_CUDA=1' "$BUILD/build.ninja" "$BUILD/Makefile" 2>/dev/null || \
   log "warning: HASHLAB_WITH_CUDA is not defined in this build (LibTorch without CUDA?)"
-TARGETS=(test_search)
+TARGETS=(test_search test_methods)
 [[ "${HL_SKIP_CLI:-0}" == 1 ]] || TARGETS+=(hashlab)
 cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]}"
 
-# 4. The CUDA twin against the CPU twin.
+# 4. The CUDA twins against the CPU twins (search kernels; Auto-JacoBin's Jacobian term).
 "$BUILD/test_search" --gtest_filter='*_CUDA*:Hamming*' --gtest_brief=1
+"$BUILD/test_methods" --gtest_filter='*_CUDA*' --gtest_brief=1
 
 # 5. Timing: CPU (ours) vs our CUDA path vs fp16 matmul + topk, same data.
 if [[ "${HL_SKIP_CLI:-0}" != 1 ]]; then
@@ -120,6 +121,9 @@ if [[ "${HL_SKIP_CLI:-0}" != 1 && "${HL_SKIP_TRAIN:-0}" != 1 && -f "$FMNIST/trai
   done
   # WSL's deep variant on the GPU (its batch kNN graph is built on the CPU, then moved).
   "$BUILD/hashlab" train -c "$ROOT/configs/wsl_mlp_fmnist.yaml" device=cuda threads="$JOBS" \
+    --runs-root "$BUILD/runs" "${FM_DATA[@]}"
+  # Auto-JacoBin with its Jacobian term on the GPU (the tangents are computed on the CPU).
+  "$BUILD/hashlab" train -c "$ROOT/configs/auto_jacobin_fmnist.yaml" device=cuda threads="$JOBS" \
     --runs-root "$BUILD/runs" "${FM_DATA[@]}"
 elif [[ "${HL_SKIP_TRAIN:-0}" != 1 ]]; then
   log "no Fashion-MNIST under $FMNIST: DeepQuan GPU runs skipped"

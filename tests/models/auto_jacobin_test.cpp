@@ -196,3 +196,20 @@ TEST(LocalTangents, CoincidentNeighboursKeepNothingAndBadOptionsAreNamed) {
     EXPECT_NE(std::string(e.what()).find("31 neighbours"), std::string::npos) << e.what();
   }
 }
+
+TEST(JacobianTerm, CudaEqualsCpu_CUDA) {
+  // The same ATen code on the GPU (tools/gpu_check.sh runs it; skipped without
+  // a device): value and gradients equal the CPU's in float64.
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible";
+  auto p = make_problem(50, 40, 6, 2, 11);
+  auto cpu = jacobian_term(p.x, p.W1, p.b1, p.W2, p.b2, p.T);
+  auto gc = grads_of(cpu, p);
+  Problem g{p.x.cuda(), p.W1.detach().cuda().requires_grad_(true),
+            p.b1.detach().cuda().requires_grad_(true), p.W2.detach().cuda().requires_grad_(true),
+            p.b2.detach().cuda().requires_grad_(true), p.T.cuda()};
+  auto gpu = jacobian_term(g.x, g.W1, g.b1, g.W2, g.b2, g.T);
+  auto gg = grads_of(gpu, g);
+  EXPECT_NEAR(gpu.item<double>(), cpu.item<double>(), 1e-10 * std::abs(cpu.item<double>()));
+  for (size_t i = 0; i < gc.size(); ++i)
+    EXPECT_TRUE(torch::allclose(gg[i].cpu(), gc[i], 1e-9, 1e-11)) << i;
+}
