@@ -26,6 +26,7 @@
 #include "models/auto_jacobin/method.h"
 #include "models/auto_jacobin/tangents.h"
 #include "models/common/shallow.h"
+#include "tests/util/python_client.h"
 #include "trainers/trainer.h"
 
 namespace fs = std::filesystem;
@@ -306,11 +307,16 @@ TEST(AutoJacoBinMethod, ResumedRunIsBitIdenticalAndExportMatchesEncode) {
     auto module = torch::jit::load((dir / "h.pt").string());
     EXPECT_TRUE(torch::equal(module.run_method("encode", ds.features).toTensor(),
                              m->encode(ds.features)));
+    if (auto py = hashlab::testing::python_encode(dir / "h.pt", ds.features, 1)) {
+      ASSERT_TRUE(py->defined()) << "the Python client failed";
+      EXPECT_TRUE(torch::equal(*py, m->encode(ds.features)));
+    }
     auto v = m->embed(ds.features);
     auto wb = with_b->embed(ds.features);
     EXPECT_TRUE(torch::allclose(bias ? wb : wb - params_of(*with_b).b1, v, 1e-5, 1e-6));
   }
   EXPECT_EQ(make("{bits: 4}", ctx)->encode_options(), std::vector<std::string>{"code_bias"});
+  for (const char* name : {"whole", "cut", "b", "export"}) fs::remove_all(tmpdir(name));
 }
 
 TEST(AutoJacoBinMethod, ToySimplexUsesSevenCodesOnAFixedSeed) {
