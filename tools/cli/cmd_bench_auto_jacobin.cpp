@@ -26,6 +26,7 @@
 #include "datasets/readers/idx.h"
 #include "models/auto_jacobin/jacobian_term.h"
 #include "models/auto_jacobin/tangents.h"
+#include "models/common/shallow.h"
 #include "tools/cli/commands.h"
 
 namespace {
@@ -139,11 +140,37 @@ struct TangentBench {
   std::string data = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
   int64_t n = 10000, d = 32, check = 100;
   int threads = 2;
+  bool floor = false;
   hashlab::models::TangentOptions opts;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The Jacobian term's floor. Any network z(x) = tanh(W2 tanh(W1 x + b1) + b2)
+// has Jacobians G_i = diag(r_i) W2 diag(s_i) W1 whose rows lie in S = the row
+// space of W1 (d dimensions), so ||G_i - T_i T_i^T||^2 >= ||T_i T_i^T (I - P_S)||^2
+// = kept_i - ||P_S T_i||_F^2. The S that minimises the sum is spanned by the top
+// d eigenvectors of M = (1/n) sum_i T_i T_i^T, giving the floor
+// mean(kept) - (sum of M's top d eigenvalues). Also printed: the same residual
+// for S = the data's top-d PCA subspace (where training starts, and what the
+// reconstruction term alone favours).
+void print_floor(const torch::Tensor& X, const hashlab::models::Tangents& t, int64_t d) {
+  const int64_t n = t.T.size(0), D = t.T.size(1);
+  auto A = t.T.permute({1, 0, 2}).reshape({D, n * d}).to(torch::kFloat64);
+  auto M = torch::mm(A, A.t()) / double(n);  // [D, D]
+  auto eig = torch::linalg_eigvalsh(M).flip(0);
+  const double kept = t.kept.to(torch::kFloat64).mean().item<double>();
+  const double best = eig.narrow(0, 0, d).sum().item<double>();
+  auto Xd = X.to(torch::kFloat64);
+  auto P = hashlab::baselines::pca_directions(Xd - Xd.mean(0), d);  // [D, d]
+  const double pca = torch::mm(P.t(), torch::mm(M, P)).trace().item<double>();
+  std::cout << fmt::format(
+      "Jacobian term floor per item, any network with a {}-dim code subspace: {:.2f} (the best "
+      "subspace holds {:.2f} of the {:.2f} tangent directions); with the data's top-{} PCA "
+      "subspace: {:.2f} (it holds {:.2f})\n",
+      d, kept - best, best, kept, d, kept - pca, pca);
 }
 
 void run_tangents(TangentBench b) {
@@ -170,6 +197,7 @@ void run_tangents(TangentBench b) {
                            "mean {:.1f}, min {}, max {}\n",
                            t_knn, t_all - t_knn, t_all, fast.kept.to(torch::kFloat64).mean().item<double>(),
                            fast.kept.min().item<int64_t>(), fast.kept.max().item<int64_t>());
+  if (b.floor) print_floor(X, fast, b.d);
   if (b.check <= 0) return;
   auto rows = torch::randperm(b.n, torch::kLong).narrow(0, 0, std::min(b.check, b.n));
   t0 = std::chrono::steady_clock::now();
@@ -203,6 +231,9 @@ void add(CLI::App& app) {
     c->add_option("--iters", b->opts.iters, "subspace iterations")->capture_default_str();
     c->add_option("--oversample", b->opts.oversample, "extra directions")->capture_default_str();
     c->add_option("--check", b->check, "points checked against exact eigh")->capture_default_str();
+    c->add_flag("--floor", b->floor,
+                "also print the Jacobian term's floor for a d-dim code subspace (the best one, "
+                "and the data's PCA subspace)");
     c->add_option("--threads", b->threads, "CPU threads")->check(CLI::Range(1, 4096))->capture_default_str();
     c->callback([b] { run_tangents(*b); });
   }
