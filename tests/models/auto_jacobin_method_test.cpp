@@ -27,6 +27,7 @@
 #include "models/auto_jacobin/tangents.h"
 #include "models/common/shallow.h"
 #include "tests/util/python_client.h"
+#include "tests/util/train_util.h"
 #include "trainers/trainer.h"
 
 namespace fs = std::filesystem;
@@ -246,35 +247,9 @@ TEST(AutoJacoBinMethod, ResumedRunIsBitIdenticalAndExportMatchesEncode) {
   auto ds = surface(200, D, 5);
   auto ctx = ctx_for(D);
   auto run = [&](const std::string& yaml, const std::string& name, int64_t interrupt_at) {
-    auto dir = tmpdir(name);
-    seed_everything(0);
-    auto m = make(yaml, ctx);
-    struct Stop : TrainerHook {
-      int64_t at;
-      explicit Stop(int64_t a) : at(a) {}
-      void after_step(Trainer& t, const LossMap&) override {
-        if (t.step() == at) request_interrupt(SIGINT);
-      }
-    };
-    {
-      data::Loader l(ds, torch::arange(200, torch::kLong), loader_opts(50));
-      Trainer t(*m, &l, steps(8, 50), lbfgs(), torch::kCPU, dir.string(), nullptr);
-      if (interrupt_at > 0) t.add_hook(std::make_shared<Stop>(interrupt_at));
-      try {
-        t.train();
-      } catch (const ExitStatus& e) {
-        EXPECT_EQ(e.code, 130);
-      }
-    }
-    if (interrupt_at < 0) return m;
-    seed_everything(99);
-    auto r = make(yaml, ctx);
-    data::Loader l(ds, torch::arange(200, torch::kLong), loader_opts(50));
-    Trainer t(*r, &l, steps(8, 50), lbfgs(), torch::kCPU, dir.string(), nullptr);
-    t.resume((dir / "last.pt").string());
-    EXPECT_EQ(t.step(), interrupt_at);
-    t.train();
-    return r;
+    return hashlab::testing::train_or_resume([&] { return make(yaml, ctx); }, ds,
+                                             torch::arange(200, torch::kLong), loader_opts(50),
+                                             steps(8, 50), lbfgs(), tmpdir(name), interrupt_at);
   };
   // Auto-JacoBin (tangents recomputed on resume) and DAutoBin (noise drawn from the restored RNG).
   for (std::string yaml : {"{bits: 4}", "{bits: 4, jacobian: false, noise: 0.2}"}) {

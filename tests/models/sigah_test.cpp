@@ -19,6 +19,7 @@
 #include "datasets/loader.h"
 #include "models/sigah/method.h"
 #include "models/sigah/sigah.h"
+#include "tests/util/train_util.h"
 #include "trainers/trainer.h"
 
 namespace fs = std::filesystem;
@@ -162,35 +163,9 @@ TEST(SiGAHMethod, ResumedRunIsBitIdenticalAndExportMatchesEncode) {
   auto ctx = ctx_for(d);
   auto idx = torch::arange(128, torch::kLong);
   auto run = [&](const std::string& name, int64_t interrupt_at) {
-    auto dir = tmpdir(name);
-    seed_everything(0);
-    auto m = make_sigah("{bits: 6}", ctx);
-    struct Stop : TrainerHook {
-      int64_t at;
-      explicit Stop(int64_t a) : at(a) {}
-      void after_step(Trainer& t, const LossMap&) override {
-        if (t.step() == at) request_interrupt(SIGINT);
-      }
-    };
-    {
-      data::Loader l(ds, idx, loader_opts());
-      Trainer t(*m, &l, steps(10), adam(), torch::kCPU, dir.string(), nullptr);
-      if (interrupt_at > 0) t.add_hook(std::make_shared<Stop>(interrupt_at));
-      try {
-        t.train();
-      } catch (const ExitStatus& e) {
-        EXPECT_EQ(e.code, 130);
-      }
-    }
-    if (interrupt_at < 0) return m;
-    seed_everything(99);
-    auto r = make_sigah("{bits: 6}", ctx);
-    data::Loader l(ds, idx, loader_opts());
-    Trainer t(*r, &l, steps(10), adam(), torch::kCPU, dir.string(), nullptr);
-    t.resume((dir / "last.pt").string());
-    EXPECT_EQ(t.step(), interrupt_at);
-    t.train();
-    return r;
+    return hashlab::testing::train_or_resume([&] { return make_sigah("{bits: 6}", ctx); }, ds, idx,
+                                             loader_opts(), steps(10), adam(), tmpdir(name),
+                                             interrupt_at);
   };
   auto whole = run("whole", -1);
   auto resumed = run("cut", 6);
