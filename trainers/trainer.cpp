@@ -210,6 +210,13 @@ void Trainer::save_checkpoint(const std::string& path) {
   a.write("method", m);
   const auto names = optimizer_names();
   for (const auto& n : optimizers_) {
+    // LibTorch's LBFGS keeps `al`, scratch space of history_size tensors
+    // rewritten every iteration, of which only the filled ones are defined; it
+    // cannot serialise the rest. Dropping it changes nothing (a step that finds
+    // none allocates it again), so a resumed run still matches.
+    if (auto* lbfgs = dynamic_cast<torch::optim::LBFGS*>(n.optimizer.get()))
+      for (auto& kv : lbfgs->state())
+        static_cast<torch::optim::LBFGSParamState&>(*kv.second).al(c10::nullopt);
     torch::serialize::OutputArchive o;
     n.optimizer->save(o);
     a.write(optimizer_key(names, n.set.name), o);

@@ -582,8 +582,17 @@ TEST(Engine, LbfgsResumeBitIdenticalWithAndWithoutHistory) {
   // (Until duplicate YAML keys were refused, the second case repeated max_iter
   // and history_size after the first ones, and yaml-cpp kept the first: it
   // silently ran the history case twice.)
-  for (bool history : {true, false}) {
-    OptimOptions o = lbfgs_options(history);
+  // Third case: one iteration per batch with the history kept across batches
+  // (Auto-JacoBin's option), interrupted before the history fills: LibTorch's
+  // scratch vector `al` then holds undefined tensors, which it cannot serialise
+  // (the checkpoint crashed until the trainer dropped that scratch space).
+  for (int history : {1, 0, 2}) {
+    OptimOptions o =
+        history == 2 ? OptimOptions::from_yaml(Config::from_string(
+                                                   "optim: {type: lbfgs, lr: 1, max_iter: 1, "
+                                                   "history_size: 10, schedule: constant}\n")
+                                                   .section("optim"))
+                     : lbfgs_options(history == 1);
     auto run = [&](const std::string& name, int64_t interrupt_at) {
       return train_or_resume<ToyLeastSquares>(
           name, 12, interrupt_at, o, [] { return std::make_unique<ToyLeastSquares>(16); },
