@@ -1,7 +1,6 @@
 #include "models/auto_jacobin/tangents.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 
@@ -95,14 +94,7 @@ Tangents local_tangents(const torch::Tensor& X, const TangentOptions& o) {
   // X Omega computed once; ||C||_F^2 = sum ||x_j||^2 - k ||mu||^2 (in double).
   auto x_omega = torch::mm(x, omega);                    // [N, l]
   auto sq_norms = x.to(torch::kFloat64).pow(2).sum(1);  // [N]
-  // Blocks of neighbourhoods run in parallel, each single-threaded inside (ATen
-  // runs nested parallel regions serially): batched QR/eigh and per-item
-  // products split across threads ran 2-3x slower than on one thread here
-  // (639 s against ~230 s for 10,000 Fashion-MNIST points on 2 cores).
-  const int64_t blocks = (r.N + o.block - 1) / o.block;
-  at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
-  for (int64_t bi = first; bi < last; ++bi) {
-    const int64_t b0 = bi * o.block;
+  for (int64_t b0 = 0; b0 < r.N; b0 += o.block) {
     const int64_t b = std::min(r.N, b0 + o.block) - b0;
     auto nb_idx = idx.narrow(0, b0, b);
     auto flat = nb_idx.reshape({-1});
@@ -132,7 +124,6 @@ Tangents local_tangents(const torch::Tensor& X, const TangentOptions& o) {
     keep(dirs, std::get<0>(eigh).flip(1), total, r.d, o.energy, t.T.narrow(0, b0, b),
          t.kept.narrow(0, b0, b), t.captured.narrow(0, b0, b));
   }
-  });
   return t;
 }
 
