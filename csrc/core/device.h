@@ -1,6 +1,8 @@
 // Devices, threads, seeds and what the machine offers.
 #pragma once
 
+#include <ATen/Parallel.h>
+
 #include <cstdint>
 #include <string>
 
@@ -15,6 +17,22 @@ torch::Device resolve_device(const std::string& spec, const std::string& where =
 
 // Sets LibTorch's intra-op thread count (Debian's LibTorch defaults to 1).
 void set_threads(int n);
+
+// Sets the intra-op thread count for the guard's lifetime (threads <= 0: unchanged).
+class ThreadsGuard {
+ public:
+  explicit ThreadsGuard(int threads) : saved_(at::get_num_threads()) {
+    if (threads > 0 && threads != saved_) at::set_num_threads(threads);
+  }
+  ~ThreadsGuard() {
+    if (at::get_num_threads() != saved_) at::set_num_threads(saved_);
+  }
+  ThreadsGuard(const ThreadsGuard&) = delete;
+  ThreadsGuard& operator=(const ThreadsGuard&) = delete;
+
+ private:
+  int saved_;
+};
 
 // Seeds every generator we use: LibTorch CPU (and CUDA when present).
 void seed_everything(uint64_t seed);

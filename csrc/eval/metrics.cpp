@@ -3,6 +3,8 @@
 // query costs one pass over its ranking plus O(R log R) binary searches.
 #include "csrc/eval/metrics.h"
 
+#include "csrc/core/device.h"
+
 #include <algorithm>
 #include <numeric>
 
@@ -14,22 +16,6 @@
 namespace hashlab::eval {
 
 namespace {
-
-// Sets the intra-op thread count for the lifetime of the guard.
-class ThreadsGuard {
- public:
-  explicit ThreadsGuard(int threads) : saved_(at::get_num_threads()) {
-    if (threads > 0 && threads != saved_) at::set_num_threads(threads);
-  }
-  ~ThreadsGuard() {
-    if (at::get_num_threads() != saved_) at::set_num_threads(saved_);
-  }
-  ThreadsGuard(const ThreadsGuard&) = delete;
-  ThreadsGuard& operator=(const ThreadsGuard&) = delete;
-
- private:
-  int saved_;
-};
 
 int64_t hits_before(const std::vector<int64_t>& pos, int64_t n) {
   return std::lower_bound(pos.begin(), pos.end(), n) - pos.begin();

@@ -11,6 +11,7 @@
 
 #include <ATen/Parallel.h>
 
+#include "csrc/core/device.h"
 #include "csrc/core/error.h"
 #include "csrc/search/kmeans.h"
 #include "csrc/search/pq.h"
@@ -32,17 +33,6 @@ void check_ids(const torch::Tensor& ids, int M, const char* what) {
   TORCH_CHECK(ids.dim() == 2 && ids.size(1) == M && ids.scalar_type() == torch::kUInt8, what,
               ": expected uint8 [n, ", M, "], got ", ids.scalar_type(), " ", ids.sizes());
 }
-
-// Sets the intra-op thread count for the guard's lifetime.
-struct ThreadsGuard {
-  int saved = at::get_num_threads();
-  explicit ThreadsGuard(int threads) {
-    if (threads > 0 && threads != saved) at::set_num_threads(threads);
-  }
-  ~ThreadsGuard() {
-    if (at::get_num_threads() != saved) at::set_num_threads(saved);
-  }
-};
 
 // The k best (distance, index) pairs seen so far; a max-heap on (distance, index).
 class TopKHeap {

@@ -1,5 +1,7 @@
 #include "models/auto_jacobin/tangents.h"
 
+#include "csrc/core/device.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
@@ -86,12 +88,7 @@ Tangents local_tangents(const torch::Tensor& X, const TangentOptions& o) {
   // per-item products contended (OpenBLAS's threads against ATen's) and the
   // 10,000 Fashion-MNIST tangents took 639 s on the 2-core machine, against
   // 270 s on one thread with another job on the other core.
-  const int threads = at::get_num_threads();
-  at::set_num_threads(1);
-  struct Restore {
-    int n;
-    ~Restore() { at::set_num_threads(n); }
-  } restore{threads};
+  ThreadsGuard one_thread(1);
   auto x = X.contiguous();
   auto idx = nearest_neighbours(x, r.k);
   Tangents t{torch::zeros({r.N, r.D, r.d}, x.options()), torch::zeros({r.N}, torch::kLong),
