@@ -1,5 +1,7 @@
 #include "app/job.h"
 
+#include "app/report.h"
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -159,6 +161,18 @@ std::string summary_line(const nlohmann::json& r) {
   return s;
 }
 
+}  // namespace
+
+namespace {
+// report.html of the run as it stands. A report that cannot be written never
+// fails the run: everything it shows is already on disk.
+void write_report(const std::string& run_dir) {
+  try {
+    log().info("report: {}", report::write_run_report(run_dir));
+  } catch (const std::exception& e) {
+    log().warn("no report.html: {}", e.what());
+  }
+}
 }  // namespace
 
 std::string latest_run_dir(const std::string& root, const std::string& name) {
@@ -627,9 +641,11 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     result["final"] = true;
     metrics.write("eval", result);
     log().info("{} done in {:.1f} s: {}", top.method, train_seconds, summary_line(result));
+    write_report(run_dir);
     result["run_dir"] = run_dir;
     return result;
   } catch (const ExitStatus&) {
+    write_report(run_dir);  // interrupted: the curves so far
     throw;
   } catch (const std::exception& e) {
     std::string msg = e.what();
@@ -640,6 +656,7 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
       // metrics.jsonl cannot be written (disk full): the original error matters.
     }
     log_to_file_only(fmt::format("error: {}", msg));
+    write_report(run_dir);
     throw;
   }
 }

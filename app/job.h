@@ -12,6 +12,7 @@
 //     model/method.pt      trained method state (atomic)
 //     model/hasher.pt      TorchScript hasher
 //     codes/query.hlc, codes/database.hlc
+//     report.html          curves and tables (app/report.h), rewritten at the end
 //
 // Top-level config keys: name, seed, threads, device, method, data, model,
 // optim, train, eval, output.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Trains CONFIG and the ITQ and LSH baselines at the same code length on the
-# same data, then prints one summary table (mAP@all, mAP@1000, P@H<=2, time).
+# same data, then prints one summary table (mAP@all, mAP@1000, P@H<=2, time)
+# and names the run's report.html and a comparison page of the three runs.
 #   tools/compare.sh CONFIG [key=value ...]      (needs a built ./build/hashlab)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,3 +25,13 @@ for r in rows:
     print(f"{r['method']:<10}{r['bits']:>6}{r['map_all']:>10.4f}{r.get('map_1000', float('nan')):>10.4f}"
           f"{r.get('p_h2', float('nan')):>9.4f}{r['train_seconds']:>9.1f}  {r['run_dir']}")
 PY
+dirs=()
+for f in main itq lsh; do
+  dirs+=("$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_dir"])' "$OUT/$f.json")")
+done
+main_dir=${dirs[0]}
+cmp="runs/compare-$(basename "$(dirname "$main_dir")")-${bits}b.html"
+"$HASHLAB" report "${dirs[@]}" --out "$cmp" 2>/dev/null
+echo
+echo "report:     $main_dir/report.html"
+echo "comparison: $cmp"

@@ -20,6 +20,8 @@ PACKAGES=(
   dataset-fashion-mnist   # the default dataset
   python3-torch           # Python interop tests (torch.jit.load of exports)
   clang-14 libclang-rt-14-dev  # libFuzzer targets (tools/fuzz.sh)
+  libjs-chart.js          # Chart.js, inlined into report.html (hashlab report)
+  chromium-headless-shell # the report tests open pages in headless Chromium
 )
 
 missing=()

@@ -55,7 +55,8 @@ struct EvalOptions {
   bool tie_aware = true;              // tie-aware mAP@all (Hamming only)
   bool skip_no_relevant = false;      // drop queries with R_K = 0 from mAP@K
   std::vector<int> radius{2};         // P@H<=r, R@H<=r
-  std::vector<int64_t> pn{100, 500, 1000, 5000};  // P@N, R@N
+  // P@N, R@N (a log grid, so reports can draw the curves)
+  std::vector<int64_t> pn{1, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000};
   bool pr_curve = true;               // P/R at every radius 0..B (Hamming only)
   // Euclidean protocol.
   int64_t recall_k = 100;                                // k true neighbours (eq. 6)

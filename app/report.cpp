@@ -1,0 +1,1028 @@
+#include "app/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+#include <yaml-cpp/yaml.h>
+
+#include "csrc/codes/code_file.h"
+#include "csrc/codes/codes.h"
+#include "csrc/core/error.h"
+#include "csrc/core/fs_util.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace hashlab::report {
+namespace {
+
+// ------------------------------------------------------------------ helpers
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string esc(const std::string& s) {
+  std::string o;
+  o.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+// A value for a table cell: integers as integers, metrics with 4 decimals,
+// large values (seconds, losses) with one.
+std::string num(double v) {
+  if (!std::isfinite(v)) return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
+  if (v == std::floor(v) && std::fabs(v) < 1e15) return fmt::format("{}", static_cast<int64_t>(v));
+  if (std::fabs(v) >= 1000) return fmt::format("{:.1f}", v);
+  if (std::fabs(v) < 1e-3) return fmt::format("{:.3g}", v);
+  return fmt::format("{:.4f}", v);
+}
+
+std::optional<double> number_at(const json& j, const std::string& key) {
+  if (!j.is_object()) return std::nullopt;
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number()) return std::nullopt;
+  return it->get<double>();
+}
+
+// {"100": v, "1000": v, ...} -> [(100, v), (1000, v)] in key order.
+std::vector<std::pair<double, double>> keyed_curve(const json& obj) {
+  std::vector<std::pair<double, double>> pts;
+  if (!obj.is_object()) return pts;
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    if (!it.value().is_number()) continue;
+    try {
+      pts.emplace_back(std::stod(it.key()), it.value().get<double>());
+    } catch (const std::exception&) {
+    }
+  }
+  std::sort(pts.begin(), pts.end());
+  return pts;
+}
+
+// Every key `prefix<int>` of `j` as (int, value), sorted.
+std::vector<std::pair<double, double>> prefixed_curve(const json& j, const std::string& prefix) {
+  std::vector<std::pair<double, double>> pts;
+  if (!j.is_object()) return pts;
+  static const std::regex digits("^[0-9]+$");
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    if (k.rfind(prefix, 0) != 0 || !it.value().is_number()) continue;
+    std::string rest = k.substr(prefix.size());
+    if (!std::regex_match(rest, digits)) continue;
+    pts.emplace_back(std::stod(rest), it.value().get<double>());
+  }
+  std::sort(pts.begin(), pts.end());
+  return pts;
+}
+
+json series(const std::string& label, const std::vector<std::pair<double, double>>& pts) {
+  json data = json::array();
+  for (const auto& [x, y] : pts)
+    if (std::isfinite(x) && std::isfinite(y)) data.push_back({x, y});
+  return {{"label", label}, {"data", data}};
+}
+
+json axis(const std::string& label, bool log = false) {
+  json a = {{"label", label}};
+  if (log) a["log"] = true;
+  return a;
+}
+
+json line_chart(const std::string& title, json series_list, json x, json y) {
+  return {{"kind", "line"}, {"title", title}, {"series", std::move(series_list)},
+          {"x", std::move(x)}, {"y", std::move(y)}};
+}
+
+bool has_points(const json& series_list) {
+  for (const auto& s : series_list)
+    if (!s["data"].empty()) return true;
+  return false;
+}
+
+// Thins a curve to at most `max` points, evenly, keeping the last.
+std::vector<std::pair<double, double>> thin(std::vector<std::pair<double, double>> pts, int max) {
+  if (max <= 0 || static_cast<int64_t>(pts.size()) <= max) return pts;
+  std::vector<std::pair<double, double>> out;
+  const double stride = double(pts.size() - 1) / double(max - 1);
+  for (int i = 0; i < max; ++i) out.push_back(pts[static_cast<size_t>(std::llround(i * stride))]);
+  return out;
+}
+
+// ------------------------------------------------------------------ the page
+class Page {
+ public:
+  void raw(const std::string& html) { body_ += html; }
+  void h2(const std::string& title) { body_ += "<h2>" + esc(title) + "</h2>\n"; }
+  void h3(const std::string& title) { body_ += "<h3>" + esc(title) + "</h3>\n"; }
+  void para(const std::string& text) { body_ += "<p>" + esc(text) + "</p>\n"; }
+  void open_grid() { body_ += "<div class=\"grid\">\n"; }
+  void close_grid() { body_ += "</div>\n"; }
+  // A chart spec (see the script's build()); `cls` sizes its box.
+  void chart(json spec, const std::string& cls = "chart") {
+    std::string id = fmt::format("chart{}", charts_.size());
+    spec["id"] = id;
+    body_ += fmt::format("<div class=\"{}\"><canvas id=\"{}\" role=\"img\" aria-label=\"{}\"></canvas>"
+                         "</div>\n",
+                         cls, id, esc(spec.value("title", "")));
+    charts_.push_back(std::move(spec));
+  }
+  void table(const std::vector<std::string>& head, const std::vector<std::vector<std::string>>& rows,
+             const std::string& cls = "") {
+    body_ += "<table" + (cls.empty() ? std::string() : " class=\"" + cls + "\"") + "><thead><tr>";
+    for (const auto& h : head) body_ += "<th>" + esc(h) + "</th>";
+    body_ += "</tr></thead><tbody>\n";
+    for (const auto& r : rows) {
+      body_ += "<tr>";
+      for (const auto& c : r) body_ += "<td>" + esc(c) + "</td>";
+      body_ += "</tr>\n";
+    }
+    body_ += "</tbody></table>\n";
+  }
+  void notices(const std::vector<std::string>& list) {
+    if (list.empty()) return;
+    body_ += "<div class=\"notice\" id=\"report-notices\"><b>Notices</b><ul>";
+    for (const auto& n : list) body_ += "<li>" + esc(n) + "</li>";
+    body_ += "</ul></div>\n";
+  }
+  size_t num_charts() const { return charts_.size(); }
+  std::string render(const std::string& title, const std::string& chartjs) const;
+
+ private:
+  std::string body_;
+  json charts_ = json::array();
+};
+
+constexpr const char* kStyle = R"CSS(
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1280px;padding:0 16px;color:#222}
+h1{font-size:1.5em;margin-bottom:4px}h2{margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.sub{color:#666;margin-top:0}
+table{border-collapse:collapse;margin:8px 0 16px}th,td{border:1px solid #ddd;padding:3px 10px;text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+table.kv td:first-child{font-family:ui-monospace,monospace}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:16px}
+.chart{position:relative;height:320px;border:1px solid #eee;padding:6px}
+.square{position:relative;height:560px;max-width:620px;border:1px solid #eee;padding:6px}
+.notice{background:#fff6d5;border:1px solid #e8c547;padding:8px 12px;margin:12px 0}
+#report-errors{background:#fde2e2;border:1px solid #d33;padding:8px;white-space:pre-wrap}
+pre.config{background:#f7f7f7;padding:12px;overflow:auto;max-height:480px}
+.caption{color:#555;font-size:.9em}
+)CSS";
+
+// Builds Chart.js configurations from the compact specs in #report-data and
+// records for each canvas how it drew, and script errors, in the DOM.
+constexpr const char* kScript = R"JS(
+(function () {
+  'use strict';
+  const errors = [];
+  function recordError(msg) {
+    errors.push(String(msg));
+    const el = document.getElementById('report-errors');
+    el.textContent = errors.join('\n');
+    el.hidden = false;
+  }
+  window.addEventListener('error', function (e) {
+    recordError(e.message + (e.filename ? ' (' + e.filename + ':' + e.lineno + ')' : ''));
+  });
+  const consoleError = console.error;
+  console.error = function () {
+    recordError(Array.prototype.join.call(arguments, ' '));
+    consoleError.apply(console, arguments);
+  };
+  const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2',
+                   '#7f7f7f', '#bcbd22', '#17becf'];
+  function axis(a) {
+    a = a || {};
+    const s = {type: a.log ? 'logarithmic' : 'linear',
+               title: {display: !!a.label, text: a.label || ''}};
+    if (a.min !== undefined) s.min = a.min;
+    if (a.max !== undefined) s.max = a.max;
+    return s;
+  }
+  function base(spec, legend) {
+    return {animation: false, maintainAspectRatio: false, responsive: true,
+            plugins: {title: {display: true, text: spec.title}, legend: {display: legend}}};
+  }
+  function lineConfig(spec) {
+    const options = base(spec, spec.series.length > 1);
+    options.scales = {x: axis(spec.x), y: axis(spec.y)};
+    return {type: 'scatter', options: options, data: {datasets: spec.series.map(function (s, i) {
+      const c = PALETTE[i % PALETTE.length];
+      return {label: s.label, showLine: true, borderColor: c, backgroundColor: c, borderWidth: 1.5,
+              pointRadius: s.data.length > 60 ? 0 : 2.5,
+              data: s.data.map(function (p) { return {x: p[0], y: p[1]}; })};
+    })}};
+  }
+  function barConfig(spec) {
+    const options = base(spec, false);
+    const x = spec.x || {};
+    options.scales = {x: {title: {display: !!x.label, text: x.label || ''}}, y: axis(spec.y)};
+    return {type: 'bar', options: options, data: {labels: spec.labels,
+            datasets: [{label: spec.title, data: spec.values, backgroundColor: '#1f77b4'}]}};
+  }
+  function heatColor(v) {
+    v = Math.max(-1, Math.min(1, v));
+    const r = v < 0 ? Math.round(255 * (1 + v)) : 255;
+    const g = Math.round(255 * (1 - Math.abs(v)));
+    const b = v > 0 ? Math.round(255 * (1 - v)) : 255;
+    return 'rgb(' + r + ',' + g + ',' + b + ')';
+  }
+  function heatmapConfig(spec, caption) {
+    const m = spec.matrix, n = m.length;
+    const cells = {id: 'cells', afterDatasetsDraw: function (chart) {
+      const ctx = chart.ctx, x = chart.scales.x, y = chart.scales.y, a = chart.chartArea;
+      const w = Math.abs(x.getPixelForValue(1) - x.getPixelForValue(0));
+      const h = Math.abs(y.getPixelForValue(1) - y.getPixelForValue(0));
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(a.left, a.top, a.right - a.left, a.bottom - a.top);
+      ctx.clip();
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
+        ctx.fillStyle = heatColor(m[i][j]);
+        ctx.fillRect(x.getPixelForValue(j) - w / 2, y.getPixelForValue(i) - h / 2, w + 0.5, h + 0.5);
+      }
+      ctx.restore();
+    }};
+    const options = base(spec, false);
+    const ticks = {callback: function (v) { return Number.isInteger(v) ? v : ''; }};
+    options.scales = {x: {type: 'linear', min: -0.5, max: n - 0.5, ticks: ticks,
+                          title: {display: true, text: 'bit'}},
+                      y: {type: 'linear', min: -0.5, max: n - 0.5, reverse: true, ticks: ticks,
+                          title: {display: true, text: 'bit'}}};
+    options.plugins.tooltip = {enabled: false};
+    options.onHover = function (e, els, chart) {
+      const j = Math.round(chart.scales.x.getValueForPixel(e.x));
+      const i = Math.round(chart.scales.y.getValueForPixel(e.y));
+      if (caption && i >= 0 && j >= 0 && i < n && j < n)
+        caption.textContent = 'bits ' + i + ' and ' + j + ': correlation ' + m[i][j].toFixed(4);
+    };
+    return {type: 'scatter', options: options, plugins: [cells],
+            data: {datasets: [{label: 'correlation', data: []}]}};
+  }
+  function painted(canvas) {
+    try {
+      const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+      let n = 0;
+      for (let k = 3; k < d.length; k += 4) if (d[k] !== 0) n++;
+      return n;
+    } catch (e) {
+      return -1;
+    }
+  }
+  const specs = JSON.parse(document.getElementById('report-data').textContent);
+  const made = [];
+  if (typeof Chart === 'undefined') {
+    document.body.dataset.reportStatus = 'no-chartjs';
+    return;
+  }
+  specs.forEach(function (spec) {
+    const canvas = document.getElementById(spec.id);
+    try {
+      let cfg;
+      if (spec.kind === 'line') cfg = lineConfig(spec);
+      else if (spec.kind === 'bar') cfg = barConfig(spec);
+      else if (spec.kind === 'heatmap')
+        cfg = heatmapConfig(spec, document.getElementById(spec.id + '-caption'));
+      else throw new Error('unknown chart kind ' + spec.kind);
+      made.push([canvas, new Chart(canvas, cfg)]);
+    } catch (e) {
+      recordError(spec.id + ' (' + spec.title + '): ' + e.message);
+    }
+  });
+  setTimeout(function () {
+    made.forEach(function (mc) {
+      mc[0].dataset.drawn = mc[1].width + 'x' + mc[1].height;
+      mc[0].dataset.painted = painted(mc[0]);
+    });
+    document.body.dataset.charts = made.length;
+    document.body.dataset.reportStatus = 'done';
+  }, 0);
+})();
+)JS";
+
+// Keeps a JSON or script text from closing the <script> element it sits in.
+std::string script_safe(const std::string& s) {
+  std::string o;
+  o.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '<' && i + 1 < s.size() && s[i + 1] == '/') {
+      o += "<\\/";
+      ++i;
+    } else {
+      o += s[i];
+    }
+  }
+  return o;
+}
+
+std::string Page::render(const std::string& title, const std::string& chartjs) const {
+  std::string html;
+  html.reserve(chartjs.size() + body_.size() + 64 * 1024);
+  html += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n";
+  html += "<meta name=\"generator\" content=\"hashlab report\">\n<title>" + esc(title) +
+          "</title>\n<style>" + kStyle + "</style>\n";
+  if (!chartjs.empty()) {
+    // chart.min.js holds no "</script" (checked when read), so it can sit inline.
+    html += "<script>\n" + chartjs + "\n</script>\n";
+  }
+  html += "</head>\n<body>\n<pre id=\"report-errors\" hidden></pre>\n";
+  if (chartjs.empty() && !charts_.empty())
+    html += fmt::format(
+        "<div class=\"notice\">No charts: Chart.js was not found at {} (Debian package "
+        "libjs-chart.js; or set HASHLAB_CHARTJS) when this report was written. The tables are "
+        "complete; regenerate with <code>hashlab report</code> once it is installed.</div>\n",
+        esc(kChartJsPath));
+  html += body_;
+  html += "<script type=\"application/json\" id=\"report-data\">" + script_safe(charts_.dump()) +
+          "</script>\n";
+  html += "<script>" + std::string(kScript) + "</script>\n</body></html>\n";
+  return html;
+}
+
+// ------------------------------------------------------------------ reading
+std::string yaml_string(const YAML::Node& root, std::initializer_list<const char*> path) {
+  try {
+    YAML::Node n = root;
+    for (const char* k : path) {
+      if (!n.IsMap()) return "";
+      n = n[k];
+    }
+    if (n && n.IsScalar()) return n.as<std::string>();
+  } catch (const YAML::Exception&) {
+  }
+  return "";
+}
+
+void read_bit_stats(RunData& r, const ReportOptions& opts) {
+  const fs::path path = fs::path(r.dir) / "codes" / "database.hlc";
+  if (!fs::exists(path)) {
+    r.notices.push_back(fmt::format(
+        "{} does not exist (the run has not finished, or output.save_codes is off): no bit "
+        "balance or bit correlation",
+        path.string()));
+    return;
+  }
+  codes::Codes c;
+  try {
+    c = codes::read_codes(path.string());
+  } catch (const std::exception& e) {
+    r.notices.push_back(fmt::format("no bit statistics: {}", e.what()));
+    return;
+  }
+  if (c.kind() != codes::CodeKind::binary) {
+    r.notices.push_back(fmt::format("{} holds {}: bit balance and correlation apply to binary codes",
+                                    path.string(), c.describe()));
+    return;
+  }
+  const auto& b = c.as_binary();
+  const int64_t n = b.codes.size(0);
+  if (n < 2) {
+    r.notices.push_back(fmt::format("{}: {} codes, too few for bit statistics", path.string(), n));
+    return;
+  }
+  torch::Tensor packed = b.codes;
+  int64_t sampled = n;
+  if (opts.max_corr_rows > 0 && n > opts.max_corr_rows) {
+    const int64_t stride = (n + opts.max_corr_rows - 1) / opts.max_corr_rows;
+    packed = packed.index_select(0, torch::arange(0, n, stride));
+    sampled = packed.size(0);
+  }
+  torch::NoGradGuard ng;
+  torch::Tensor x = codes::unpack_bits(packed, b.nbits).to(torch::kFloat64);  // ±1 [m, B]
+  torch::Tensor mean = x.mean(0);
+  torch::Tensor ones = (mean + 1) / 2;
+  torch::Tensor xc = x - mean;
+  torch::Tensor cov = xc.t().mm(xc) / double(sampled);
+  torch::Tensor var = cov.diagonal();
+  torch::Tensor inv = torch::where(var > 1e-12, var.rsqrt(), torch::zeros_like(var));
+  torch::Tensor corr = cov * inv.unsqueeze(0) * inv.unsqueeze(1);
+  corr = corr.clamp(-1, 1).contiguous();
+  const int B = b.nbits;
+  json ones_j = json::array(), corr_j = json::array();
+  ones = ones.contiguous();
+  var = var.contiguous();  // a diagonal view: copy it before taking its pointer
+  const double* po = ones.data_ptr<double>();
+  const double* pc = corr.data_ptr<double>();
+  const double* pv = var.data_ptr<double>();
+  int constant = 0;
+  double max_abs = 0, sum_abs = 0;
+  int mi = 0, mj = 0;
+  for (int i = 0; i < B; ++i) {
+    ones_j.push_back(std::round(po[i] * 1e5) / 1e5);
+    if (pv[i] <= 1e-12) ++constant;
+    json row = json::array();
+    for (int j = 0; j < B; ++j) {
+      double v = (i == j) ? (pv[i] > 1e-12 ? 1.0 : 0.0) : pc[i * B + j];
+      row.push_back(std::round(v * 1e4) / 1e4);
+      if (i < j) {
+        sum_abs += std::fabs(v);
+        if (std::fabs(v) > max_abs) max_abs = std::fabs(v), mi = i, mj = j;
+      }
+    }
+    corr_j.push_back(std::move(row));
+  }
+  const double pairs = B > 1 ? double(B) * (B - 1) / 2 : 1;
+  r.bit_stats = {{"nbits", B},         {"count", n},
+                 {"sampled", sampled}, {"ones", ones_j},
+                 {"corr", corr_j},     {"constant_bits", constant},
+                 {"mean_abs_corr", sum_abs / pairs}, {"max_abs_corr", max_abs},
+                 {"max_pair", {mi, mj}}};
+}
+
+}  // namespace
+
+RunData read_run(const std::string& dir_in, const ReportOptions& opts) {
+  RunData r;
+  r.dir = dir_in;
+  const fs::path dir(dir_in);
+  if (!fs::is_directory(dir)) fail("{}: not a directory", dir_in);
+  const fs::path cfg_path = dir / "config.yaml", metrics_path = dir / "metrics.jsonl";
+  if (!fs::exists(cfg_path) && !fs::exists(metrics_path))
+    fail("{}: not a run directory (neither config.yaml nor metrics.jsonl)", dir_in);
+
+  // ---- config
+  YAML::Node cfg;
+  if (fs::exists(cfg_path)) {
+    r.config_text = read_text(cfg_path);
+    try {
+      cfg = YAML::Load(r.config_text);
+    } catch (const YAML::Exception& e) {
+      r.notices.push_back(fmt::format("{}: not valid YAML ({})", cfg_path.string(), e.what()));
+    }
+  } else {
+    r.notices.push_back(fmt::format("{} is missing", cfg_path.string()));
+  }
+
+  // ---- metrics.jsonl, line by line: a killed run can leave a cut line.
+  std::map<std::string, std::map<int64_t, json>> by_event;
+  std::vector<std::string> event_order;
+  std::map<int64_t, json> evals;
+  json last_control = json::object();  // the last interrupt or error record
+  if (fs::exists(metrics_path)) {
+    const std::string text = read_text(metrics_path);
+    std::istringstream in(text);
+    std::string line;
+    int64_t lineno = 0, bad = 0;
+    while (std::getline(in, line)) {
+      ++lineno;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      json rec = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (rec.is_discarded() || !rec.is_object()) {
+        ++bad;
+        const bool last = in.peek() == std::char_traits<char>::eof();
+        const bool cut = last && (text.empty() || text.back() != '\n');
+        if (bad <= 5)
+          r.notices.push_back(fmt::format(
+              "{} line {}: {} ({} bytes, starting \"{}\"); skipped", metrics_path.string(), lineno,
+              cut ? "cut short, the last line has no end (the run was killed while writing it)"
+                  : "not a JSON object",
+              line.size(), line.substr(0, 40)));
+        continue;
+      }
+      const std::string ev = rec.value("event", "");
+      if (ev == "start") {
+        ++r.starts;
+        if (rec.contains("method") && rec["method"].is_string()) r.method = rec["method"];
+        if (rec.contains("bits") && rec["bits"].is_number_integer()) r.bits = rec["bits"];
+        continue;
+      }
+      if (ev == "eval") {
+        if (rec.value("final", false)) {
+          r.final_eval = rec;
+        } else {
+          evals[rec.value("step", int64_t{0})] = rec;
+        }
+        continue;
+      }
+      if (ev == "interrupt" || ev == "error") {
+        last_control = rec;
+        continue;
+      }
+      auto st = rec.find("step");
+      if (st != rec.end() && st->is_number_integer()) {
+        if (!by_event.count(ev)) event_order.push_back(ev);
+        by_event[ev][st->get<int64_t>()] = rec;
+      } else {
+        r.other_records.push_back(rec);
+      }
+    }
+    if (bad > 5)
+      r.notices.push_back(fmt::format("{}: {} malformed lines in all, skipped",
+                                      metrics_path.string(), bad));
+    if (lineno == 0) r.notices.push_back(fmt::format("{} is empty", metrics_path.string()));
+  } else {
+    r.notices.push_back(fmt::format("{} is missing: no curves and no final metrics",
+                                    metrics_path.string()));
+  }
+  // "train" first, then the methods' own step records in the order they appeared.
+  std::stable_sort(event_order.begin(), event_order.end(),
+                   [](const std::string& a, const std::string& b) {
+                     return (a == "train") > (b == "train");
+                   });
+  for (const auto& ev : event_order) {
+    std::vector<json> recs;
+    for (auto& [s, rec] : by_event[ev]) recs.push_back(std::move(rec));
+    r.step_records.emplace_back(ev, std::move(recs));
+  }
+  for (auto& [s, rec] : evals) r.evals.push_back(std::move(rec));
+
+  // ---- identity
+  if (r.method.empty()) r.method = yaml_string(cfg, {"method"});
+  if (r.bits == 0) {
+    if (auto b = number_at(r.final_eval, "bits")) r.bits = static_cast<int>(*b);
+    else if (auto s = yaml_string(cfg, {"model", "bits"}); !s.empty()) {
+      try {
+        r.bits = std::stoi(s);
+      } catch (const std::exception&) {
+      }
+    }
+  }
+  std::string name = yaml_string(cfg, {"name"});
+  if (name.empty()) {
+    const fs::path abs = fs::absolute(dir).lexically_normal();
+    name = (abs.has_filename() ? abs : abs.parent_path()).parent_path().filename().string();
+  }
+  static const std::regex bits_suffix("_b[0-9]+$");
+  r.label = std::regex_replace(name, bits_suffix, "");
+  if (r.label.empty()) r.label = name;
+  if (r.final_eval.contains("map_all")) r.protocol = "label";
+  else if (r.final_eval.contains("m_recall")) r.protocol = "euclidean";
+  else r.protocol = yaml_string(cfg, {"data", "protocol"});
+
+  // ---- status
+  if (!r.final_eval.is_null()) {
+    r.status = "finished";
+  } else if (last_control.value("event", "") == "interrupt") {
+    r.status = fmt::format("interrupted at step {}", last_control.value("step", int64_t{0}));
+    r.notices.push_back(fmt::format(
+        "the run was interrupted at step {} and has no final evaluation; `hashlab train --resume "
+        "--run-dir {}` continues it",
+        last_control.value("step", int64_t{0}), dir_in));
+  } else if (last_control.value("event", "") == "error") {
+    r.status = "failed";
+    r.notices.push_back(
+        fmt::format("the run failed: {}", last_control.value("message", std::string("?"))));
+  } else {
+    bool running = false;
+    try {
+      DirLock probe(dir_in, DirLock::Mode::shared, "hashlab report");
+    } catch (const Error&) {
+      running = true;
+    }
+    r.status = running ? "training" : "stopped";
+    r.notices.push_back(
+        running ? std::string("the run is still training: the curves so far, no final evaluation "
+                              "yet (regenerate the report later)")
+                : fmt::format("no final evaluation in {}: the run was stopped before it finished "
+                              "(killed?); `hashlab train --resume --run-dir {}` continues it",
+                              metrics_path.string(), dir_in));
+  }
+  if (r.status == "finished") read_bit_stats(r, opts);
+  return r;
+}
+
+std::string chartjs_source() {
+  const char* env = std::getenv("HASHLAB_CHARTJS");
+  const std::string path = env && *env ? env : kChartJsPath;
+  if (!fs::exists(path)) return "";
+  std::string s = read_text(path);
+  if (s.find("</script") != std::string::npos || s.find("</SCRIPT") != std::string::npos)
+    fail("{}: holds \"</script\", so it cannot be inlined into a report", path);
+  return s;
+}
+
+namespace {
+
+// ------------------------------------------------------------------ sections
+struct Column {
+  std::string key, title;
+};
+
+std::vector<Column> headline_columns(const std::vector<RunData>& runs) {
+  static const std::vector<Column> all = {
+      {"map_all", "mAP@all"},     {"map_1000", "mAP@1000"},       {"p_h2", "P@H<=2"},
+      {"m_recall", "m-Recall"},   {"sigah_map", "SiGAH mAP"},     {"sigah_pre100", "Pre@100"},
+      {"train_seconds", "train s"}};
+  std::vector<Column> cols;
+  for (const auto& c : all)
+    for (const auto& r : runs)
+      if (number_at(r.final_eval, c.key)) {
+        cols.push_back(c);
+        break;
+      }
+  return cols;
+}
+
+std::string cell(const RunData& r, const std::string& key) {
+  auto v = number_at(r.final_eval, key);
+  if (!v) return "–";
+  return key == "train_seconds" ? fmt::format("{:.1f}", *v) : fmt::format("{:.4f}", *v);
+}
+
+// Final-evaluation scalars in a reading order: the headline metrics, then the
+// other metrics, then counts and timings.
+std::vector<std::pair<std::string, double>> final_scalars(const json& f) {
+  std::vector<std::pair<std::string, double>> out;
+  if (!f.is_object()) return out;
+  static const std::vector<std::string> first = {"map_all", "map_all_tie_aware", "m_recall"};
+  static const std::set<std::string> last = {"step", "train_seconds", "session_seconds",
+                                             "encode_seconds", "eval_seconds", "num_queries",
+                                             "num_database", "bits"};
+  for (const auto& k : first)
+    if (auto v = number_at(f, k)) out.emplace_back(k, *v);
+  for (auto it = f.begin(); it != f.end(); ++it) {
+    if (!it.value().is_number() || it.value().is_boolean()) continue;
+    if (std::find(first.begin(), first.end(), it.key()) != first.end() || last.count(it.key()))
+      continue;
+    out.emplace_back(it.key(), it.value().get<double>());
+  }
+  for (const auto& k : last)
+    if (auto v = number_at(f, k)) out.emplace_back(k, *v);
+  return out;
+}
+
+void retrieval_charts(Page& page, const std::vector<const RunData*>& runs, bool overlay) {
+  auto label_of = [&](const RunData* r) {
+    return overlay ? fmt::format("{} {}b", r->label, r->bits) : std::string("precision");
+  };
+  json pr = json::array(), pn = json::array(), rn = json::array(), ri = json::array();
+  for (const RunData* r : runs) {
+    const json& f = r->final_eval;
+    if (f.contains("pr_curve") && f["pr_curve"].is_object()) {
+      const json& c = f["pr_curve"];
+      std::vector<std::pair<double, double>> pts;
+      if (c.contains("precision") && c.contains("recall") && c["precision"].is_array() &&
+          c["recall"].is_array())
+        for (size_t i = 0; i < c["precision"].size() && i < c["recall"].size(); ++i)
+          if (c["recall"][i].is_number() && c["precision"][i].is_number())
+            pts.emplace_back(c["recall"][i].get<double>(), c["precision"][i].get<double>());
+      pr.push_back(series(label_of(r), pts));
+    }
+    if (f.contains("p_at_n")) pn.push_back(series(overlay ? label_of(r) : "P@N", keyed_curve(f["p_at_n"])));
+    if (f.contains("r_at_n")) rn.push_back(series(overlay ? label_of(r) : "R@N", keyed_curve(f["r_at_n"])));
+    auto rec = prefixed_curve(f, "recall_at_");
+    if (!rec.empty()) ri.push_back(series(overlay ? label_of(r) : "Recall@i", rec));
+  }
+  if (has_points(pr))
+    page.chart(line_chart("Precision-recall over Hamming radii 0..B", pr, axis("recall"),
+                          axis("precision")));
+  if (has_points(pn))
+    page.chart(line_chart("Precision@N", pn, axis("N (items retrieved)", true), axis("precision")));
+  if (has_points(rn))
+    page.chart(line_chart("Recall@N", rn, axis("N (items retrieved)", true), axis("recall")));
+  if (has_points(ri)) {
+    std::string k = runs.empty() ? "" : num(runs[0]->final_eval.value("recall_k", 0.0));
+    page.chart(line_chart(fmt::format("Recall@i of the true {} Euclidean neighbours (eq. 6)", k), ri,
+                          axis("i (items retrieved)", true), axis("recall")));
+  }
+}
+
+void sigah_chart(Page& page, const RunData& r) {
+  json s = json::array();
+  for (auto it = r.final_eval.begin(); r.final_eval.is_object() && it != r.final_eval.end(); ++it) {
+    static const std::regex re("^sigah_r([0-9]+)$");
+    std::smatch m;
+    if (std::regex_match(it.key(), m, re) && it.value().is_object())
+      s.push_back(series("R-" + m[1].str(), keyed_curve(it.value())));
+  }
+  if (has_points(s))
+    page.chart(line_chart("SiGAH recall curves: true top-n found among the first T", s,
+                          axis("T (items retrieved)", true), axis("recall")));
+}
+
+void m_recall_grid(Page& page, const json& f) {
+  static const std::regex re("^m_recall_k([0-9]+)_K([0-9]+)$");
+  std::map<int64_t, std::map<int64_t, double>> grid;
+  std::set<int64_t> Ks;
+  for (auto it = f.begin(); f.is_object() && it != f.end(); ++it) {
+    std::smatch m;
+    if (std::regex_match(it.key(), m, re) && it.value().is_number()) {
+      grid[std::stoll(m[1])][std::stoll(m[2])] = it.value().get<double>();
+      Ks.insert(std::stoll(m[2]));
+    }
+  }
+  if (grid.empty()) return;
+  page.h3("m-Recall grid (eq. 7): k true neighbours, first K items");
+  std::vector<std::string> head = {"k"};
+  for (int64_t K : Ks) head.push_back(fmt::format("K={}", K));
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& [k, row] : grid) {
+    std::vector<std::string> cells = {fmt::format("{}", k)};
+    for (int64_t K : Ks) cells.push_back(row.count(K) ? fmt::format("{:.4f}", row.at(K)) : "–");
+    rows.push_back(cells);
+  }
+  page.table(head, rows);
+}
+
+void training_charts(Page& page, const RunData& r, int max_points) {
+  bool any = false;
+  for (const auto& [ev, recs] : r.step_records) {
+    std::vector<std::string> fields;
+    std::set<std::string> seen;
+    for (const auto& rec : recs)
+      for (auto it = rec.begin(); it != rec.end(); ++it)
+        if (it.value().is_number() && !it.value().is_boolean() && it.key() != "step" &&
+            it.key() != "epoch" && seen.insert(it.key()).second)
+          fields.push_back(it.key());
+    for (const auto& field : fields) {
+      std::vector<std::pair<double, double>> pts;
+      for (const auto& rec : recs)
+        if (auto v = number_at(rec, field)) pts.emplace_back(rec["step"].get<double>(), *v);
+      if (pts.empty()) continue;
+      // The methods' own records: a constant field (a histogram's bin count)
+      // says nothing as a curve.
+      if (ev != "train" && std::all_of(pts.begin(), pts.end(),
+                                       [&](const auto& p) { return p.second == pts[0].second; }))
+        continue;
+      if (!any) {
+        page.h2("Training curves");
+        page.para("Every scalar the training logged, per step (units for a fitted method); a "
+                  "resumed run's repeated steps show their last value.");
+        page.open_grid();
+        any = true;
+      }
+      const std::string title = ev == "train" ? field : ev + ": " + field;
+      page.chart(line_chart(title, json::array({series(field, thin(pts, max_points))}),
+                            axis("step"), axis(field)));
+    }
+  }
+  if (any) page.close_grid();
+  // Periodic evaluations.
+  if (r.evals.size() >= 1) {
+    std::set<std::string> keys;
+    for (const auto& e : r.evals)
+      for (auto it = e.begin(); it != e.end(); ++it)
+        if (it.value().is_number() && !it.value().is_boolean() && it.key() != "step" &&
+            it.key() != "bits" && it.key() != "num_queries" && it.key() != "num_database" &&
+            it.key().find("seconds") == std::string::npos)
+          keys.insert(it.key());
+    page.h2("Evaluation during training");
+    page.open_grid();
+    for (const auto& k : keys) {
+      std::vector<std::pair<double, double>> pts;
+      for (const auto& e : r.evals)
+        if (auto v = number_at(e, k)) pts.emplace_back(e.value("step", 0.0), *v);
+      if (auto v = number_at(r.final_eval, k)) pts.emplace_back(r.final_eval.value("step", 0.0), *v);
+      page.chart(line_chart(k, json::array({series(k, pts)}), axis("step"), axis(k)));
+    }
+    page.close_grid();
+  }
+}
+
+void bit_charts(Page& page, const RunData& r) {
+  if (r.bit_stats.is_null()) return;
+  const json& b = r.bit_stats;
+  const int B = b["nbits"];
+  page.h2("Database codes");
+  page.para(fmt::format(
+      "{} codes of {} bits{}. Mean |correlation| between two bits: {:.4f}; the largest is "
+      "{:.4f} (bits {} and {}); {} constant bits.",
+      b["count"].get<int64_t>(), B,
+      b["sampled"] == b["count"] ? std::string()
+                                 : fmt::format(" ({} sampled evenly)", b["sampled"].get<int64_t>()),
+      b["mean_abs_corr"].get<double>(), b["max_abs_corr"].get<double>(),
+      b["max_pair"][0].get<int>(), b["max_pair"][1].get<int>(), b["constant_bits"].get<int>()));
+  page.open_grid();
+  json labels = json::array();
+  for (int i = 0; i < B; ++i) labels.push_back(i);
+  json y = axis("fraction of ones");
+  y["min"] = 0;
+  y["max"] = 1;
+  page.chart({{"kind", "bar"},
+              {"title", "Bit balance: fraction of ones per bit (0.5 is balanced)"},
+              {"labels", labels},
+              {"values", b["ones"]},
+              {"x", axis("bit")},
+              {"y", y}});
+  page.raw("<div>");
+  page.chart({{"kind", "heatmap"},
+              {"title", "Bit correlation (blue -1, white 0, red +1)"},
+              {"matrix", b["corr"]}},
+             "square");
+  page.raw(fmt::format("<p class=\"caption\" id=\"chart{}-caption\">Point at a cell for its "
+                       "value.</p></div>\n",
+                       page.num_charts() - 1));
+  page.close_grid();
+}
+
+std::string heading(const RunData& r) {
+  return fmt::format("{} · {}{} · {}", r.label, r.method.empty() ? "?" : r.method,
+                     r.bits ? fmt::format(" · {} bits", r.bits) : "", r.status);
+}
+
+}  // namespace
+
+std::string run_report_html(const RunData& r, const std::string& chartjs) {
+  Page page;
+  page.raw("<h1>" + esc(heading(r)) + "</h1>\n<p class=\"sub\">" + esc(r.dir) + "</p>\n");
+  page.notices(r.notices);
+
+  // ---- summary
+  std::vector<std::vector<std::string>> rows = {
+      {"method", r.method.empty() ? "?" : r.method},
+      {"code length", r.bits ? fmt::format("{} bits", r.bits) : "?"},
+      {"protocol", r.protocol.empty() ? "?" : r.protocol},
+      {"status", r.status},
+  };
+  if (r.starts > 1) rows.push_back({"sessions", fmt::format("{} (resumed {} times)", r.starts, r.starts - 1)});
+  if (auto v = number_at(r.final_eval, "train_seconds"))
+    rows.push_back({"training time", fmt::format("{:.1f} s", *v)});
+  if (auto v = number_at(r.final_eval, "encode_seconds"))
+    rows.push_back({"encoding time", fmt::format("{:.2f} s", *v)});
+  if (auto v = number_at(r.final_eval, "eval_seconds"))
+    rows.push_back({"evaluation time", fmt::format("{:.2f} s", *v)});
+  if (!r.step_records.empty() && !r.step_records[0].second.empty())
+    rows.push_back({"last logged step",
+                    fmt::format("{}", r.step_records[0].second.back().value("step", int64_t{0}))});
+  page.h2("Run");
+  page.table({"", ""}, rows, "kv");
+
+  // ---- final metrics
+  if (!r.final_eval.is_null()) {
+    page.h2("Final evaluation");
+    std::vector<std::vector<std::string>> m;
+    for (const auto& [k, v] : final_scalars(r.final_eval)) m.push_back({k, num(v)});
+    page.table({"metric", "value"}, m, "kv");
+    m_recall_grid(page, r.final_eval);
+    page.open_grid();
+    retrieval_charts(page, {&r}, false);
+    sigah_chart(page, r);
+    page.close_grid();
+  }
+  training_charts(page, r, ReportOptions{}.max_points);
+  bit_charts(page, r);
+
+  // ---- records without a step (fits, method setup)
+  if (!r.other_records.empty()) {
+    page.h2("Other records");
+    for (const auto& rec : r.other_records) {
+      std::vector<std::vector<std::string>> kv;
+      for (auto it = rec.begin(); it != rec.end(); ++it) {
+        if (it.key() == "event") continue;
+        kv.push_back({it.key(), it.value().is_number() && !it.value().is_boolean()
+                                    ? num(it.value().get<double>())
+                                    : it.value().dump()});
+      }
+      page.h3(rec.value("event", "record"));
+      page.table({"field", "value"}, kv, "kv");
+    }
+  }
+  if (!r.config_text.empty()) {
+    page.h2("Resolved config (config.yaml)");
+    page.raw("<pre class=\"config\">" + esc(r.config_text) + "</pre>\n");
+  }
+  return page.render(heading(r), chartjs);
+}
+
+std::string compare_report_html(const std::vector<RunData>& runs, const std::string& chartjs) {
+  Page page;
+  page.raw(fmt::format("<h1>Comparison of {} runs</h1>\n", runs.size()));
+  std::vector<std::string> notices;
+  for (const auto& r : runs)
+    for (const auto& n : r.notices) notices.push_back(r.label + ": " + n);
+  page.notices(notices);
+
+  const auto cols = headline_columns(runs);
+  std::vector<std::string> head = {"run", "method", "bits", "protocol"};
+  for (const auto& c : cols) head.push_back(c.title);
+  head.push_back("status");
+  head.push_back("directory");
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& r : runs) {
+    std::vector<std::string> row = {r.label, r.method, r.bits ? std::to_string(r.bits) : "?",
+                                    r.protocol};
+    for (const auto& c : cols) row.push_back(cell(r, c.key));
+    row.push_back(r.status);
+    row.push_back(r.dir);
+    rows.push_back(row);
+  }
+  page.h2("Runs");
+  page.table(head, rows);
+
+  // Methods × code lengths, one table per metric.
+  std::vector<std::string> labels;
+  std::set<int> bits;
+  for (const auto& r : runs) {
+    if (std::find(labels.begin(), labels.end(), r.label) == labels.end()) labels.push_back(r.label);
+    if (r.bits) bits.insert(r.bits);
+  }
+  for (const auto& c : cols) {
+    page.h3(c.title + " by code length");
+    std::vector<std::string> h = {"run"};
+    for (int b : bits) h.push_back(fmt::format("{} bits", b));
+    std::vector<std::vector<std::string>> t;
+    for (const auto& l : labels) {
+      std::vector<std::string> row = {l};
+      for (int b : bits) {
+        std::string v = "–";
+        for (const auto& r : runs)
+          if (r.label == l && r.bits == b && number_at(r.final_eval, c.key)) v = cell(r, c.key);
+        row.push_back(v);
+      }
+      t.push_back(row);
+    }
+    page.table(h, t);
+  }
+
+  page.h2("Curves");
+  page.open_grid();
+  std::vector<const RunData*> ptrs;
+  for (const auto& r : runs) ptrs.push_back(&r);
+  retrieval_charts(page, ptrs, true);
+  for (const auto& c : cols) {
+    json s = json::array();
+    for (const auto& l : labels) {
+      std::vector<std::pair<double, double>> pts;
+      for (const auto& r : runs)
+        if (r.label == l && r.bits)
+          if (auto v = number_at(r.final_eval, c.key)) pts.emplace_back(r.bits, *v);
+      std::sort(pts.begin(), pts.end());
+      s.push_back(series(l, pts));
+    }
+    if (bits.size() > 1 && has_points(s))
+      page.chart(line_chart(c.title + " against code length", s, axis("bits", true), axis(c.title)));
+  }
+  page.close_grid();
+  return page.render(fmt::format("hashlab comparison of {} runs", runs.size()), chartjs);
+}
+
+std::string compare_table_csv(const std::vector<RunData>& runs) {
+  auto q = [](const std::string& s) {
+    if (s.find_first_of(",\"\n") == std::string::npos) return s;
+    std::string o = "\"";
+    for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return o + "\"";
+  };
+  const auto cols = headline_columns(runs);
+  std::string out = "run,method,bits,protocol";
+  for (const auto& c : cols) out += "," + c.key;
+  out += ",status,run_dir\n";
+  for (const auto& r : runs) {
+    out += q(r.label) + "," + q(r.method) + "," + (r.bits ? std::to_string(r.bits) : "") + "," +
+           q(r.protocol);
+    for (const auto& c : cols) {
+      auto v = number_at(r.final_eval, c.key);
+      out += "," + (v ? fmt::format("{}", *v) : std::string());
+    }
+    out += "," + q(r.status) + "," + q(r.dir) + "\n";
+  }
+  return out;
+}
+
+std::string compare_table_markdown(const std::vector<RunData>& runs) {
+  std::vector<std::string> labels;
+  std::set<int> bits;
+  for (const auto& r : runs) {
+    if (std::find(labels.begin(), labels.end(), r.label) == labels.end()) labels.push_back(r.label);
+    bits.insert(r.bits);
+  }
+  std::string out;
+  for (const auto& c : headline_columns(runs)) {
+    out += fmt::format("\n{}:\n\n| run |", c.title);
+    for (int b : bits) out += fmt::format(" {} bits |", b);
+    out += "\n|---|";
+    for (size_t i = 0; i < bits.size(); ++i) out += "---|";
+    out += "\n";
+    for (const auto& l : labels) {
+      out += "| " + l + " |";
+      for (int b : bits) {
+        std::string v = "–";
+        for (const auto& r : runs)
+          if (r.label == l && r.bits == b && number_at(r.final_eval, c.key)) v = cell(r, c.key);
+        out += " " + v + " |";
+      }
+      out += "\n";
+    }
+  }
+  return out;
+}
+
+std::string write_run_report(const std::string& run_dir, const ReportOptions& opts) {
+  RunData r = read_run(run_dir, opts);
+  const std::string path = (fs::path(run_dir) / "report.html").string();
+  atomic_write(path, run_report_html(r, chartjs_source()));
+  return path;
+}
+
+}  // namespace hashlab::report

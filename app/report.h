@@ -1,0 +1,81 @@
+// Run reports: one self-contained HTML file per run directory (report.html),
+// and a comparison of several runs (`hashlab report RUN1 RUN2 ... --out F`).
+//
+// A report reads only the run directory: config.yaml, metrics.jsonl (every
+// record: the final evaluation, periodic evaluations, training records, the
+// methods' own records) and codes/database.hlc (bit balance and bit
+// correlation). It never needs the dataset, so it can be regenerated at any
+// time, also while the run is still training (the curves so far) or after it
+// was killed. Whatever is missing or malformed (a metrics line cut short by a
+// kill, no final evaluation, no codes) is reported as a notice at the top of
+// the page; the report is still written.
+//
+// The page inlines Chart.js (Debian's libjs-chart.js, read from
+// kChartJsPath or $HASHLAB_CHARTJS) and the data as JSON, so it opens offline
+// with no fetch. Every chart's canvas records how it drew (data-drawn =
+// "WxH", data-painted = non-transparent pixels) and the page records script
+// errors in #report-errors and data-report-status="done" on <body> when
+// finished, so a headless browser's DOM dump can check it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace hashlab::report {
+
+inline constexpr const char* kChartJsPath = "/usr/share/javascript/chart.js/chart.min.js";
+
+// Everything a report uses from one run directory.
+struct RunData {
+  std::string dir;
+  std::string label;        // config `name` without a trailing _b<bits>, else the directory
+  std::string method;       // "" when unknown
+  int bits = 0;             // 0 when unknown
+  std::string protocol;     // "label", "euclidean" or ""
+  std::string status;       // "finished", "interrupted at step N", "failed: ...", ...
+  std::string config_text;  // config.yaml as written ("" when missing)
+  int starts = 0;           // "start" records (1 + times resumed)
+  nlohmann::json final_eval;                // the final "eval" record, or null
+  std::vector<nlohmann::json> evals;        // periodic evaluations, by step
+  // Per event ("train", "code_histogram", ...), records that carry a step,
+  // the last one of each step (a resumed run repeats steps after its
+  // checkpoint), in step order.
+  std::vector<std::pair<std::string, std::vector<nlohmann::json>>> step_records;
+  std::vector<nlohmann::json> other_records;  // records without a step (fit, method setup)
+  // Database codes: {"nbits", "count", "sampled", "ones": [...], "corr": [[...]]}, or null.
+  nlohmann::json bit_stats;
+  std::vector<std::string> notices;  // what is missing or malformed, in words
+};
+
+struct ReportOptions {
+  int64_t max_corr_rows = 200000;  // database codes sampled for the bit correlation
+  int max_points = 2000;           // per training curve (evenly thinned beyond that)
+};
+
+// Reads a run directory. Throws hashlab::Error only when `dir` is not a
+// directory or holds neither config.yaml nor metrics.jsonl; every other
+// problem becomes a notice.
+RunData read_run(const std::string& dir, const ReportOptions& opts = {});
+
+// Chart.js source (kChartJsPath, or $HASHLAB_CHARTJS when set), or "" when
+// the file is missing (the page then shows the tables and says why there are
+// no charts).
+std::string chartjs_source();
+
+std::string run_report_html(const RunData& run, const std::string& chartjs);
+std::string compare_report_html(const std::vector<RunData>& runs, const std::string& chartjs);
+
+// The comparison table, one row per run: label, method, bits, protocol, the
+// headline metrics (mAP@all, mAP@1000, P@H<=2 for the label protocol;
+// m-Recall, SiGAH mAP and Pre@100 for the Euclidean one), training seconds,
+// status, run directory.
+std::string compare_table_csv(const std::vector<RunData>& runs);
+// The same as markdown: one table per metric, labels down, code lengths across.
+std::string compare_table_markdown(const std::vector<RunData>& runs);
+
+// Reads `run_dir` and writes run_dir/report.html atomically. Returns its path.
+std::string write_run_report(const std::string& run_dir, const ReportOptions& opts = {});
+
+}  // namespace hashlab::report
