@@ -89,8 +89,9 @@ TARGETS=(test_search test_methods)
 [[ "${HL_SKIP_CLI:-0}" == 1 ]] || TARGETS+=(hashlab)
 cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]}"
 
-# 4. The CUDA twins against the CPU twins (search kernels; Auto-JacoBin's Jacobian term).
-"$BUILD/test_search" --gtest_filter='*_CUDA*:Hamming*' --gtest_brief=1
+# 4. The CUDA twins against the CPU twins (search kernels, BinaryIndex on the
+#    GPU; Auto-JacoBin's Jacobian term).
+"$BUILD/test_search" --gtest_filter='*_CUDA*:Hamming*:BinaryIndex*' --gtest_brief=1
 "$BUILD/test_methods" --gtest_filter='*_CUDA*' --gtest_brief=1
 
 # 5. Timing: CPU (ours) vs our CUDA path vs fp16 matmul + topk, same data.
@@ -101,6 +102,15 @@ if [[ "${HL_SKIP_CLI:-0}" != 1 ]]; then
     --threads "$JOBS" "${FAISS_ARG[@]}" ${HL_BENCH_ARGS:-}
   "$BUILD/hashlab" bench search --device cuda --nb 1000000 --nq 10000 --bits 64 --k 100 \
     --threads "$JOBS" "${FAISS_ARG[@]}" --json ${HL_BENCH_ARGS:-}
+  # hashlab index search on the GPU gives the CPU's results (files from bench index).
+  "$BUILD/hashlab" bench index --nb 1000000 --nq 10 --bits 64 --file "$BUILD/idx.hlc" --no-memory
+  "$BUILD/hashlab" bench index --nb 1000 --nq 1 --k 1 --bits 64 --seed 2 --file "$BUILD/q.hlc" --no-memory
+  for dev in cpu cuda; do
+    "$BUILD/hashlab" index search "$BUILD/idx.hlc" --queries "$BUILD/q.hlc" --k 100 --device $dev \
+      --out "$BUILD/index_$dev.npy"
+  done
+  cmp "$BUILD/index_cpu.npy" "$BUILD/index_cuda.npy" && \
+    cmp "$BUILD/index_cpu.distances.npy" "$BUILD/index_cuda.distances.npy" && log "index search: CUDA == CPU"
 fi
 
 # 6. Training throughput: ours vs Python PyTorch, ResNet-50 at 224², AMP.

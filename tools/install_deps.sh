@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev            # LibTorch 1.13 (CPU)
+  libgloo-dev             # headers of the Gloo backend inside libtorch_cpu (c10d: sharded search)
   libopenblas0-openmp     # fast BLAS/LAPACK behind LibTorch (Debian defaults to reference BLAS: ~10x slower)
   libyaml-cpp-dev         # configs
   libopencv-dev           # image decoding / transforms

@@ -93,7 +93,10 @@ struct CodeFileInfo {
 CodeFileInfo read_code_file_info(const std::string& path);
 
 void write_binary_codes(const std::string& path, const BinaryCodes& codes);
-BinaryCodes read_binary_codes(const std::string& path);  // memory-mapped, checksum checked
+// Memory-mapped. verify_checksum reads the whole payload once to check its
+// crc32; without it nothing past the header is touched until used (a large
+// index searched out of core), and the header is still checked.
+BinaryCodes read_binary_codes(const std::string& path, bool verify_checksum = true);
 void write_pq_codes(const std::string& path, const PQCodes& codes);
 PQCodes read_pq_codes(const std::string& path);
 

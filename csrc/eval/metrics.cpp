@@ -11,6 +11,7 @@
 #include <ATen/Parallel.h>
 
 #include "csrc/core/error.h"
+#include "csrc/search/binary_index.h"
 #include "csrc/search/hamming.h"
 
 namespace hashlab::eval {
@@ -530,11 +531,11 @@ nlohmann::json evaluate_hamming(const torch::Tensor& query_codes, const torch::T
   const auto relevance = Relevance::from_labels(query_labels, db_labels);
   const int64_t nq = query_codes.size(0), n_db = db_codes.size(0);
   LabelMetrics metrics(opts, n_db, nbits);
+  const auto index = search::BinaryIndex::from_codes(db_codes, nbits);
   const int64_t block = query_block(opts, n_db);
   for (int64_t q0 = 0; q0 < nq; q0 += block) {
     const int64_t b = std::min(block, nq - q0);
-    auto ranked = search::hamming_rank_all(query_codes.slice(0, q0, q0 + b), db_codes, nbits,
-                                           opts.threads);
+    auto ranked = index.rank_all(query_codes.slice(0, q0, q0 + b), opts.threads);
     metrics.add({ranked.indices.cpu(), ranked.counts.cpu()}, relevance.block(q0, b));
   }
   auto j = metrics.result();
@@ -555,11 +556,11 @@ nlohmann::json evaluate_euclidean(const torch::Tensor& query_codes, const torch:
   for (int64_t n : opts.m_recall_k) k_gt = std::max(k_gt, n);
   k_gt = std::min(k_gt, n_db);
   EuclideanMetrics metrics(opts, n_db, euclidean_knn(query_features, db_features, k_gt, opts.threads));
+  const auto index = search::BinaryIndex::from_codes(db_codes, nbits);
   const int64_t block = query_block(opts, n_db);
   for (int64_t q0 = 0; q0 < nq; q0 += block) {
     const int64_t b = std::min(block, nq - q0);
-    auto ranked = search::hamming_rank_all(query_codes.slice(0, q0, q0 + b), db_codes, nbits,
-                                           opts.threads);
+    auto ranked = index.rank_all(query_codes.slice(0, q0, q0 + b), opts.threads);
     metrics.add(q0, {ranked.indices.cpu(), ranked.counts.cpu()});
   }
   auto j = metrics.result();

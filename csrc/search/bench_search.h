@@ -4,11 +4,18 @@
 // CUDA path and the fp16 matmul + torch::topk path Python users run.
 //
 // Throughput is Gdist/s = nq * nb / seconds / 1e9 (best of `repeats` runs).
-// Our time includes building the interleaved database layout on every call.
+// Our search reads the codes in place (nothing is prepared per call).
+//
+// The roofline, measured in the same run: the kernel in use (the same scan
+// function) over one L1-resident 16 KB chunk against 64 queries whose
+// thresholds let no code through, on every thread at once: XOR + popcount +
+// compare with no memory traffic beyond L1 and no selection. The search is
+// reported as a fraction of it, and (threads > 1) against itself on 1 thread.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -32,6 +39,8 @@ struct BenchSearchResult {
   double ours_s = 0, ours_gdist_s = 0;
   double faiss_s = 0, faiss_gdist_s = 0;  // 0 when FAISS was not run
   double ratio = 0;                       // ours_gdist_s / faiss_gdist_s
+  double roofline_gdist_s = 0, roofline_1t_gdist_s = 0;  // all threads, one thread
+  double ours_1t_s = 0, ours_1t_gdist_s = 0;             // threads > 1 only
   bool agree = true;                      // all compared results agree
   std::string disagreement;               // first difference found, if any
   // --device cuda only:
@@ -42,6 +51,26 @@ struct BenchSearchResult {
 };
 
 BenchSearchResult run_bench_search(const BenchSearchOptions& options);
+
+// `hashlab bench index`: out-of-core search of a memory-mapped index file
+// (written with random codes first when `file` does not hold nb codes of
+// `bits` bits). Times nq queries top-k against the mapped file with scanned
+// pages released as the search goes, then without, then from memory, and
+// reports Gdist/s with the peak resident set of each search (VmHWM, reset
+// before each through /proc/self/clear_refs) and its anonymous and file parts.
+struct BenchIndexOptions {
+  int bits = 64;
+  int64_t nb = 100000000;
+  int64_t nq = 1000;
+  int64_t k = 100;
+  int threads = 2;
+  uint64_t seed = 1;
+  std::string file;  // default: /tmp/hashlab_bench_<nb>x<bits>.hlc
+  bool in_memory = true;  // also search the index read into memory
+};
+nlohmann::json run_bench_index(const BenchIndexOptions& options);
+// The roofline above, in Gdist/s over `threads` threads, timed for about `seconds`.
+double roofline_gdist_s(int bits, int threads, double seconds = 0.5);
 nlohmann::json to_json(const BenchSearchResult& r);
 std::string to_text(const BenchSearchResult& r);
 

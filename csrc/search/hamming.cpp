@@ -17,6 +17,8 @@ void check_codes(const char* op, const char* what, const torch::Tensor& t, int n
               " bytes per code but nbits = ", nbits, " needs ", (nbits + 7) / 8);
 }
 
+}  // namespace
+
 // Returns true when the inputs are CUDA tensors (and the build can run them).
 bool check_inputs(const char* op, const torch::Tensor& queries, const torch::Tensor& database,
                   int nbits) {
@@ -33,8 +35,6 @@ bool check_inputs(const char* op, const torch::Tensor& queries, const torch::Ten
   TORCH_CHECK(false, op, ": CUDA tensors given, but hashlab was built without CUDA search");
 #endif
 }
-
-}  // namespace
 
 TopK hamming_topk(const torch::Tensor& queries, const torch::Tensor& database, int nbits,
                   int64_t k, int threads) {

@@ -1,15 +1,20 @@
-// CPU twin of hamming.h. Codes are converted once to 64-bit words (queries)
-// and to the 8-code word-interleaved layout (database, see hamming_kernels.h);
-// a per-ISA kernel chosen at run time scans database blocks against one query
-// at a time with a threshold filter, and a bucketed Selector keeps the top k.
+// CPU twin of hamming.h. Queries are converted to 64-bit words; the top-k
+// and radius searches read the database rows in place (see DbView below) and
+// a per-ISA kernel chosen at run time scans each L1 chunk against every query
+// with a threshold filter, a bucketed Selector keeping the top k. The full
+// ranking and the distance matrix convert the database to the 8-code
+// word-interleaved layout (see hamming_kernels.h) once per call.
 //
-// Work split: tiles of kQueryTile queries x contiguous database parts, so
-// that 2 threads are busy both for 1000 queries and for a single query.
-// Within a task the database is walked in chunks of ~kChunkBytes that all
-// queries of the tile scan while the chunk is in L1/L2.
+// Work split (top-k, radius): the queries between the threads when there are
+// enough, else contiguous database parts; within a task, L2 super-chunks x
+// query groups x L1 chunks, so the database is read from memory once per
+// task whatever the number of queries (select_all).
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <ATen/Parallel.h>
 
@@ -25,8 +30,7 @@ using detail::kBlock;
 using detail::Kernels;
 using detail::Selector;
 
-constexpr int64_t kQueryTile = 32;
-constexpr int64_t kChunkBytes = 32 * 1024;  // stays in L1d with room for the queries
+using detail::kChunkBytes;
 
 std::vector<Kernels> supported_kernels() {
   std::vector<Kernels> ks;
@@ -117,39 +121,132 @@ Packed pack_interleaved(const torch::Tensor& codes, int nbits, int threads) {
   return p;
 }
 
-// How to split the database so that there are enough tasks for the threads
-// even with few queries.
-int64_t database_parts(int64_t query_tiles, int64_t blocks, int threads) {
-  if (query_tiles == 0) return 1;
-  const int64_t want = (2 * threads + query_tiles - 1) / query_tiles;
-  return std::max<int64_t>(1, std::min<int64_t>(want, blocks / 16));
+// A database as the top-k and radius searches read it: row-major codes in
+// the code-file (FAISS) layout, used in place. Nothing is prepared per call:
+// each task interleaves the chunk it is about to scan into an L1-sized
+// scratch buffer (or, for whole 64-bit codes, scans the rows directly, which
+// already are the interleaved layout), and every query scans that chunk
+// before the task moves on, so the database is read once per search and the
+// interleaving costs one pass over it however many queries there are.
+struct DbView {
+  const uint8_t* data = nullptr;
+  int64_t n = 0, nbytes = 0, blocks = 0;
+  int nbits = 0, words = 0;
+  bool release_pages = false;  // madvise(MADV_DONTNEED) what was scanned (mapped files)
+  // Rows are whole 64-bit words with nothing to mask: 8 rows are one block.
+  bool direct() const { return words == 1 && nbytes == 8; }
+};
+
+DbView view_of(const torch::Tensor& codes, int nbits, bool release_pages) {
+  DbView v;
+  v.data = codes.data_ptr<uint8_t>();
+  v.n = codes.size(0);
+  v.nbytes = codes.size(1);
+  v.nbits = nbits;
+  v.words = (nbits + 63) / 64;
+  v.blocks = (v.n + kBlock - 1) / kBlock;
+  v.release_pages = release_pages;
+  return v;
+}
+
+// Blocks [b0, b1) of `db` in the interleaved layout, zero-padded past n.
+void interleave(const DbView& db, int64_t b0, int64_t b1, uint64_t* out) {
+  const int W = db.words;
+  uint64_t tmp[(kMaxBits + 63) / 64];
+  for (int64_t b = b0; b < b1; ++b)
+    for (int c = 0; c < kBlock; ++c) {
+      const int64_t i = b * kBlock + c;
+      uint64_t* dst = out + (b - b0) * W * kBlock + c;
+      if (i >= db.n) {
+        for (int w = 0; w < W; ++w) dst[w * kBlock] = 0;
+        continue;
+      }
+      if (db.nbits % 64 == 0) {
+        for (int w = 0; w < W; ++w) std::memcpy(&dst[w * kBlock], db.data + i * db.nbytes + 8 * w, 8);
+      } else {
+        code_to_words(db.data + i * db.nbytes, db.nbits, W, tmp);
+        for (int w = 0; w < W; ++w) dst[w * kBlock] = tmp[w];
+      }
+    }
+}
+
+// Drops the pages of rows [r0, r1) from this process's resident set (a
+// memory-mapped file reads them back from the page cache if touched again).
+void release_rows(const DbView& db, int64_t r0, int64_t r1) {
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  uintptr_t a = reinterpret_cast<uintptr_t>(db.data + r0 * db.nbytes);
+  uintptr_t e = reinterpret_cast<uintptr_t>(db.data + r1 * db.nbytes);
+  a = (a + page - 1) / page * page;
+  e = e / page * page;
+  if (e > a) ::madvise(reinterpret_cast<void*>(a), e - a, MADV_DONTNEED);
 }
 
 // Runs a Selector per (query, database part) over the whole database and
-// returns, per query, each part's finished candidates in part order.
-std::vector<std::vector<Candidate>> select_all(const Packed& q, const Packed& db, int nbits,
+// returns, per query, each part's finished candidates in part order. Tasks
+// are query ranges or contiguous database parts (see below). Cache
+// blocking within a task: the part is walked in L2-sized super-chunks
+// (interleaved once into a scratch buffer when the rows are not already the
+// layout); each group of kQueryGroup queries scans the super-chunk in
+// L1-sized chunks, so the group's selectors stay in L2 beside the codes and
+// the database is read from memory once per search.
+std::vector<std::vector<Candidate>> select_all(const Packed& q, const DbView& db, int nbits,
                                                int64_t k, int threshold, int threads,
                                                int64_t* parts_out) {
+  constexpr int64_t kSuperBytes = 512 * 1024;
+  constexpr int64_t kQueryGroup = 64;
+  constexpr int64_t kReleaseRows = int64_t{1} << 20;  // rows per madvise
   const Kernels kern = active_kernels();
   const int64_t nq = q.n;
-  const int64_t tiles = (nq + kQueryTile - 1) / kQueryTile;
-  const int64_t parts = database_parts(tiles, db.blocks, threads);
+  const int W = db.words;
+  // Split the queries between the threads when there are enough of them
+  // (each thread then reads the whole database once, and keeps one selector
+  // per query: the same number of candidates as one thread); else split the
+  // database (a few queries), each part finding its own top k.
+  const int64_t qparts =
+      std::max<int64_t>(1, std::min<int64_t>(threads, nq / kQueryGroup));
+  const int64_t parts = qparts > 1 ? 1 : std::max<int64_t>(1, std::min<int64_t>(threads, db.blocks));
+  const int64_t queries_per_task = (nq + qparts - 1) / qparts;
   const int64_t blocks_per_part = (db.blocks + parts - 1) / parts;
-  const int64_t chunk_blocks =
-      std::max<int64_t>(1, kChunkBytes / (int64_t(db.words) * kBlock * sizeof(uint64_t)));
+  const int64_t block_bytes = int64_t(W) * kBlock * int64_t(sizeof(uint64_t));
+  const int64_t chunk_blocks = std::max<int64_t>(1, kChunkBytes / block_bytes);
+  const int64_t super_blocks = std::max<int64_t>(chunk_blocks, kSuperBytes / block_bytes / chunk_blocks * chunk_blocks);
   std::vector<std::vector<Candidate>> found(nq * parts);
-  run_tasks(tiles * parts, threads, [&](int64_t task) {
-    const int64_t tile = task / parts, part = task % parts;
-    const int64_t q0 = tile * kQueryTile, q1 = std::min(nq, q0 + kQueryTile);
+  run_tasks(qparts * parts, threads, [&](int64_t task) {
+    const int64_t part = task % parts;
+    const int64_t qa = std::min(nq, (task / parts) * queries_per_task);
+    const int64_t qb = std::min(nq, qa + queries_per_task);
     const int64_t b0 = std::min(db.blocks, part * blocks_per_part);
     const int64_t b1 = std::min(db.blocks, b0 + blocks_per_part);
-    std::vector<Selector> sel(q1 - q0);
+    std::vector<Selector> sel(qb - qa);
     for (auto& s : sel) s.reset(k, threshold, nbits, db.n);
-    for (int64_t c0 = b0; c0 < b1; c0 += chunk_blocks) {
-      const int64_t c1 = std::min(b1, c0 + chunk_blocks);
-      kern.scan(&q.data[q0 * q.words], q1 - q0, db.data.data(), db.words, c0, c1, sel.data());
+    std::vector<uint64_t> scratch;
+    int64_t released = b0 * kBlock;
+    for (int64_t s0 = b0; s0 < b1; s0 += super_blocks) {
+      const int64_t s1 = std::min(b1, s0 + super_blocks);
+      const uint64_t* blocks;  // blocks [s0, s1), interleaved
+      if (db.direct() && s1 * kBlock <= db.n) {
+        blocks = reinterpret_cast<const uint64_t*>(db.data + s0 * kBlock * 8);
+      } else {
+        scratch.resize((s1 - s0) * W * kBlock);
+        interleave(db, s0, s1, scratch.data());
+        blocks = scratch.data();
+      }
+      for (int64_t g0 = qa; g0 < qb; g0 += kQueryGroup) {
+        const int64_t gn = std::min(kQueryGroup, qb - g0);
+        for (int64_t c0 = s0; c0 < s1; c0 += chunk_blocks) {
+          const int64_t c1 = std::min(s1, c0 + chunk_blocks);
+          kern.scan(&q.data[g0 * W], gn, blocks + (c0 - s0) * W * kBlock, W, c0, c1, &sel[g0 - qa]);
+        }
+      }
+      // With the queries split, the threads scan the same rows at about the
+      // same time; each drops what it scanned (a page another still needs is
+      // read back from the page cache).
+      if (db.release_pages && (s1 * kBlock - released >= kReleaseRows || s1 == b1)) {
+        release_rows(db, released, std::min(db.n, s1 * kBlock));
+        released = s1 * kBlock;
+      }
     }
-    for (int64_t i = q0; i < q1; ++i) found[i * parts + part] = sel[i - q0].finish();
+    for (int64_t i = qa; i < qb; ++i) found[i * parts + part] = sel[i - qa].finish();
   });
   *parts_out = parts;
   return found;
@@ -169,6 +266,10 @@ std::vector<Candidate> merge_parts(std::vector<std::vector<Candidate>>& found, i
 }
 
 }  // namespace
+
+namespace detail {
+Kernels current_kernels() { return active_kernels(); }
+}  // namespace detail
 
 const char* cpu_kernel_name() { return active_kernels().name; }
 
@@ -196,10 +297,10 @@ void set_cpu_kernel(const std::string& name) {
 namespace cpu {
 
 TopK topk(const torch::Tensor& queries, const torch::Tensor& database, int nbits, int64_t k,
-          int threads) {
+          int threads, bool release_pages) {
   threads = resolve_threads(threads);
   const Packed q = pack_rows(queries, nbits);
-  const Packed db = pack_interleaved(database, nbits, threads);
+  const DbView db = view_of(database, nbits, release_pages);
   int64_t parts = 1;
   auto found = select_all(q, db, nbits, k, nbits + 1, threads, &parts);
   TopK out{torch::empty({q.n, k}, torch::kInt32), torch::empty({q.n, k}, torch::kInt64)};
@@ -220,10 +321,10 @@ TopK topk(const torch::Tensor& queries, const torch::Tensor& database, int nbits
 }
 
 RadiusResult radius(const torch::Tensor& queries, const torch::Tensor& database, int nbits,
-                    int radius, int threads) {
+                    int radius, int threads, bool release_pages) {
   threads = resolve_threads(threads);
   const Packed q = pack_rows(queries, nbits);
-  const Packed db = pack_interleaved(database, nbits, threads);
+  const DbView db = view_of(database, nbits, release_pages);
   int64_t parts = 1;
   auto found = select_all(q, db, nbits, Selector::kUnbounded, radius + 1, threads, &parts);
   std::vector<std::vector<Candidate>> hits(q.n);

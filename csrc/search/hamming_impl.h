@@ -10,11 +10,18 @@ namespace hashlab::search {
 
 constexpr int kMaxBits = 4096;
 
+// The op-boundary checks of hamming.cpp (TORCH_CHECK naming the op and the
+// bad value). Returns true when the inputs are CUDA tensors.
+bool check_inputs(const char* op, const torch::Tensor& queries, const torch::Tensor& database,
+                  int nbits);
+
 namespace cpu {
+// release_pages: the database is a memory-mapped file; drop the pages
+// scanned from the resident set as the search goes (bounded RSS).
 TopK topk(const torch::Tensor& queries, const torch::Tensor& database, int nbits, int64_t k,
-          int threads);
+          int threads, bool release_pages = false);
 RadiusResult radius(const torch::Tensor& queries, const torch::Tensor& database, int nbits,
-                    int radius, int threads);
+                    int radius, int threads, bool release_pages = false);
 RankAll rank_all(const torch::Tensor& queries, const torch::Tensor& database, int nbits,
                  int threads);
 torch::Tensor distances(const torch::Tensor& queries, const torch::Tensor& database, int nbits,

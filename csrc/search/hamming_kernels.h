@@ -119,12 +119,14 @@ class Selector {
 
 // Scans blocks [block_begin, block_end) of an interleaved database for nq
 // queries (queries[i * W .. i * W + W)), pushing every code whose distance to
-// query i is < sels[i].threshold() into sels[i]. Kernels may process several
-// queries per database load (register tiling).
+// query i is < sels[i].threshold() into sels[i]. `db` points at the first of
+// these blocks (block_begin), which holds codes block_begin * 8 onwards, so a
+// caller can hand over a chunk interleaved into a scratch buffer. Kernels may
+// process several queries per database load (register tiling).
 using ScanFn = void (*)(const uint64_t* queries, int64_t nq, const uint64_t* db, int words,
                         int64_t block_begin, int64_t block_end, Selector* sels);
 // Writes the distances of the 8 codes of each block in [block_begin,
-// block_end) to out[(b - block_begin) * 8 + c].
+// block_end) to out[(b - block_begin) * 8 + c]; `db` points at block block_begin.
 using DistFn = void (*)(const uint64_t* query, const uint64_t* db, int words,
                         int64_t block_begin, int64_t block_end, uint16_t* out);
 
@@ -133,6 +135,13 @@ struct Kernels {
   ScanFn scan;
   DistFn distances;
 };
+
+// The kernels the CPU search uses now (hamming.h's set_cpu_kernel).
+Kernels current_kernels();
+
+// The database is scanned in chunks of this many bytes of interleaved codes:
+// each chunk stays in L1d (48 KB per core here) while every query scans it.
+constexpr int64_t kChunkBytes = 16 * 1024;
 
 Kernels scalar_kernels();
 // Only call when the CPU supports the ISA (see hamming_cpu.cpp).

@@ -69,7 +69,7 @@ HL_AVX2 void scan_tile(const uint64_t* queries, const uint64_t* db, int runtime_
   __m256i thr[kQueries];
   for (int i = 0; i < kQueries; ++i) thr[i] = _mm256_set1_epi64x(sel[i].threshold());
   for (int64_t b = block_begin; b < block_end; ++b) {
-    const __m256i* p = reinterpret_cast<const __m256i*>(db + b * words * kBlock);
+    const __m256i* p = reinterpret_cast<const __m256i*>(db + (b - block_begin) * words * kBlock);
     Half2 d[kQueries];
     for (int i = 0; i < kQueries; ++i) d[i] = {zero, zero};
     // Byte counts (<= 8 per word) are summed for up to 31 words before the
@@ -127,7 +127,7 @@ void scan_avx2(const uint64_t* queries, int64_t nq, const uint64_t* db, int word
 HL_AVX2 void distances_avx2(const uint64_t* query, const uint64_t* db, int words,
                             int64_t block_begin, int64_t block_end, uint16_t* out) {
   for (int64_t b = block_begin; b < block_end; ++b) {
-    const Half2 d = block_distances(query, db + b * words * kBlock, words);
+    const Half2 d = block_distances(query, db + (b - block_begin) * words * kBlock, words);
     alignas(32) uint64_t dist[kBlock];
     _mm256_store_si256(reinterpret_cast<__m256i*>(dist), d.lo);
     _mm256_store_si256(reinterpret_cast<__m256i*>(dist + 4), d.hi);

@@ -38,38 +38,64 @@ HL_AVX512 inline void push_block(__m512i dist, __mmask8 m, int64_t base, Selecto
   }
 }
 
-// kQueries queries against each block: the block's words are loaded once and
-// XORed with every query (register tiling), and one branch covers all of
-// them. Selector thresholds are re-read only after a push.
+// The rare path of scan_avx512: some query of the tile may take a code of
+// this block. Recomputes the block's distances per query (cheap: one block)
+// and pushes what passes. Out of line, so that the hot loop keeps its
+// thresholds and queries in registers and spills nothing.
+template <int kWords, int kQueries>
+HL_AVX512 __attribute__((noinline)) void push_tile(const uint64_t* queries, const uint64_t* block,
+                                                   int W, int64_t base, Selector* sel) {
+  for (int i = 0; i < kQueries; ++i) {
+    const __m512i d = block_distances<kWords>(queries + i * W, block, W);
+    const __mmask8 m = _mm512_cmplt_epi64_mask(d, _mm512_set1_epi64(sel[i].threshold()));
+    if (m) push_block(d, m, base, sel[i]);
+  }
+}
+
+// kQueries queries against each block (register tiling): the block's words
+// are loaded once and XORed with every query (embedded broadcasts), the
+// compares of all queries are ORed into one mask, and one rarely taken branch
+// covers them. Selector thresholds are re-read only after a push.
 template <int kWords, int kQueries>
 HL_AVX512 void scan_avx512(const uint64_t* queries, const uint64_t* db, int words,
                            int64_t block_begin, int64_t block_end, Selector* sel) {
-  const int W = kWords > 0 ? kWords : words;
+  static_assert(kWords >= 1, "the tiled scan needs a compile-time word count");
+  constexpr int W = kWords;
+  (void)words;
   __m512i thr[kQueries];
   for (int i = 0; i < kQueries; ++i) thr[i] = _mm512_set1_epi64(sel[i].threshold());
   for (int64_t b = block_begin; b < block_end; ++b) {
-    const uint64_t* block = db + b * W * kBlock;
-    __m512i acc[kQueries];
-    for (int i = 0; i < kQueries; ++i) acc[i] = _mm512_setzero_si512();
-    for (int w = 0; w < W; ++w) {
-      const __m512i x = _mm512_loadu_si512(block + w * kBlock);
-      for (int i = 0; i < kQueries; ++i) {
-        const __m512i qw = _mm512_set1_epi64(static_cast<long long>(queries[i * W + w]));
-        acc[i] = _mm512_add_epi64(acc[i], _mm512_popcnt_epi64(_mm512_xor_si512(x, qw)));
-      }
-    }
-    __mmask8 m[kQueries];
-    unsigned any = 0;
+    const uint64_t* block = db + (b - block_begin) * W * kBlock;
+    __m512i x[W];
+    for (int w = 0; w < W; ++w) x[w] = _mm512_loadu_si512(block + w * kBlock);
+    __mmask8 any = 0;
     for (int i = 0; i < kQueries; ++i) {
-      m[i] = _mm512_cmplt_epi64_mask(acc[i], thr[i]);
-      any |= m[i];
+      __m512i acc = _mm512_popcnt_epi64(
+          _mm512_xor_si512(x[0], _mm512_set1_epi64(static_cast<long long>(queries[i * W]))));
+      for (int w = 1; w < W; ++w)
+        acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(
+                                        x[w], _mm512_set1_epi64(static_cast<long long>(
+                                                  queries[i * W + w])))));
+      any |= _mm512_cmplt_epi64_mask(acc, thr[i]);
     }
     if (__builtin_expect(any != 0, 0)) {
-      for (int i = 0; i < kQueries; ++i)
-        if (m[i]) {
-          push_block(acc[i], m[i], b * kBlock, sel[i]);
-          thr[i] = _mm512_set1_epi64(sel[i].threshold());
-        }
+      push_tile<kWords, kQueries>(queries, block, W, b * kBlock, sel);
+      for (int i = 0; i < kQueries; ++i) thr[i] = _mm512_set1_epi64(sel[i].threshold());
+    }
+  }
+}
+
+// Longer codes (words > 4): one query at a time, distances accumulated over
+// the words.
+HL_AVX512 void scan_long(const uint64_t* query, const uint64_t* db, int W, int64_t block_begin,
+                         int64_t block_end, Selector& sel) {
+  __m512i thr = _mm512_set1_epi64(sel.threshold());
+  for (int64_t b = block_begin; b < block_end; ++b) {
+    const __m512i d = block_distances<0>(query, db + (b - block_begin) * W * kBlock, W);
+    const __mmask8 m = _mm512_cmplt_epi64_mask(d, thr);
+    if (__builtin_expect(m != 0, 0)) {
+      push_block(d, m, b * kBlock, sel);
+      thr = _mm512_set1_epi64(sel.threshold());
     }
   }
 }
@@ -77,11 +103,19 @@ HL_AVX512 void scan_avx512(const uint64_t* queries, const uint64_t* db, int word
 template <int kWords>
 void scan_queries(const uint64_t* queries, int64_t nq, const uint64_t* db, int words,
                   int64_t block_begin, int64_t block_end, Selector* sels) {
-  int64_t i = 0;
-  for (; i + 4 <= nq; i += 4)
-    scan_avx512<kWords, 4>(queries + i * words, db, words, block_begin, block_end, sels + i);
-  for (; i < nq; ++i)
-    scan_avx512<kWords, 1>(queries + i * words, db, words, block_begin, block_end, sels + i);
+  if constexpr (kWords == 0) {
+    for (int64_t i = 0; i < nq; ++i)
+      scan_long(queries + i * words, db, words, block_begin, block_end, sels[i]);
+  } else {
+    // 8 queries per block load for one word, 4 for more (registers: W block
+    // words + the tile's thresholds + temporaries, of 32).
+    constexpr int kTile = kWords == 1 ? 8 : 4;
+    int64_t i = 0;
+    for (; i + kTile <= nq; i += kTile)
+      scan_avx512<kWords, kTile>(queries + i * words, db, words, block_begin, block_end, sels + i);
+    for (; i < nq; ++i)
+      scan_avx512<kWords, 1>(queries + i * words, db, words, block_begin, block_end, sels + i);
+  }
 }
 
 template <int kWords>
@@ -89,7 +123,7 @@ HL_AVX512 void distances_avx512(const uint64_t* query, const uint64_t* db, int w
                                 int64_t block_begin, int64_t block_end, uint16_t* out) {
   const int W = kWords > 0 ? kWords : words;
   for (int64_t b = block_begin; b < block_end; ++b) {
-    const __m512i d = block_distances<kWords>(query, db + b * W * kBlock, W);
+    const __m512i d = block_distances<kWords>(query, db + (b - block_begin) * W * kBlock, W);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (b - block_begin) * kBlock),
                      _mm512_cvtepi64_epi16(d));
   }

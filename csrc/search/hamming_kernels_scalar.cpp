@@ -14,7 +14,7 @@ inline int code_distance(const uint64_t* query, const uint64_t* block, int words
 void scan_one(const uint64_t* query, const uint64_t* db, int words, int64_t block_begin,
               int64_t block_end, Selector& sel) {
   for (int64_t b = block_begin; b < block_end; ++b) {
-    const uint64_t* block = db + b * words * kBlock;
+    const uint64_t* block = db + (b - block_begin) * words * kBlock;
     for (int c = 0; c < kBlock; ++c) {
       const int d = code_distance(query, block, words, c);
       if (d < sel.threshold()) sel.push(d, b * kBlock + c);
@@ -30,7 +30,7 @@ void scan_scalar(const uint64_t* queries, int64_t nq, const uint64_t* db, int wo
 void distances_scalar(const uint64_t* query, const uint64_t* db, int words, int64_t block_begin,
                       int64_t block_end, uint16_t* out) {
   for (int64_t b = block_begin; b < block_end; ++b) {
-    const uint64_t* block = db + b * words * kBlock;
+    const uint64_t* block = db + (b - block_begin) * words * kBlock;
     for (int c = 0; c < kBlock; ++c)
       *out++ = static_cast<uint16_t>(code_distance(query, block, words, c));
   }

@@ -6,43 +6,18 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/util/codes_util.h"
+
 #include "csrc/search/hamming.h"
 
-#ifdef HASHLAB_WITH_CUDA
-#include <torch/cuda.h>
-#endif
 
 namespace hs = hashlab::search;
 
 namespace {
 
-#ifdef HASHLAB_WITH_CUDA
-#define HL_REQUIRE_GPU()                                                    \
-  do {                                                                      \
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible"; \
-  } while (0)
-#else
-#define HL_REQUIRE_GPU() GTEST_SKIP() << "built without CUDA search (HASHLAB_WITH_CUDA)"
-#endif
 
-// Random codes, bits past nbits zero; distinct > 0 draws from a small pool
-// so that distances tie heavily.
-torch::Tensor random_codes(int64_t n, int nbits, uint64_t seed, int distinct = 0) {
-  std::mt19937_64 rng(seed);
-  const int nbytes = (nbits + 7) / 8;
-  auto make = [&](int64_t rows) {
-    auto t = torch::empty({rows, nbytes}, torch::kUInt8);
-    uint8_t* p = t.data_ptr<uint8_t>();
-    for (int64_t i = 0; i < rows * nbytes; ++i) p[i] = static_cast<uint8_t>(rng());
-    if (nbits % 8)
-      for (int64_t i = 0; i < rows; ++i) p[i * nbytes + nbytes - 1] &= (1u << (nbits % 8)) - 1;
-    return t;
-  };
-  if (distinct <= 0) return make(n);
-  auto pool = make(distinct);
-  torch::manual_seed(seed);
-  return pool.index_select(0, torch::randint(distinct, {n}, torch::kInt64)).contiguous();
-}
+
+using hashlab::testing::random_codes;
 
 const int kBitLengths[] = {8, 12, 32, 64, 96, 100, 128, 200, 256};
 

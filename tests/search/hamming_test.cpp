@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/util/codes_util.h"
+
 #include "csrc/core/error.h"
 #include "csrc/search/hamming.h"
 
@@ -15,44 +17,9 @@ namespace hs = hashlab::search;
 
 namespace {
 
-// Random codes whose bits past nbits are zero. `distinct` > 0 draws every
-// code from a pool of that many, so many distances tie exactly.
-torch::Tensor random_codes(int64_t n, int nbits, uint64_t seed, int distinct = 0) {
-  std::mt19937_64 rng(seed);
-  const int nbytes = (nbits + 7) / 8;
-  auto make = [&](int64_t rows) {
-    auto t = torch::empty({rows, nbytes}, torch::kUInt8);
-    uint8_t* p = t.data_ptr<uint8_t>();
-    for (int64_t i = 0; i < rows * nbytes; ++i) p[i] = static_cast<uint8_t>(rng());
-    if (nbits % 8)
-      for (int64_t i = 0; i < rows; ++i) p[i * nbytes + nbytes - 1] &= (1u << (nbits % 8)) - 1;
-    return t;
-  };
-  if (distinct <= 0) return make(n);
-  auto pool = make(distinct);
-  auto pick = torch::randint(distinct, {n}, torch::TensorOptions().dtype(torch::kInt64));
-  return pool.index_select(0, pick).contiguous();
-}
-
-// Bit-by-bit reference distance.
-int ref_distance(const torch::Tensor& a, int64_t i, const torch::Tensor& b, int64_t j, int nbits) {
-  const uint8_t* x = a.data_ptr<uint8_t>() + i * a.size(1);
-  const uint8_t* y = b.data_ptr<uint8_t>() + j * b.size(1);
-  int d = 0;
-  for (int bit = 0; bit < nbits; ++bit) d += ((x[bit / 8] >> (bit % 8)) & 1) != ((y[bit / 8] >> (bit % 8)) & 1);
-  return d;
-}
-
-// Per query, all (distance, index) sorted.
-std::vector<std::vector<std::pair<int, int64_t>>> ref_ranking(const torch::Tensor& q,
-                                                              const torch::Tensor& db, int nbits) {
-  std::vector<std::vector<std::pair<int, int64_t>>> out(q.size(0));
-  for (int64_t i = 0; i < q.size(0); ++i) {
-    for (int64_t j = 0; j < db.size(0); ++j) out[i].emplace_back(ref_distance(q, i, db, j, nbits), j);
-    std::sort(out[i].begin(), out[i].end());
-  }
-  return out;
-}
+using hashlab::testing::random_codes;
+using hashlab::testing::ref_distance;
+using hashlab::testing::ref_ranking;
 
 class HammingKernels : public ::testing::TestWithParam<std::string> {
  protected:

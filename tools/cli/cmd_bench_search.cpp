@@ -51,6 +51,21 @@ void add(CLI::App& app) {
   c->add_flag("--no-faiss", opts->no_faiss, "skip FAISS");
   c->add_flag("--json", opts->json, "one JSON object instead of text");
   c->callback([opts] { run(*opts); });
+
+  auto io = std::make_shared<hashlab::search::BenchIndexOptions>();
+  auto* x = g->add_subcommand("index", "Out-of-core search of a memory-mapped index file: "
+                                       "Gdist/s and peak RSS (mapped with and without releasing "
+                                       "scanned pages, and in memory)");
+  x->add_option("--bits", io->bits, "bits per code")->capture_default_str();
+  x->add_option("--nb", io->nb, "codes in the index file")->capture_default_str();
+  x->add_option("--nq", io->nq, "queries")->capture_default_str();
+  x->add_option("--k", io->k, "neighbours per query")->capture_default_str();
+  x->add_option("--threads", io->threads, "CPU threads")->check(CLI::Range(1, 4096))->capture_default_str();
+  x->add_option("--seed", io->seed, "random seed")->capture_default_str();
+  x->add_option("--file", io->file, "index file (written with random codes unless it holds nb "
+                                    "codes of --bits bits; default /tmp/hashlab_bench_<nb>x<bits>.hlc)");
+  x->add_flag("!--no-memory", io->in_memory, "skip the in-memory search");
+  x->callback([io] { std::cout << hashlab::search::run_bench_index(*io).dump(2) << "\n"; });
 }
 
 }  // namespace

@@ -1,7 +1,10 @@
 // hashlab search: exact Hamming top-k or radius search between two binary
-// code files (.hlc, csrc/codes/code_file.h); and hashlab codes
-// export-faiss / import-faiss / info.
+// code files (.hlc, csrc/codes/code_file.h); hashlab index build / info /
+// search (a BinaryIndex, csrc/search/binary_index.h, saved as a .hlc file);
+// and hashlab codes export-faiss / import-faiss / info.
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -11,6 +14,10 @@
 #include "csrc/codes/code_file.h"
 #include "csrc/core/error.h"
 #include "csrc/core/fs_util.h"
+#include "csrc/core/distributed.h"
+#include "csrc/core/logging.h"
+#include "csrc/search/binary_index.h"
+#include "csrc/search/sharded_search.h"
 #include "csrc/search/hamming.h"
 #include "tools/cli/commands.h"
 
@@ -26,6 +33,8 @@ struct SearchOpts {
   bool k_given = false, radius_given = false;
   int threads = 0;
   std::string device = "cpu";
+  bool no_mmap = false, no_verify = false, release_pages = false;
+  int shards = 1;  // > 1: start that many local ranks (index search)
 };
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -67,28 +76,67 @@ void run_search(const SearchOpts& o) {
            "hashlab search: give --k (top-k) or --radius (everything within it), not both");
   HL_CHECK(!o.radius_given || o.radius >= 0, "--radius must be >= 0 (a Hamming distance), got {}",
            o.radius);
-  const auto db = load_binary(o.db, "--db");
-  const auto q = load_binary(o.queries, "--queries");
-  HL_CHECK(db.nbits == q.nbits, "--db {} has {}-bit codes but --queries {} has {}-bit codes", o.db,
-           db.nbits, o.queries, q.nbits);
   HL_CHECK(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda, got '{}'", o.device);
+  if (hc::read_code_file_info(o.db).kind != hc::CodeKind::binary)
+    hashlab::fail("{}: holds PQ codes; a binary index ranks binary codes", o.db);
+  hs::BinaryIndex::LoadOptions lo;
+  lo.mmap = !o.no_mmap;
+  lo.verify_checksum = !o.no_verify;
+  lo.release_pages = o.release_pages;
+  const auto env = hashlab::dist::DistEnv::from_env();
+  if (o.shards > 1 && !env.distributed()) {
+    // The launcher: the ranks run this same command without --shards.
+    const int rc = hashlab::dist::launch_local(o.shards, hashlab::cli::raw_args_without("--shards"));
+    if (rc != 0) throw hashlab::ExitStatus(rc);
+    return;
+  }
+  hs::BinaryIndex index = hs::BinaryIndex::load(o.db, lo);
+  const auto q = load_binary(o.queries, "--queries");
+  HL_CHECK(index.nbits() == q.nbits, "{} has {}-bit codes but --queries {} has {}-bit codes", o.db,
+           index.nbits(), o.queries, q.nbits);
   const torch::Device dev = o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-  const torch::Tensor qt = q.codes.to(dev), dbt = db.codes.to(dev);
+  if (dev.is_cuda()) index = index.to(dev);
+  const torch::Tensor qt = q.codes.to(dev);
   const bool radius = o.radius_given;
-  nlohmann::json j = {{"db", o.db}, {"queries", o.queries}, {"nbits", db.nbits}};
+  nlohmann::json j = {{"db", o.db}, {"queries", o.queries}, {"nbits", index.nbits()}};
   torch::Tensor offsets, indices, distances;
-  if (radius) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (env.distributed()) {
+    // One rank of a sharded search: this rank's contiguous shard, the
+    // candidates all-gathered and merged (exact); rank 0 writes the results.
+    HL_CHECK(!radius, "{}--radius is not sharded (its results are ragged); search with one process",
+             hashlab::dist::rank_prefix(env));
+    HL_CHECK(!dev.is_cuda(), "{}a sharded search runs on the CPU (Gloo)", hashlab::dist::rank_prefix(env));
+    HL_CHECK(o.k >= 1 && o.k <= index.size(), "--k must be in [1, {}] (the database size), got {}",
+             index.size(), o.k);
+    auto group = hashlab::dist::make_gloo_group(env);
+    const auto [lo_row, hi_row] = hs::shard_range(index.size(), env.rank, env.world_size);
+    const auto shard = index.shard(lo_row, hi_row);
+    group->barrier()->wait();
+    const auto s0 = std::chrono::steady_clock::now();
+    auto r = hs::sharded_search(*group, shard, lo_row, index.size(), qt, o.k, o.threads);
+    group->barrier()->wait();
+    j["search_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+    j["ranks"] = env.world_size;
+    j["k"] = o.k;
+    hashlab::log().info("{}searched codes [{}, {}) in {:.3f} s", hashlab::dist::rank_prefix(env),
+                        lo_row, hi_row, j["search_seconds"].get<double>());
+    if (env.rank != 0) return;
+    indices = r.indices, distances = r.distances;
+  } else if (radius) {
     HL_CHECK(!ends_with(o.out, ".npy"), "--out {}: radius results are ragged; write .json", o.out);
-    auto r = hs::hamming_radius(qt, dbt, db.nbits, o.radius, o.threads);
+    auto r = index.range_search(qt, o.radius, o.threads);
     offsets = r.offsets.cpu(), indices = r.indices.cpu(), distances = r.distances.cpu();
     j["radius"] = o.radius;
   } else {
-    HL_CHECK(o.k >= 1 && o.k <= db.codes.size(0), "--k must be in [1, {}] (the database size), got {}",
-             db.codes.size(0), o.k);
-    auto r = hs::hamming_topk(qt, dbt, db.nbits, o.k, o.threads);
+    HL_CHECK(o.k >= 1 && o.k <= index.size(), "--k must be in [1, {}] (the database size), got {}",
+             index.size(), o.k);
+    auto r = index.search(qt, o.k, o.threads);
     indices = r.indices.cpu(), distances = r.distances.cpu();
     j["k"] = o.k;
   }
+  if (!j.contains("search_seconds"))
+    j["search_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (ends_with(o.out, ".npy")) {
     write_npy(o.out, indices);
     const std::string dist_path = o.out.substr(0, o.out.size() - 4) + ".distances.npy";
@@ -113,6 +161,40 @@ void run_search(const SearchOpts& o) {
   hashlab::atomic_write(o.out, j.dump() + "\n");
 }
 
+struct IndexBuildOpts {
+  std::vector<std::string> inputs;
+  std::string out;
+};
+
+void run_index_build(const IndexBuildOpts& o) {
+  namespace fs = std::filesystem;
+  hs::BinaryIndex index;
+  for (const auto& in : o.inputs) {
+    const std::string path =
+        fs::is_directory(in) ? (fs::path(in) / "codes" / "database.hlc").string() : in;
+    const auto c = load_binary(path, "input");
+    if (index.nbits() == 0) index = hs::BinaryIndex(c.nbits);
+    HL_CHECK(c.nbits == index.nbits(), "{} has {}-bit codes but {} has {}-bit codes", path, c.nbits,
+             o.inputs.front(), index.nbits());
+    index.add(c.codes);
+  }
+  index.save(o.out);
+  std::cout << nlohmann::json{{"index", o.out}, {"nbits", index.nbits()}, {"count", index.size()},
+                              {"inputs", o.inputs}}.dump()
+            << "\n";
+}
+
+void run_index_info(const std::string& path) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto index = hs::BinaryIndex::load(path);  // mapped, checksum checked
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << nlohmann::json{{"index", path}, {"nbits", index.nbits()}, {"count", index.size()},
+                              {"bytes_per_code", index.codes().size(1)},
+                              {"bytes", index.codes().numel()}, {"checksum", "ok"},
+                              {"load_seconds", s}}.dump()
+            << "\n";
+}
+
 struct ConvertOpts {
   std::string in, out;
 };
@@ -134,6 +216,41 @@ void add(CLI::App& app) {
     o->k_given = k_opt->count() > 0;
     o->radius_given = r_opt->count() > 0;
     run_search(*o);
+  });
+
+  auto* ix = hashlab::cli::group(app, "index", "A binary index: build once, search many times");
+  auto bo = std::make_shared<IndexBuildOpts>();
+  auto* b = ix->add_subcommand("build", "Build an index from code files (concatenated in order)");
+  b->add_option("inputs", bo->inputs, "binary code files (.hlc), or run directories (their "
+                                      "codes/database.hlc)")->required();
+  b->add_option("--out", bo->out, "index file (.hlc)")->required();
+  b->callback([bo] { run_index_build(*bo); });
+  auto ipath = std::make_shared<std::string>();
+  auto* ii = ix->add_subcommand("info", "Load an index (checking its checksum) and describe it as JSON");
+  ii->add_option("index", *ipath, "index file (.hlc)")->required();
+  ii->callback([ipath] { run_index_info(*ipath); });
+  auto so = std::make_shared<SearchOpts>();
+  auto* is = ix->add_subcommand("search", "Exact top-k (or radius) search of query codes in an index");
+  is->add_option("index", so->db, "index file (.hlc)")->required();
+  is->add_option("--queries", so->queries, "query codes (.hlc)")->required();
+  auto* ik = is->add_option("--k", so->k, "neighbours per query")->capture_default_str();
+  auto* ir = is->add_option("--radius", so->radius, "instead of top-k: everything within this distance");
+  is->add_option("--out", so->out, "results.json, or results.npy (+ results.distances.npy); default: JSON on stdout");
+  is->add_option("--threads", so->threads, "CPU threads (0 = all)")->check(CLI::Range(0, 4096));
+  is->add_option("--device", so->device, "cpu or cuda")->capture_default_str();
+  is->add_flag("--no-mmap", so->no_mmap, "read the index into memory instead of mapping it");
+  is->add_flag("--no-verify", so->no_verify, "skip the payload checksum (a large mapped index)");
+  is->add_option("--shards", so->shards,
+                 "start this many local processes, each searching a contiguous shard (c10d "
+                 "Gloo; exact). Under torchrun-style RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT "
+                 "this process is one of them")
+      ->check(CLI::Range(1, 1024));
+  is->add_flag("--release-pages", so->release_pages,
+               "drop scanned pages from memory as the search goes (an index larger than memory)");
+  is->callback([so, ik, ir] {
+    so->k_given = ik->count() > 0;
+    so->radius_given = ir->count() > 0;
+    run_search(*so);
   });
 
   auto* g = hashlab::cli::group(app, "codes", "Code files: inspect, convert");

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -20,6 +21,13 @@ struct CommandRegistration {
 // Returns the subcommand `name` of `app`, creating it on first use (so that
 // `bench search` and `bench pq` can live in different files).
 CLI::App* group(CLI::App& app, const std::string& name, const std::string& description);
+
+// The command line as given (argv[1..]), for launchers that start copies of
+// this program, and the same without `flag` and its value ("--flag V" or
+// "--flag=V").
+const std::vector<std::string>& raw_args();
+void set_raw_args(int argc, char** argv);
+std::vector<std::string> raw_args_without(const std::string& flag);
 
 }  // namespace hashlab::cli
 

@@ -30,11 +30,39 @@ CLI::App* group(CLI::App& app, const std::string& name, const std::string& descr
   return sub;
 }
 
+namespace {
+std::vector<std::string>& raw_args_storage() {
+  static std::vector<std::string> a;
+  return a;
+}
+}  // namespace
+
+const std::vector<std::string>& raw_args() { return raw_args_storage(); }
+
+void set_raw_args(int argc, char** argv) {
+  raw_args_storage().assign(argv + 1, argv + argc);
+}
+
+std::vector<std::string> raw_args_without(const std::string& flag) {
+  std::vector<std::string> out;
+  const auto& a = raw_args();
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i] == flag) {
+      ++i;  // and its value
+      continue;
+    }
+    if (a[i].rfind(flag + "=", 0) == 0) continue;
+    out.push_back(a[i]);
+  }
+  return out;
+}
+
 }  // namespace hashlab::cli
 
 int main(int argc, char** argv) {
   CLI::App app{"hashlab: deep hashing on LibTorch (train, encode, search, evaluate, export)"};
   app.require_subcommand(1);
+  hashlab::cli::set_raw_args(argc, argv);
   app.set_version_flag("--version", "hashlab 0.1.0");
   auto& reg = hashlab::cli::registry();
   std::stable_sort(reg.begin(), reg.end(),

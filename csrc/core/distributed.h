@@ -1,0 +1,57 @@
+// Multi-process jobs on PyTorch's c10d (inside Debian's libtorch_cpu): the
+// rank's place in the job from torchrun's environment variables, a Gloo
+// process group over a TCPStore or FileStore rendezvous, and a local
+// launcher that starts N ranks of this program (like torchrun
+// --nproc-per-node). No hand-written transport.
+//
+// Environment (torchrun's names):
+//   RANK, WORLD_SIZE           this rank and the number of ranks (unset: 1 process)
+//   LOCAL_RANK                 the rank on this machine (picks the GPU)
+//   MASTER_ADDR, MASTER_PORT   TCPStore rendezvous; rank 0 serves it
+//   HASHLAB_STORE_FILE         FileStore rendezvous instead (one machine, or a
+//                              shared file system); the local launcher uses it
+//   GLOO_SOCKET_IFNAME         network interface for Gloo (default: the
+//                              hostname's address, else loopback)
+//   HASHLAB_DIST_TIMEOUT       seconds a collective waits for a missing rank (default 300)
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+
+namespace hashlab::dist {
+
+struct DistEnv {
+  int rank = 0, world_size = 1, local_rank = 0;
+  std::string master_addr;
+  int master_port = 0;
+  std::string store_file;
+  std::chrono::milliseconds timeout{300000};
+
+  bool distributed() const { return world_size > 1; }
+  // Reads the variables above; a malformed or inconsistent value is a
+  // hashlab::Error naming the variable and the value.
+  static DistEnv from_env();
+};
+
+// A Gloo process group for `env` (FileStore when store_file is set, else a
+// TCPStore at master_addr:master_port). Waits up to env.timeout for every
+// rank to join; collectives then fail after env.timeout when a rank is gone.
+c10::intrusive_ptr<c10d::ProcessGroup> make_gloo_group(const DistEnv& env);
+
+// Starts `nproc` copies of this executable (/proc/self/exe) with `args`
+// (argv[1..]), each with RANK, LOCAL_RANK, WORLD_SIZE and a fresh
+// HASHLAB_STORE_FILE rendezvous in the environment, and waits for them. When
+// one fails (non-zero exit or a signal) the others are sent SIGTERM, then
+// SIGKILL after `grace`. SIGINT/SIGTERM to the launcher are passed on to the
+// ranks. Returns 0 when every rank succeeded, else the first failure's exit
+// status (128 + signal for a signal), after printing which rank failed.
+int launch_local(int nproc, const std::vector<std::string>& args,
+                 std::chrono::seconds grace = std::chrono::seconds(10));
+
+// "rank r/N: " when distributed, else "".
+std::string rank_prefix(const DistEnv& env);
+
+}  // namespace hashlab::dist

@@ -1,0 +1,189 @@
+// `hashlab index build|info|search` end to end: the index file is the
+// concatenation of its inputs, searches equal the library's (and `hashlab
+// search`'s) results with every load mode, and bad input is named.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "csrc/codes/code_file.h"
+#include "csrc/search/binary_index.h"
+#include "tests/tools/cli_util.h"
+#include "tests/util/codes_util.h"
+
+namespace fs = std::filesystem;
+using hashlab::testing::last_line;
+using hashlab::testing::random_codes;
+using hashlab::testing::run;
+namespace hc = hashlab::codes;
+namespace hs = hashlab::search;
+
+namespace {
+
+bool contains(const std::string& s, const std::string& sub) {
+  return s.find(sub) != std::string::npos;
+}
+
+TEST(IndexCli, BuildInfoSearchEqualTheLibrary) {
+  const fs::path d = fs::temp_directory_path() / ("hl_index_cli_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  const auto a = random_codes(300, 64, 1, 40), b = random_codes(201, 64, 2, 40);
+  const auto q = random_codes(7, 64, 3);
+  hc::write_binary_codes((d / "a.hlc").string(), {64, a});
+  hc::write_binary_codes((d / "b.hlc").string(), {64, b});
+  hc::write_binary_codes((d / "q.hlc").string(), {64, q});
+  const std::string idx = (d / "idx.hlc").string();
+
+  auto r = run("index build " + (d / "a.hlc").string() + " " + (d / "b.hlc").string() + " --out " + idx);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(last_line(r.out))["count"], 501);
+  const auto all = torch::cat({a, b});
+  EXPECT_TRUE(torch::equal(hc::read_binary_codes(idx).codes, all));
+
+  r = run("index info " + idx);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto info = nlohmann::json::parse(last_line(r.out));
+  EXPECT_EQ(info["nbits"], 64);
+  EXPECT_EQ(info["count"], 501);
+  EXPECT_EQ(info["checksum"], "ok");
+
+  const auto want = hs::BinaryIndex::from_codes(all, 64).search(q, 5);
+  for (const std::string mode : {"", " --no-mmap", " --no-verify --release-pages", " --threads 1"}) {
+    r = run("index search " + idx + " --queries " + (d / "q.hlc").string() + " --k 5" + mode);
+    ASSERT_EQ(r.code, 0) << mode << ": " << r.out;
+    auto j = nlohmann::json::parse(last_line(r.out));
+    ASSERT_EQ(j["results"].size(), 7u);
+    for (int64_t i = 0; i < 7; ++i)
+      for (int64_t t = 0; t < 5; ++t) {
+        EXPECT_EQ(j["results"][i]["indices"][t].get<int64_t>(), want.indices[i][t].item<int64_t>());
+        EXPECT_EQ(j["results"][i]["distances"][t].get<int>(), want.distances[i][t].item<int>());
+      }
+  }
+  // `hashlab search --db` is the same search.
+  auto s = run("search --db " + idx + " --queries " + (d / "q.hlc").string() + " --k 5");
+  ASSERT_EQ(s.code, 0) << s.out;
+  EXPECT_EQ(nlohmann::json::parse(last_line(s.out))["results"],
+            nlohmann::json::parse(last_line(r.out))["results"]);
+  // Range search: everything within the radius.
+  r = run("index search " + idx + " --queries " + (d / "q.hlc").string() + " --radius 26");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto rr = hs::hamming_radius(q, all, 64, 26);
+  auto j = nlohmann::json::parse(last_line(r.out));
+  for (int64_t i = 0; i < 7; ++i)
+    EXPECT_EQ(static_cast<int64_t>(j["results"][i]["indices"].size()),
+              rr.offsets[i + 1].item<int64_t>() - rr.offsets[i].item<int64_t>());
+
+  // Bad input is named.
+  hc::write_binary_codes((d / "c32.hlc").string(), {32, random_codes(10, 32, 4)});
+  r = run("index build " + (d / "a.hlc").string() + " " + (d / "c32.hlc").string() + " --out " +
+          (d / "bad.hlc").string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "c32.hlc has 32-bit codes")) << r.out;
+  EXPECT_FALSE(fs::exists(d / "bad.hlc"));
+  r = run("index search " + idx + " --queries " + (d / "q.hlc").string() + " --k 502");
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "--k must be in [1, 501]")) << r.out;
+  r = run("index search " + idx + " --queries " + (d / "c32.hlc").string() + " --k 1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "64-bit codes but --queries")) << r.out;
+  // A flipped payload byte: info (and a checked load) refuse it, naming the file.
+  {
+    std::fstream f(idx, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(64 + 100);
+    f.put('\x5a');
+  }
+  r = run("index info " + idx);
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, idx) && contains(r.out, "checksum mismatch")) << r.out;
+  r = run("index search " + idx + " --queries " + (d / "q.hlc").string() + " --k 1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "checksum mismatch")) << r.out;
+  fs::remove_all(d);
+}
+
+// A free TCP port on the loopback interface (bound, read, released).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    ADD_FAILURE() << "no free port";
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Two Gloo ranks (each searching half of the index) give exactly the
+// one-process result, indices included, through the local launcher (file
+// rendezvous) and through torchrun's variables (TCP rendezvous).
+TEST(IndexCli, ShardedSearchOnTwoRanksEqualsOneProcess) {
+  const fs::path d = fs::temp_directory_path() / ("hl_index_shards_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  for (int nbits : {64, 100}) {
+    // 100,000 codes drawn from 5,000 distinct ones: heavy ties across shards.
+    const std::string idx = (d / ("idx" + std::to_string(nbits) + ".hlc")).string();
+    const std::string qs = (d / ("q" + std::to_string(nbits) + ".hlc")).string();
+    hc::write_binary_codes(idx, {nbits, random_codes(100000, nbits, nbits, 5000)});
+    hc::write_binary_codes(qs, {nbits, random_codes(37, nbits, nbits + 1, 5000)});
+    for (int k : {1, 10, 1000}) {
+      SCOPED_TRACE(::testing::Message() << "nbits " << nbits << " k " << k);
+      const std::string base = "index search " + idx + " --queries " + qs + " --k " +
+                               std::to_string(k) + " --threads 1 --out ";
+      const fs::path one = d / "one.npy", two = d / "two.npy", tcp = d / "tcp.npy";
+      auto r = run(base + one.string());
+      ASSERT_EQ(r.code, 0) << r.out;
+      r = run(base + two.string() + " --shards 2");
+      ASSERT_EQ(r.code, 0) << r.out;
+      EXPECT_TRUE(contains(r.out, "rank 1/2: searched codes [50000, 100000)")) << r.out;
+      EXPECT_EQ(slurp(two), slurp(one));
+      EXPECT_EQ(slurp(d / "two.distances.npy"), slurp(d / "one.distances.npy"));
+      if (k == 10) {
+        const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+                                std::to_string(free_port()) + " GLOO_SOCKET_IFNAME=lo ";
+        r = hashlab::testing::sh("sh -c '" + env + "RANK=1 " + hashlab::testing::cli() + " " +
+                                 base + (d / "unused.npy").string() + " & " + env + "RANK=0 " +
+                                 hashlab::testing::cli() + " " + base + tcp.string() +
+                                 "; a=$?; wait $!; b=$?; echo rc=$a,$b'");
+        EXPECT_TRUE(contains(r.out, "rc=0,0")) << r.out;
+        EXPECT_EQ(slurp(tcp), slurp(one));
+        EXPECT_FALSE(fs::exists(d / "unused.npy"));  // only rank 0 writes
+      }
+    }
+  }
+  // A rank that never comes: the other fails within the timeout, saying so.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = hashlab::testing::sh("HASHLAB_DIST_TIMEOUT=3 RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 "
+                                "MASTER_PORT=" + std::to_string(free_port()) + " " +
+                                hashlab::testing::cli() + " index search " +
+                                (d / "idx64.hlc").string() + " --queries " +
+                                (d / "q64.hlc").string() + " --k 5");
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "rank 0/2: could not join the job")) << r.out;
+  EXPECT_LT(s, 60.0);
+  // --radius is refused across ranks, by every rank, before any search.
+  r = run("index search " + (d / "idx64.hlc").string() + " --queries " + (d / "q64.hlc").string() +
+          " --radius 3 --shards 2");
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "--radius is not sharded")) << r.out;
+  EXPECT_TRUE(contains(r.out, "stopping the other ranks")) << r.out;
+  fs::remove_all(d);
+}
+
+}  // namespace
