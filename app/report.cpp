@@ -130,6 +130,13 @@ std::vector<std::pair<double, double>> thin(std::vector<std::pair<double, double
   return out;
 }
 
+// Numbers (and "–" for a missing one) are right-aligned in tables, text left.
+bool is_number(const std::string& s) {
+  if (s == "–") return true;
+  static const std::regex re(R"(^-?[0-9][0-9,]*(\.[0-9]+)?( s| bits)?$)");
+  return std::regex_match(s, re);
+}
+
 // ------------------------------------------------------------------ the page
 class Page {
  public:
@@ -155,7 +162,7 @@ class Page {
     body_ += "</tr></thead><tbody>\n";
     for (const auto& r : rows) {
       body_ += "<tr>";
-      for (const auto& c : r) body_ += "<td>" + esc(c) + "</td>";
+      for (const auto& c : r) body_ += (is_number(c) ? "<td class=\"n\">" : "<td>") + esc(c) + "</td>";
       body_ += "</tr>\n";
     }
     body_ += "</tbody></table>\n";
@@ -178,8 +185,8 @@ constexpr const char* kStyle = R"CSS(
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1280px;padding:0 16px;color:#222}
 h1{font-size:1.5em;margin-bottom:4px}h2{margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .sub{color:#666;margin-top:0}
-table{border-collapse:collapse;margin:8px 0 16px}th,td{border:1px solid #ddd;padding:3px 10px;text-align:right;font-variant-numeric:tabular-nums}
-th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+table{border-collapse:collapse;margin:8px 0 16px}th,td{border:1px solid #ddd;padding:3px 10px;text-align:left;font-variant-numeric:tabular-nums}
+th{background:#f4f4f4}td.n{text-align:right}
 table.kv td:first-child{font-family:ui-monospace,monospace}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:16px}
 .chart{position:relative;height:320px;border:1px solid #eee;padding:6px}
