@@ -20,6 +20,8 @@
 #include "tests/util/codes_util.h"
 
 namespace fs = std::filesystem;
+using hashlab::testing::contains;
+using hashlab::testing::slurp;
 using hashlab::testing::last_line;
 using hashlab::testing::random_codes;
 using hashlab::testing::run;
@@ -27,10 +29,6 @@ namespace hc = hashlab::codes;
 namespace hs = hashlab::search;
 
 namespace {
-
-bool contains(const std::string& s, const std::string& sub) {
-  return s.find(sub) != std::string::npos;
-}
 
 TEST(IndexCli, BuildInfoSearchEqualTheLibrary) {
   const fs::path d = fs::temp_directory_path() / ("hl_index_cli_" + std::to_string(::getpid()));
@@ -122,11 +120,6 @@ int free_port() {
     ADD_FAILURE() << "no free port";
   ::close(fd);
   return ntohs(a.sin_port);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // Two Gloo ranks (each searching half of the index) give exactly the

@@ -24,23 +24,14 @@
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using hashlab::testing::contains;
+using hashlab::testing::slurp;
 using hashlab::testing::run;
 using hashlab::testing::sh;
 using hashlab::testing::write_images;
 namespace report = hashlab::report;
 
 namespace {
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool contains(const std::string& s, const std::string& sub) {
-  return s.find(sub) != std::string::npos;
-}
 
 // The headless browser tools/install_deps.sh installs.
 std::string browser() {

@@ -31,22 +31,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using hashlab::testing::contains;
+using hashlab::testing::slurp;
 using hashlab::testing::cli;
 using hashlab::testing::put_be32;
 using hashlab::testing::run;
 using hashlab::testing::sh;
 using hashlab::testing::write_images;
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool contains(const std::string& s, const std::string& what) {
-  return s.find(what) != std::string::npos;
-}
 
 // npy float32 [n, d] with given values.
 void write_npy_f32(const fs::path& path, const std::vector<float>& v, int n, int d) {
