@@ -1,9 +1,11 @@
 #include "app/job.h"
 
 #include "app/report.h"
+#include "csrc/core/distributed.h"
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -161,6 +163,19 @@ std::string summary_line(const nlohmann::json& r) {
   return s;
 }
 
+}  // namespace
+
+namespace {
+// Rank 0's string on every rank.
+std::string broadcast_string(c10d::ProcessGroup& group, const std::string& s) {
+  std::vector<at::Tensor> len = {torch::full({1}, static_cast<int64_t>(s.size()), torch::kInt64)};
+  group.broadcast(len)->wait();
+  const int64_t n = len[0].item<int64_t>();
+  std::vector<at::Tensor> bytes = {torch::zeros({std::max<int64_t>(n, 1)}, torch::kUInt8)};
+  if (group.getRank() == 0 && n > 0) std::memcpy(bytes[0].data_ptr<uint8_t>(), s.data(), n);
+  group.broadcast(bytes)->wait();
+  return std::string(reinterpret_cast<const char*>(bytes[0].data_ptr<uint8_t>()), n);
+}
 }  // namespace
 
 namespace {
@@ -517,24 +532,45 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   seed_everything(static_cast<uint64_t>(top.seed));
   torch::Device device = resolve_device(top.device, cfg.where("device") + ": device");
 
+  // ---- data-parallel: this process may be one rank of a job (torchrun's
+  // variables, or `hashlab train --nproc N`). Rank 0 alone writes the run.
+  const dist::DistEnv denv = dist::DistEnv::from_env();
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  if (denv.distributed()) {
+    if (!device.is_cpu())
+      fail("{}data-parallel training runs on the CPU over Gloo in this build (Debian's LibTorch "
+           "has no NCCL): set device=cpu",
+           dist::rank_prefix(denv));
+    if (train_opts.batch_size % denv.world_size != 0)
+      fail("{}: train.batch_size {} is the global batch and must split evenly over {} ranks",
+           cfg.where("train.batch_size"), train_opts.batch_size, denv.world_size);
+    group = dist::make_gloo_group(denv);
+  }
+  const bool writer = denv.rank == 0;
+
   // ---- run directory: created (a fresh name never collides: mkdir is
   // atomic) and locked for the life of this process, so a second writer is
   // refused instead of mixing its files with ours.
-  if (run_dir.empty()) {
-    run_dir = make_unique_directory((fs::path(jo.runs_root) / top.name / timestamp_now()).string());
-  } else {
-    fs::create_directories(run_dir);
+  std::unique_ptr<DirLock> lock;
+  if (writer) {
+    if (run_dir.empty()) {
+      run_dir = make_unique_directory((fs::path(jo.runs_root) / top.name / timestamp_now()).string());
+    } else {
+      fs::create_directories(run_dir);
+    }
+    lock = std::make_unique<DirLock>(
+        run_dir, DirLock::Mode::exclusive,
+        fmt::format("hashlab train{} --run-dir {}", jo.resume ? " --resume" : "", run_dir));
+    for (const auto& f : remove_stale_temp_files(run_dir))
+      log().warn("removed {}, left by a writer that was killed", f);
+    const bool holds_run = fs::exists(fs::path(run_dir) / "metrics.jsonl") ||
+                           fs::exists(fs::path(run_dir) / "config.yaml");
+    if (!jo.resume && holds_run)
+      fail("run directory {} already holds a run; pick another --run-dir, or add --resume to "
+           "continue it (from its last checkpoint, or from the start if it has none)",
+           run_dir);
   }
-  DirLock lock(run_dir, DirLock::Mode::exclusive,
-               fmt::format("hashlab train{} --run-dir {}", jo.resume ? " --resume" : "", run_dir));
-  for (const auto& f : remove_stale_temp_files(run_dir))
-    log().warn("removed {}, left by a writer that was killed", f);
-  const bool holds_run = fs::exists(fs::path(run_dir) / "metrics.jsonl") ||
-                         fs::exists(fs::path(run_dir) / "config.yaml");
-  if (!jo.resume && holds_run)
-    fail("run directory {} already holds a run; pick another --run-dir, or add --resume to "
-         "continue it (from its last checkpoint, or from the start if it has none)",
-         run_dir);
+  if (group) run_dir = broadcast_string(*group, run_dir);  // rank 0 chose it
   const std::string last_ckpt = (fs::path(run_dir) / "checkpoints" / "last.pt").string();
 
   // ---- data
@@ -560,14 +596,19 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     check_checkpoint(last_ckpt, nlohmann::json::parse(build),
                        without_encode_options(saved_model, *method), *method);
 
-  // ---- only now write into the run directory
-  fs::create_directories(fs::path(run_dir) / "checkpoints");
-  fs::create_directories(fs::path(run_dir) / "model");
-  if (!jo.resume || !resume_changes.empty())
-    atomic_write((fs::path(run_dir) / "config.yaml").string(), cfg.dump());
-  add_log_file((fs::path(run_dir) / "log.txt").string());
-  MetricsWriter metrics((fs::path(run_dir) / "metrics.jsonl").string());
-  log().info("run directory: {}", run_dir);
+  // ---- only now write into the run directory (rank 0)
+  std::unique_ptr<MetricsWriter> metrics_file;
+  MetricsWriter closed;  // ranks other than 0 write nothing
+  if (writer) {
+    fs::create_directories(fs::path(run_dir) / "checkpoints");
+    fs::create_directories(fs::path(run_dir) / "model");
+    if (!jo.resume || !resume_changes.empty())
+      atomic_write((fs::path(run_dir) / "config.yaml").string(), cfg.dump());
+    add_log_file((fs::path(run_dir) / "log.txt").string());
+    metrics_file = std::make_unique<MetricsWriter>((fs::path(run_dir) / "metrics.jsonl").string());
+  }
+  MetricsWriter& metrics = writer ? *metrics_file : closed;
+  log().info("{}run directory: {}", dist::rank_prefix(denv), run_dir);
   for (const auto& c : resume_changes) log().info("--resume changes {} (config.yaml updated)", c);
   log().info("method {} | device {} | {} threads | seed {}", top.method, device.str(),
              at::get_num_threads(), top.seed);
@@ -575,7 +616,8 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
                           {"device", device.str()}, {"threads", at::get_num_threads()},
                           {"resume", jo.resume}};
   if (!resume_changes.empty()) start["changes"] = resume_changes;
-  metrics.write("start", start);
+  if (denv.distributed()) start["world_size"] = denv.world_size;
+  if (writer) metrics.write("start", start);
 
   // From here a failure is recorded in log.txt and metrics.jsonl as well as
   // reported on stderr, so the run directory never claims a run finished
@@ -586,12 +628,16 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     lo.batch_size(train_opts.batch_size).shuffle(true).drop_last(true).augment(true);
     lo.seed(static_cast<uint64_t>(top.seed)).prefetch(train_opts.prefetch).device(device);
     lo.images(dopts.images);
+    lo.shard_rank(denv.rank).shard_count(denv.world_size);
     data::Loader train_loader(ds, split.train, lo);
     Trainer trainer(*method, &train_loader, train_opts, optim_opts, device,
-                    (fs::path(run_dir) / "checkpoints").string(), &metrics);
-    trainer.evaluate = [&] {
-      return evaluate_run(*method, ds, split, dopts, cfg.section("eval"), device, eval_bs);
-    };
+                    writer ? (fs::path(run_dir) / "checkpoints").string() : std::string(),
+                    writer ? &metrics : nullptr);
+    if (group) trainer.set_process_group(group);
+    if (writer)
+      trainer.evaluate = [&] {
+        return evaluate_run(*method, ds, split, dopts, cfg.section("eval"), device, eval_bs);
+      };
     trainer.resume_hint = fmt::format("hashlab train --resume --run-dir {}", run_dir);
     trainer.build_record = build;
     auto t_train = std::chrono::steady_clock::now();
@@ -610,6 +656,7 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     const double session_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_train).count();
     const double train_seconds = trainer.train_seconds();
+    if (!writer) return {};  // rank 0 evaluates and writes the run
     write_method_file((fs::path(run_dir) / "model" / "method.pt").string(), *method, build);
 
     // ---- evaluate, save codes, export; the final evaluation is recorded
@@ -645,11 +692,12 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     result["run_dir"] = run_dir;
     return result;
   } catch (const ExitStatus&) {
-    write_report(run_dir);  // interrupted: the curves so far
+    if (writer) write_report(run_dir);  // interrupted: the curves so far
     throw;
   } catch (const std::exception& e) {
     std::string msg = e.what();
     if (const auto* ce = dynamic_cast<const c10::Error*>(&e)) msg = ce->what_without_backtrace();
+    if (!writer) throw;
     try {
       metrics.write("error", {{"message", msg}});
     } catch (const std::exception&) {

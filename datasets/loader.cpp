@@ -72,7 +72,7 @@ Batch Loader::batch_at(int64_t step) const {
   const int64_t in_epoch = step % steps_per_epoch_;
   const int64_t n = indices_.size(0);
   const int64_t begin = in_epoch * o_.batch_size();
-  const int64_t len = std::min(o_.batch_size(), n - begin);
+  int64_t len = std::min(o_.batch_size(), n - begin);
   b.index = epoch_order(b.epoch).narrow(0, begin, len).clone();
   if (dataset_.labels.defined()) b.labels = dataset_.labels.index_select(0, b.index);
 
@@ -81,6 +81,15 @@ Batch Loader::batch_at(int64_t step) const {
   std::vector<ImageAugmentDraw> draws;
   if (images)
     for (int64_t i = 0; i < len; ++i) draws.push_back(draw_augment(o_.images(), o_.augment(), rng));
+  if (o_.shard_count() > 1) {
+    // This rank's rows of the global batch (index, labels, draws alike).
+    const int64_t lo = len * o_.shard_rank() / o_.shard_count();
+    const int64_t hi = len * (o_.shard_rank() + 1) / o_.shard_count();
+    b.index = b.index.narrow(0, lo, hi - lo).clone();
+    if (b.labels.defined()) b.labels = b.labels.narrow(0, lo, hi - lo).clone();
+    if (images) draws = std::vector<ImageAugmentDraw>(draws.begin() + lo, draws.begin() + hi);
+    len = hi - lo;
+  }
 
   if (!dataset_.image_paths.empty()) {
 #ifdef HASHLAB_WITH_OPENCV

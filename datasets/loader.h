@@ -44,6 +44,12 @@ struct LoaderOptions {
   // Random crop / flip (training); off gives centred crops, no flips (evaluation).
   TORCH_ARG(bool, augment) = true;
   TORCH_ARG(ImageTransformOptions, images) = {};
+  // Data-parallel training: this process is rank `shard_rank` of
+  // `shard_count`. Batch s is still built as the whole (global) batch of
+  // batch_size rows, the same as one process would draw (order, augmentation
+  // draws), and this rank keeps rows [len * r / N, len * (r + 1) / N).
+  TORCH_ARG(int64_t, shard_rank) = 0;
+  TORCH_ARG(int64_t, shard_count) = 1;
 };
 
 struct Batch {

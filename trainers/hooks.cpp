@@ -138,7 +138,7 @@ class CheckpointHook : public TrainerHook {
 class InterruptHook : public TrainerHook {
  public:
   void after_step(Trainer& t, const LossMap& losses) override {
-    if (!interrupt_requested()) return;
+    if (!t.stop_requested()) return;
     if (t.progress()) t.progress()->finish();
     if (t.device().is_cuda() && !t.fitting()) t.check_finite(losses);
     std::string where = "no checkpoint directory";

@@ -97,6 +97,14 @@ class Method {
   virtual std::vector<ParameterSet> parameter_sets() { return {{"model", param_groups()}}; }
   virtual LossMap step(const Batch& batch, Trainer& trainer);
 
+  // ---- data-parallel training (Trainer::set_process_group)
+  // Whether N ranks, each with 1/N of every global batch, train what one
+  // process trains on the whole batch: true when the loss is a mean over the
+  // batch's items (the trainer averages the gradients), or when every term
+  // that couples items gathers them with Trainer::all_gather (HashNet's
+  // pairs). A method that says false is refused with more than one rank.
+  virtual bool supports_data_parallel() const { return false; }
+
   // ---- 3. fit
   virtual bool fits() const { return false; }
   virtual void fit(const TrainingSet& /*data*/, Trainer& /*trainer*/) {

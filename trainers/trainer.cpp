@@ -304,6 +304,9 @@ LossMap Trainer::optimize(const std::string& name, const std::function<LossMap()
   std::vector<torch::Tensor> own;
   if (train_.grad_clip > 0)
     for (const auto& g : n.set.groups) own.insert(own.end(), g.params.begin(), g.params.end());
+  std::vector<torch::Tensor> set_params;  // data-parallel: the gradients to all-reduce
+  if (group_)
+    for (const auto& g : n.set.groups) set_params.insert(set_params.end(), g.params.begin(), g.params.end());
   LossMap first;
   auto evaluate_loss = [&]() -> torch::Tensor {
     for (auto& o : optimizers_) o.optimizer->zero_grad();
@@ -319,12 +322,132 @@ LossMap Trainer::optimize(const std::string& name, const std::function<LossMap()
     // CPU: checking every evaluation is free; CUDA: at log steps (no host sync).
     if (!on_cuda) check_finite(losses);
     losses.front().second.backward();
+    torch::Tensor value = losses.front().second;
+    if (group_) {
+      // Data-parallel: the gradient of the global batch's loss. A loss that
+      // gathered every rank's rows is already the global one on each rank
+      // (its gradients, each through this rank's rows, add up); a loss over
+      // this rank's rows alone is its share of the mean (they average).
+      allreduce_gradients(set_params, gathered_);
+      if (!gathered_) {
+        std::vector<at::Tensor> v = {value.detach().to(torch::kCPU, torch::kFloat64).reshape({1})};
+        group_->allreduce(v)->wait();
+        value = (v[0] / double(world_size())).reshape({}).to(value.dtype());
+      }
+      gathered_ = false;
+    }
     if (!own.empty()) torch::nn::utils::clip_grad_norm_(own, train_.grad_clip);
     if (first.empty()) first = losses;
-    return losses.front().second;
+    return value;
   };
   n.optimizer->step(evaluate_loss);
   return first;
+}
+
+void Trainer::set_process_group(c10::intrusive_ptr<c10d::ProcessGroup> group) {
+  if (group && group->getSize() > 1 && method_.fits())
+    fail("method '{}' fits in closed form (or bit by bit), which is not distributed: run it as "
+         "one process (WORLD_SIZE=1, no --nproc)",
+         method_.name());
+  if (group && group->getSize() > 1 && !method_.supports_data_parallel())
+    fail("method '{}' does not support data-parallel training yet (a term of its loss couples "
+         "the items of a batch and is not gathered across ranks): run it as one process",
+         method_.name());
+  group_ = group && group->getSize() > 1 ? group : c10::intrusive_ptr<c10d::ProcessGroup>();
+}
+
+int Trainer::rank() const { return group_ ? group_->getRank() : 0; }
+int Trainer::world_size() const { return group_ ? group_->getSize() : 1; }
+
+torch::Tensor Trainer::all_gather(const torch::Tensor& x) {
+  if (!group_) return x;
+  TORCH_CHECK(x.device().is_cpu(), "all_gather: data-parallel training runs on the CPU (Gloo)");
+  std::vector<std::vector<at::Tensor>> out(1);
+  for (int r = 0; r < world_size(); ++r) out[0].push_back(torch::empty_like(x.detach()));
+  std::vector<at::Tensor> in = {x.detach().contiguous()};
+  group_->allgather(out, in)->wait();
+  out[0][rank()] = x;  // this rank's rows keep their graph
+  if (x.requires_grad()) gathered_ = true;
+  return torch::cat(out[0]);
+}
+
+bool Trainer::stop_requested() {
+  bool stop = interrupt_requested();
+  if (!group_) return stop;
+  std::vector<at::Tensor> v = {torch::full({1}, stop ? 1 : 0, torch::kInt32)};
+  group_->allreduce(v, c10d::AllreduceOptions{c10d::ReduceOp::MAX})->wait();
+  return v[0].item<int>() != 0;
+}
+
+void Trainer::broadcast_parameters(bool buffers_only) {
+  auto* mod = method_.module();
+  if (!group_ || !mod) return;
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> all;
+  if (!buffers_only)
+    for (const auto& p : mod->parameters()) all.push_back(p);
+  for (const auto& b : mod->buffers()) all.push_back(b);
+  for (auto& t : all) {
+    std::vector<at::Tensor> v = {t.data().to(torch::kCPU).contiguous()};
+    group_->broadcast(v)->wait();
+    t.data().copy_(v[0]);
+  }
+}
+
+void Trainer::allreduce_gradients(const std::vector<torch::Tensor>& params, bool sum) {
+  // Flattened buckets of about 16 MB (DDP's reducer does the same with 25 MB).
+  constexpr int64_t kBucketElems = int64_t{4} << 20;
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);  // unused this step
+    grads.push_back(p.grad());
+  }
+  for (size_t i = 0; i < grads.size();) {
+    size_t j = i;
+    int64_t elems = 0;
+    std::vector<torch::Tensor> flat;
+    while (j < grads.size() && (j == i || elems + grads[j].numel() <= kBucketElems)) {
+      flat.push_back(grads[j].reshape({-1}).to(torch::kCPU, torch::kFloat32));
+      elems += grads[j].numel();
+      ++j;
+    }
+    std::vector<at::Tensor> bucket = {torch::cat(flat)};
+    group_->allreduce(bucket)->wait();
+    if (!sum) bucket[0].div_(double(world_size()));
+    int64_t off = 0;
+    for (size_t g = i; g < j; ++g) {
+      const int64_t n = grads[g].numel();
+      grads[g].copy_(bucket[0].narrow(0, off, n).view_as(grads[g]));
+      off += n;
+    }
+    i = j;
+  }
+}
+
+void Trainer::check_parameters_agree() {
+  auto* mod = method_.module();
+  if (!group_ || !mod) return;
+  torch::NoGradGuard ng;
+  // A fingerprint of every parameter (weighted sums, double): equal on every
+  // rank unless the replicas drifted apart.
+  double f = 0;
+  int64_t k = 0;
+  for (const auto& p : mod->parameters())
+    f += (p.detach().to(torch::kCPU, torch::kFloat64).reshape({-1}) *
+          torch::arange(1, p.numel() + 1, torch::kFloat64).mul_(1e-6).add_(double(++k)))
+             .sum()
+             .item<double>();
+  std::vector<std::vector<at::Tensor>> out(1);
+  for (int r = 0; r < world_size(); ++r) out[0].push_back(torch::empty({1}, torch::kFloat64));
+  std::vector<at::Tensor> in = {torch::full({1}, f, torch::kFloat64)};
+  group_->allgather(out, in)->wait();
+  for (int r = 1; r < world_size(); ++r)
+    if (out[0][r].item<double>() != out[0][0].item<double>())
+      fail("data-parallel training: the parameters of rank {} differ from rank 0's "
+           "(fingerprints {:.17g} and {:.17g}); the replicas drifted apart",
+           r, out[0][r].item<double>(), out[0][0].item<double>());
+  if (rank() == 0)
+    log().info("parameters agree on all {} ranks (fingerprint {:.17g})", world_size(), f);
 }
 
 LossMap Trainer::default_step(const Batch& batch) {
@@ -372,6 +495,7 @@ void Trainer::run_loop() {
   const bool on_cuda = device_.is_cuda();
   progress_ = std::make_unique<Progress>(step_, train_.iterations, "img", train_.batch_size,
                                          train_.log_every);
+  broadcast_parameters();
   while (step_ < train_.iterations) {
     Batch batch = loader_->next();
     if (epoch_ < 0) {
@@ -383,11 +507,13 @@ void Trainer::run_loop() {
     if (train_.channels_last && on_cuda && batch.x.dim() == 4)
       batch.x = batch.x.contiguous(torch::MemoryFormat::ChannelsLast);
     for (auto& h : hooks_) h->before_step(*this);
+    if (group_) broadcast_parameters(/*buffers_only=*/true);  // as DDP: rank 0's BN statistics
     LossMap losses = method_.step(batch, *this);
     ++step_;
     for (auto& h : hooks_) h->after_step(*this, losses);
   }
   progress_->finish();
+  check_parameters_agree();
   for (auto& h : hooks_) h->after_train(*this);
   if (auto* mod = method_.module()) mod->eval();
 }

@@ -47,6 +47,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/torch.h>
 
 #include "csrc/core/config.h"
@@ -149,6 +150,31 @@ class Trainer {
   // The default step: optimize() of the single optimizer on training_step().
   LossMap default_step(const Batch& batch);
 
+  // ---- data-parallel training (several processes, one model each)
+  // Joins this trainer to `group` (rank group->getRank() of getSize()). At the
+  // start of train() every parameter and buffer of the method's module is
+  // broadcast from rank 0 (the buffers, e.g. batch-norm statistics, again
+  // before every step, as PyTorch's DDP does); in optimize(), after each backward, the gradients
+  // of the optimizer's parameters are all-reduced in flattened buckets
+  // (averaged, or summed when the closure's loss used all_gather: see below),
+  // and the loss value the optimizer sees (L-BFGS's line search) is the
+  // global one; a SIGINT/SIGTERM on any rank stops every rank at the same
+  // step; at the end the parameters are checked to agree across ranks. Fits
+  // are refused. The caller gives each rank a loader shard of every global
+  // batch (LoaderOptions::shard_rank/shard_count) and lets rank 0 alone write
+  // (metrics, checkpoints, evaluation).
+  void set_process_group(c10::intrusive_ptr<c10d::ProcessGroup> group);
+  int rank() const;
+  int world_size() const;
+  // Every rank's rows of x (dim 0, equal counts, CPU) concatenated in rank
+  // order. Gradient flows back to this rank's rows only. A closure whose
+  // "loss" uses it computes the loss of the whole global batch on every rank
+  // (pairwise and batch-statistic losses), so its gradients are summed across
+  // ranks instead of averaged. With one process: x itself.
+  torch::Tensor all_gather(const torch::Tensor& x);
+  // Whether to stop now: a local SIGINT/SIGTERM, or (data-parallel) one on any rank.
+  bool stop_requested();
+
   // ---- fits
   void begin_units(const FitPlan& plan);
   // One unit of work is done: `values` are logged with the unit's record.
@@ -198,6 +224,11 @@ class Trainer {
   std::unique_ptr<Progress> progress_;
   FitPlan plan_;
   size_t optim_stage_ = 0;  // index into optim_'s stages of the optimizers
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;  // null: one process
+  bool gathered_ = false;  // all_gather was used in the current closure
+  void broadcast_parameters(bool buffers_only = false);
+  void allreduce_gradients(const std::vector<torch::Tensor>& params, bool sum);
+  void check_parameters_agree();
   int64_t step_ = 0;
   int64_t epoch_ = -1;  // epoch of the last batch seen; -1 before the first
   int64_t last_good_checkpoint_step_ = -1;

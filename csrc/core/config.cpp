@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <cstdlib>
 #include <thread>
 
 namespace fs = std::filesystem;
@@ -163,8 +164,12 @@ std::string did_you_mean(const std::string& word,
 
 int resolve_threads(const std::string& value, const std::string& where) {
   if (value == "auto") {
+    // All cores, shared among the processes of a local multi-process job
+    // (LOCAL_WORLD_SIZE, set by `--nproc` and by torchrun).
     unsigned n = std::thread::hardware_concurrency();
-    return n == 0 ? 1 : static_cast<int>(n);
+    int local = 1;
+    if (const char* l = std::getenv("LOCAL_WORLD_SIZE")) local = std::max(1, std::atoi(l));
+    return std::max(1, (n == 0 ? 1 : static_cast<int>(n)) / local);
   }
   try {
     size_t pos = 0;

@@ -150,6 +150,7 @@ int launch_local(int nproc, const std::vector<std::string>& args, std::chrono::s
       ::setenv("RANK", std::to_string(r).c_str(), 1);
       ::setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
       ::setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
+      ::setenv("LOCAL_WORLD_SIZE", std::to_string(nproc).c_str(), 1);
       ::setenv("HASHLAB_STORE_FILE", store.c_str(), 1);
       ::setenv("GLOO_SOCKET_IFNAME", std::getenv("GLOO_SOCKET_IFNAME") ? std::getenv("GLOO_SOCKET_IFNAME") : "lo", 1);
       ::execv(argv[0], argv.data());
@@ -189,6 +190,11 @@ int launch_local(int nproc, const std::vector<std::string>& args, std::chrono::s
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     if (code != 0 && first_status == 0) {
       first_status = code;
+      if (code == 130) {
+        // Interrupted: the ranks agree on the step to stop at (and rank 0
+        // writes the checkpoint); a SIGTERM now would abort that.
+        continue;
+      }
       if (WIFSIGNALED(status))
         log().error("rank {} of {} was killed by signal {}; stopping the other ranks", r, nproc,
                     WTERMSIG(status));

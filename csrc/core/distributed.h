@@ -7,6 +7,7 @@
 // Environment (torchrun's names):
 //   RANK, WORLD_SIZE           this rank and the number of ranks (unset: 1 process)
 //   LOCAL_RANK                 the rank on this machine (picks the GPU)
+//   LOCAL_WORLD_SIZE           ranks on this machine: threads=auto gives each cores / this
 //   MASTER_ADDR, MASTER_PORT   TCPStore rendezvous; rank 0 serves it
 //   HASHLAB_STORE_FILE         FileStore rendezvous instead (one machine, or a
 //                              shared file system); the local launcher uses it

@@ -67,21 +67,24 @@ class HashNetMethod : public Method {
     HL_CHECK(batch.labels.defined(), "hashnet: needs labelled training data");
     beta_ = opts_.continuation->at(trainer.step(), trainer.total_steps());
     torch::Tensor z = net_->forward(batch.x);
-    torch::Tensor g = torch::tanh(beta_ * z);
-    torch::Tensor h = ((z >= 0).to(g.dtype()) * 2 - 1).detach();  // sgn, sgn(0) = +1
-    const int64_t n = z.size(0);
+    // Pairs span the whole global batch: with several ranks, every rank's
+    // codes and labels (the gradient flows through this rank's rows).
+    torch::Tensor g = trainer.all_gather(torch::tanh(beta_ * z));
+    torch::Tensor h = trainer.all_gather(((z >= 0).to(g.dtype()) * 2 - 1).detach());  // sgn(0) = +1
+    const torch::Tensor labels = trainer.all_gather(batch.labels);
+    const int64_t n = g.size(0);
     auto loss_on = [&](const torch::Tensor& codes) {
       if (opts_.pairs == "halves") {
         HL_CHECK(n >= 2, "hashnet: pairs: halves needs batches of at least 2");
         int64_t m = n / 2;
-        torch::Tensor s = data::label_similarity(batch.labels.narrow(0, 0, m),
-                                                 batch.labels.narrow(0, m, n - m));
+        torch::Tensor s = data::label_similarity(labels.narrow(0, 0, m),
+                                                 labels.narrow(0, m, n - m));
         return models::hashnet_pairwise_loss(codes.narrow(0, 0, m), codes.narrow(0, m, n - m),
                                              s, alpha_, weighting_, class_weight_);
       }
-      torch::Tensor s = data::label_similarity(batch.labels, batch.labels);
+      torch::Tensor s = data::label_similarity(labels, labels);
       torch::Tensor distinct =
-          torch::eye(n, torch::TensorOptions().dtype(torch::kBool).device(z.device()))
+          torch::eye(n, torch::TensorOptions().dtype(torch::kBool).device(g.device()))
               .logical_not();
       return models::hashnet_pairwise_loss(codes, codes, s, alpha_, weighting_, class_weight_,
                                            distinct);
@@ -94,6 +97,9 @@ class HashNetMethod : public Method {
     }
     return {{"loss", loss}, {"loss_binary", loss_binary}};
   }
+
+  // Its pairs span the global batch through Trainer::all_gather.
+  bool supports_data_parallel() const override { return true; }
 
   std::vector<std::pair<std::string, double>> status() const override {
     return {{"beta", beta_}};

@@ -137,6 +137,10 @@ void run_search(const SearchOpts& o) {
   }
   if (!j.contains("search_seconds"))
     j["search_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  hashlab::log().info("searched {} queries x {} codes in {:.4f} s ({:.2f} Gdist/s{})", qt.size(0),
+                      index.size(), j["search_seconds"].get<double>(),
+                      double(qt.size(0)) * double(index.size()) / j["search_seconds"].get<double>() / 1e9,
+                      env.distributed() ? fmt::format(", {} ranks", env.world_size) : "");
   if (ends_with(o.out, ".npy")) {
     write_npy(o.out, indices);
     const std::string dist_path = o.out.substr(0, o.out.size() - 4) + ".distances.npy";

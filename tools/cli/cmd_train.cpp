@@ -1,6 +1,9 @@
 // hashlab train -c CONFIG [key.path=value ...] [--run-dir DIR] [--resume] [--print-config]
+//               [--nproc N]   (N local ranks of a data-parallel job, csrc/core/distributed.h)
 #include <iostream>
 
+#include "csrc/core/distributed.h"
+#include "csrc/core/error.h"
 #include "csrc/core/logging.h"
 #include "tools/cli/commands.h"
 #include "app/job.h"
@@ -23,7 +26,18 @@ void add(CLI::App& app) {
   c->add_flag("--resume", o->resume,
               "Continue the last run of this config (or --run-dir) from checkpoints/last.pt");
   c->add_flag("--print-config", o->print_config, "Print the resolved config and exit");
-  c->callback([o] {
+  auto nproc = std::make_shared<int>(1);
+  c->add_option("--nproc", *nproc,
+                "Start N local processes training one model data-parallel (c10d Gloo; "
+                "train.batch_size is the global batch). Under torchrun's RANK/WORLD_SIZE/"
+                "MASTER_ADDR/MASTER_PORT this process is one rank")
+      ->check(CLI::Range(1, 1024));
+  c->callback([o, nproc] {
+    if (*nproc > 1 && !o->print_config && !hashlab::dist::DistEnv::from_env().distributed()) {
+      const int rc = hashlab::dist::launch_local(*nproc, hashlab::cli::raw_args_without("--nproc"));
+      if (rc != 0) throw hashlab::ExitStatus(rc);
+      return;
+    }
     auto r = hashlab::run_train_job(*o);
     if (!r.empty() && !o->print_config) std::cout << r.dump() << "\n";
   });
