@@ -350,8 +350,8 @@ void Trainer::set_process_group(c10::intrusive_ptr<c10d::ProcessGroup> group) {
          "one process (WORLD_SIZE=1, no --nproc)",
          method_.name());
   if (group && group->getSize() > 1 && !method_.supports_data_parallel())
-    fail("method '{}' does not support data-parallel training yet (a term of its loss couples "
-         "the items of a batch and is not gathered across ranks): run it as one process",
+    fail("method '{}' does not support data-parallel training yet (its batch-coupled loss "
+         "terms or epoch-level work are not shared across ranks): run it as one process",
          method_.name());
   group_ = group && group->getSize() > 1 ? group : c10::intrusive_ptr<c10d::ProcessGroup>();
 }
@@ -493,7 +493,9 @@ void Trainer::run_loop() {
   for (auto& h : hooks_) h->before_train(*this);
   if (auto* mod = method_.module()) mod->train();
   const bool on_cuda = device_.is_cuda();
-  progress_ = std::make_unique<Progress>(step_, train_.iterations, "img", train_.batch_size,
+  // Data-parallel: rank 0 alone shows progress (batch_size is the global batch).
+  if (rank() == 0)
+    progress_ = std::make_unique<Progress>(step_, train_.iterations, "img", train_.batch_size,
                                          train_.log_every);
   broadcast_parameters();
   while (step_ < train_.iterations) {
@@ -512,7 +514,7 @@ void Trainer::run_loop() {
     ++step_;
     for (auto& h : hooks_) h->after_step(*this, losses);
   }
-  progress_->finish();
+  if (progress_) progress_->finish();
   check_parameters_agree();
   for (auto& h : hooks_) h->after_train(*this);
   if (auto* mod = method_.module()) mod->eval();

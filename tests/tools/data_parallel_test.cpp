@@ -91,6 +91,12 @@ TEST_F(DataParallel, TwoRanksTrainWhatOneProcessTrainsOnTheGlobalBatch) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_TRUE(contains(r.out, "parameters agree on all 2 ranks")) << r.out;
   EXPECT_TRUE(contains(r.out, "rank 1/2: run directory: " + two.string())) << r.out;
+  // One progress display (rank 0's).
+  size_t shown = 0;
+  for (size_t at = r.out.find("step 30/30"); at != std::string::npos;
+       at = r.out.find("step 30/30", at + 1))
+    ++shown;
+  EXPECT_EQ(shown, 1u) << r.out;
   const auto a = train_losses(one), b = train_losses(two);
   ASSERT_EQ(a.size(), 30u);
   ASSERT_EQ(b.size(), 30u);
