@@ -408,27 +408,31 @@ void read_bit_stats(RunData& r, const ReportOptions& opts) {
     r.notices.push_back(fmt::format("{}: {} codes, too few for bit statistics", path.string(), n));
     return;
   }
+  const int B = b.nbits;
+  // Bounded work and page size for long codes: at most 2^25 unpacked values,
+  // and the correlation (a Bc x Bc matrix) of the first 256 bits.
+  constexpr int kMaxCorrBits = 256;
+  const int Bc = std::min(B, kMaxCorrBits);
+  int64_t max_rows = std::max<int64_t>(2, (int64_t{1} << 25) / B);
+  if (opts.max_corr_rows > 0) max_rows = std::min(max_rows, opts.max_corr_rows);
   torch::Tensor packed = b.codes;
   int64_t sampled = n;
-  if (opts.max_corr_rows > 0 && n > opts.max_corr_rows) {
-    const int64_t stride = (n + opts.max_corr_rows - 1) / opts.max_corr_rows;
+  if (n > max_rows) {
+    const int64_t stride = (n + max_rows - 1) / max_rows;
     packed = packed.index_select(0, torch::arange(0, n, stride));
     sampled = packed.size(0);
   }
   torch::NoGradGuard ng;
-  torch::Tensor x = codes::unpack_bits(packed, b.nbits).to(torch::kFloat64);  // ±1 [m, B]
+  torch::Tensor x = codes::unpack_bits(packed, B).to(torch::kFloat64);  // ±1 [m, B]
   torch::Tensor mean = x.mean(0);
-  torch::Tensor ones = (mean + 1) / 2;
-  torch::Tensor xc = x - mean;
+  torch::Tensor ones = ((mean + 1) / 2).contiguous();
+  torch::Tensor var = (1 - mean * mean).contiguous();  // of a ±1 variable
+  torch::Tensor xc = x.narrow(1, 0, Bc) - mean.narrow(0, 0, Bc);
   torch::Tensor cov = xc.t().mm(xc) / double(sampled);
-  torch::Tensor var = cov.diagonal();
-  torch::Tensor inv = torch::where(var > 1e-12, var.rsqrt(), torch::zeros_like(var));
-  torch::Tensor corr = cov * inv.unsqueeze(0) * inv.unsqueeze(1);
-  corr = corr.clamp(-1, 1).contiguous();
-  const int B = b.nbits;
+  torch::Tensor vc = var.narrow(0, 0, Bc);
+  torch::Tensor inv = torch::where(vc > 1e-12, vc.rsqrt(), torch::zeros_like(vc));
+  torch::Tensor corr = (cov * inv.unsqueeze(0) * inv.unsqueeze(1)).clamp(-1, 1).contiguous();
   json ones_j = json::array(), corr_j = json::array();
-  ones = ones.contiguous();
-  var = var.contiguous();  // a diagonal view: copy it before taking its pointer
   const double* po = ones.data_ptr<double>();
   const double* pc = corr.data_ptr<double>();
   const double* pv = var.data_ptr<double>();
@@ -438,9 +442,10 @@ void read_bit_stats(RunData& r, const ReportOptions& opts) {
   for (int i = 0; i < B; ++i) {
     ones_j.push_back(std::round(po[i] * 1e5) / 1e5);
     if (pv[i] <= 1e-12) ++constant;
+    if (i >= Bc) continue;
     json row = json::array();
-    for (int j = 0; j < B; ++j) {
-      double v = (i == j) ? (pv[i] > 1e-12 ? 1.0 : 0.0) : pc[i * B + j];
+    for (int j = 0; j < Bc; ++j) {
+      double v = (i == j) ? (pv[i] > 1e-12 ? 1.0 : 0.0) : pc[i * Bc + j];
       row.push_back(std::round(v * 1e4) / 1e4);
       if (i < j) {
         sum_abs += std::fabs(v);
@@ -449,8 +454,8 @@ void read_bit_stats(RunData& r, const ReportOptions& opts) {
     }
     corr_j.push_back(std::move(row));
   }
-  const double pairs = B > 1 ? double(B) * (B - 1) / 2 : 1;
-  r.bit_stats = {{"nbits", B},         {"count", n},
+  const double pairs = Bc > 1 ? double(Bc) * (Bc - 1) / 2 : 1;
+  r.bit_stats = {{"nbits", B},         {"count", n},         {"corr_bits", Bc},
                  {"sampled", sampled}, {"ones", ones_j},
                  {"corr", corr_j},     {"constant_bits", constant},
                  {"mean_abs_corr", sum_abs / pairs}, {"max_abs_corr", max_abs},
@@ -802,12 +807,14 @@ void bit_charts(Page& page, const RunData& r) {
   const json& b = r.bit_stats;
   const int B = b["nbits"];
   page.h2("Database codes");
+  const int Bc = b.value("corr_bits", B);
   page.para(fmt::format(
-      "{} codes of {} bits{}. Mean |correlation| between two bits: {:.4f}; the largest is "
+      "{} codes of {} bits{}. Mean |correlation| between two bits{}: {:.4f}; the largest is "
       "{:.4f} (bits {} and {}); {} constant bits.",
       b["count"].get<int64_t>(), B,
       b["sampled"] == b["count"] ? std::string()
                                  : fmt::format(" ({} sampled evenly)", b["sampled"].get<int64_t>()),
+      Bc < B ? fmt::format(" of the first {}", Bc) : std::string(),
       b["mean_abs_corr"].get<double>(), b["max_abs_corr"].get<double>(),
       b["max_pair"][0].get<int>(), b["max_pair"][1].get<int>(), b["constant_bits"].get<int>()));
   page.open_grid();
@@ -824,7 +831,8 @@ void bit_charts(Page& page, const RunData& r) {
               {"y", y}});
   page.raw("<div>");
   page.chart({{"kind", "heatmap"},
-              {"title", "Bit correlation (blue -1, white 0, red +1)"},
+              {"title", Bc < B ? fmt::format("Bit correlation of bits 0..{} (blue -1, white 0, red +1)", Bc - 1)
+                               : std::string("Bit correlation (blue -1, white 0, red +1)")},
               {"matrix", b["corr"]}},
              "square");
   page.raw(fmt::format("<p class=\"caption\" id=\"chart{}-caption\">Point at a cell for its "

@@ -222,6 +222,32 @@ TEST_F(ReportTest, LabelRunReportDrawsEveryChartAndItsBitStatisticsAreRight) {
   EXPECT_FALSE(has_label(labels, "code_histogram: bins"));
 }
 
+// Long codes: the balance of every bit, the correlation of the first 256
+// (a 1,000 x 1,000 matrix would be a 10 MB page), work bounded by sampling.
+TEST_F(ReportTest, LongCodesKeepTheReportBounded) {
+  const fs::path d = dir_ / "long_run";
+  fs::create_directories(d / "codes");
+  std::ofstream(d / "config.yaml") << "name: long\nmethod: lsh\nmodel:\n  bits: 1000\n";
+  write_lines(d / "metrics.jsonl", {{{"event", "start"}, {"method", "lsh"}, {"bits", 1000}},
+                                    label_final(1000, 0.3)});
+  torch::manual_seed(5);
+  torch::Tensor bits = torch::randint(0, 2, {3000, 1000}, torch::kInt64);
+  hashlab::codes::write_codes(
+      (d / "codes/database.hlc").string(),
+      hashlab::codes::Codes::binary({1000, hashlab::codes::pack_signs((bits * 2 - 1).to(torch::kFloat32))}));
+  report::RunData r = report::read_run(d.string());
+  ASSERT_FALSE(r.bit_stats.is_null());
+  EXPECT_EQ(r.bit_stats["ones"].size(), 1000u);
+  EXPECT_EQ(r.bit_stats["corr"].size(), 256u);
+  EXPECT_EQ(r.bit_stats["corr"][0].size(), 256u);
+  EXPECT_NEAR(r.bit_stats["ones"][999].get<double>(), bits.select(1, 999).to(torch::kFloat64).mean().item<double>(), 1e-5);
+  const std::string page = report::write_run_report(d.string());
+  EXPECT_LT(fs::file_size(page), 3u << 20);
+  EXPECT_TRUE(contains(slurp(page), "of the first 256"));
+  auto labels = expect_all_charts_drew(page, 5);
+  EXPECT_TRUE(has_label(labels, "Bit correlation of bits 0..255"));
+}
+
 TEST_F(ReportTest, EuclideanRunReportDrawsRecallAndSigahCurvesAndTheGrid) {
   const fs::path d = dir_ / "euclid_run";
   fs::create_directories(d);
