@@ -27,12 +27,6 @@ namespace hashlab::report {
 namespace {
 
 // ------------------------------------------------------------------ helpers
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string esc(const std::string& s) {
   std::string o;
@@ -476,7 +470,7 @@ RunData read_run(const std::string& dir_in, const ReportOptions& opts) {
   // ---- config
   YAML::Node cfg;
   if (fs::exists(cfg_path)) {
-    r.config_text = read_text(cfg_path);
+    r.config_text = read_file(cfg_path.string());
     try {
       cfg = YAML::Load(r.config_text);
     } catch (const YAML::Exception& e) {
@@ -492,7 +486,7 @@ RunData read_run(const std::string& dir_in, const ReportOptions& opts) {
   std::map<int64_t, json> evals;
   json last_control = json::object();  // the last interrupt or error record
   if (fs::exists(metrics_path)) {
-    const std::string text = read_text(metrics_path);
+    const std::string text = read_file(metrics_path.string());
     std::istringstream in(text);
     std::string line;
     int64_t lineno = 0, bad = 0;
@@ -618,7 +612,7 @@ std::string chartjs_source() {
   const char* env = std::getenv("HASHLAB_CHARTJS");
   const std::string path = env && *env ? env : kChartJsPath;
   if (!fs::exists(path)) return "";
-  std::string s = read_text(path);
+  std::string s = read_file(path);
   if (s.find("</script") != std::string::npos || s.find("</SCRIPT") != std::string::npos)
     fail("{}: holds \"</script\", so it cannot be inlined into a report", path);
   return s;

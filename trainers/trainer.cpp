@@ -3,6 +3,7 @@
 #include <ATen/autocast_mode.h>
 
 #include <chrono>
+#include <map>
 #include <cmath>
 #include <filesystem>
 #include <set>
@@ -387,10 +388,20 @@ void Trainer::broadcast_parameters(bool buffers_only) {
   if (!buffers_only)
     for (const auto& p : mod->parameters()) all.push_back(p);
   for (const auto& b : mod->buffers()) all.push_back(b);
-  for (auto& t : all) {
-    std::vector<at::Tensor> v = {t.data().to(torch::kCPU).contiguous()};
+  // One broadcast per dtype (float weights and statistics, int64 counters),
+  // flattened: a step pays one or two round trips, not one per tensor.
+  std::map<c10::ScalarType, std::vector<torch::Tensor>> by_type;
+  for (const auto& t : all) by_type[t.scalar_type()].push_back(t);
+  for (auto& [type, ts] : by_type) {
+    std::vector<torch::Tensor> flat;
+    for (const auto& t : ts) flat.push_back(t.detach().to(torch::kCPU).reshape({-1}));
+    std::vector<at::Tensor> v = {torch::cat(flat)};
     group_->broadcast(v)->wait();
-    t.data().copy_(v[0]);
+    int64_t off = 0;
+    for (auto& t : ts) {
+      t.data().copy_(v[0].narrow(0, off, t.numel()).view_as(t));
+      off += t.numel();
+    }
   }
 }
 

@@ -92,35 +92,6 @@ Packed pack_rows(const torch::Tensor& codes, int nbits) {
   return p;
 }
 
-Packed pack_interleaved(const torch::Tensor& codes, int nbits, int threads) {
-  Packed p;
-  p.words = (nbits + 63) / 64;
-  p.n = codes.size(0);
-  p.blocks = (p.n + kBlock - 1) / kBlock;
-  p.data.assign(p.blocks * p.words * kBlock, 0);
-  const uint8_t* src = codes.data_ptr<uint8_t>();
-  const int64_t nbytes = codes.size(1);
-  const int W = p.words;
-  run_tasks((p.blocks + 4095) / 4096, threads, [&](int64_t t) {
-    uint64_t tmp[(kMaxBits + 63) / 64];
-    const int64_t b_end = std::min(p.blocks, (t + 1) * 4096);
-    const bool whole_words = nbits % 64 == 0;  // no partial word to mask: copy words directly
-    for (int64_t b = t * 4096; b < b_end; ++b)
-      for (int c = 0; c < kBlock; ++c) {
-        const int64_t i = b * kBlock + c;
-        if (i >= p.n) break;
-        uint64_t* dst = &p.data[b * W * kBlock + c];
-        if (whole_words) {
-          for (int w = 0; w < W; ++w) std::memcpy(&dst[w * kBlock], src + i * nbytes + 8 * w, 8);
-        } else {
-          code_to_words(src + i * nbytes, nbits, W, tmp);
-          for (int w = 0; w < W; ++w) dst[w * kBlock] = tmp[w];
-        }
-      }
-  });
-  return p;
-}
-
 // A database as the top-k and radius searches read it: row-major codes in
 // the code-file (FAISS) layout, used in place. Nothing is prepared per call:
 // each task interleaves the chunk it is about to scan into an L1-sized
@@ -168,6 +139,21 @@ void interleave(const DbView& db, int64_t b0, int64_t b1, uint64_t* out) {
         for (int w = 0; w < W; ++w) dst[w * kBlock] = tmp[w];
       }
     }
+}
+
+Packed pack_interleaved(const torch::Tensor& codes, int nbits, int threads) {
+  const DbView v = view_of(codes, nbits, false);
+  Packed p;
+  p.words = v.words;
+  p.n = v.n;
+  p.blocks = v.blocks;
+  p.data.resize(p.blocks * p.words * kBlock);
+  constexpr int64_t kTaskBlocks = 4096;
+  run_tasks((p.blocks + kTaskBlocks - 1) / kTaskBlocks, threads, [&](int64_t t) {
+    const int64_t b0 = t * kTaskBlocks, b1 = std::min(p.blocks, b0 + kTaskBlocks);
+    interleave(v, b0, b1, &p.data[b0 * p.words * kBlock]);
+  });
+  return p;
 }
 
 // Drops the pages of rows [r0, r1) from this process's resident set (a

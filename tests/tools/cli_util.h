@@ -1,7 +1,11 @@
 // Helpers for the end-to-end tests of the hashlab executable.
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdint>
@@ -47,6 +51,21 @@ inline std::string slurp(const std::filesystem::path& p) {
 
 inline bool contains(const std::string& s, const std::string& what) {
   return s.find(what) != std::string::npos;
+}
+
+// A free TCP port on the loopback interface (bound, read, released).
+inline int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    return 0;  // the caller's rendezvous then fails, naming port 0
+  ::close(fd);
+  return ntohs(a.sin_port);
 }
 
 // Runs `hashlab ARGS`.

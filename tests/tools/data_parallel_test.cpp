@@ -163,7 +163,8 @@ TEST_F(DataParallel, AKilledRankMakesTheJobFailWithinTheTimeout) {
   // torchrun-style: two processes, TCP rendezvous; rank 1 is killed.
   const fs::path d2 = dir_ / "killed_tcp";
   const std::string env = "HASHLAB_DIST_TIMEOUT=20 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 "
-                          "GLOO_SOCKET_IFNAME=lo MASTER_PORT=$((20000 + $$ % 20000)) ";
+                          "GLOO_SOCKET_IFNAME=lo MASTER_PORT=" +
+                          std::to_string(hashlab::testing::free_port()) + " ";
   t0 = std::chrono::steady_clock::now();
   r = sh("sh -c '" + env + "RANK=0 " + cli() + " train -c " + cfg() + args + " --run-dir " +
          d2.string() + " & a=$!; " + env + "RANK=1 " + cli() + " train -c " + cfg() + args +

@@ -3,11 +3,6 @@
 // search`'s) results with every load mode, and bad input is named.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +16,7 @@
 
 namespace fs = std::filesystem;
 using hashlab::testing::contains;
+using hashlab::testing::free_port;
 using hashlab::testing::slurp;
 using hashlab::testing::last_line;
 using hashlab::testing::random_codes;
@@ -107,20 +103,6 @@ TEST(IndexCli, BuildInfoSearchEqualTheLibrary) {
   fs::remove_all(d);
 }
 
-// A free TCP port on the loopback interface (bound, read, released).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    ADD_FAILURE() << "no free port";
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 // Two Gloo ranks (each searching half of the index) give exactly the
 // one-process result, indices included, through the local launcher (file
