@@ -63,7 +63,7 @@ TopLevel read_top_level(const Config& cfg) {
   out.get("save_codes", t.save_codes);
   out.get("export", t.export_model);
   out.finish();
-  root.known({"data", "model", "optim", "train", "eval"});
+  root.known({"data", "model", "optim", "train", "eval", "dist"});
   root.finish();
   if (t.name.empty() || t.name.find('/') != std::string::npos || t.name == "." || t.name == "..")
     fail("{}: '{}' is not usable as a directory name", root.where("name"), t.name);
@@ -536,11 +536,20 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   // variables, or `hashlab train --nproc N`). Rank 0 alone writes the run.
   const dist::DistEnv denv = dist::DistEnv::from_env();
   c10::intrusive_ptr<c10d::ProcessGroup> group;
+  // dist.backend: auto | gloo | nccl (validated on one process too).
+  std::string backend = "auto";
+  {
+    Section ds = cfg.section("dist");
+    ds.get_choice("backend", backend, {"auto", "gloo", "nccl"});
+    ds.finish();
+  }
   if (denv.distributed()) {
-    if (!device.is_cpu())
-      fail("{}data-parallel training runs on the CPU over Gloo in this build (Debian's LibTorch "
-           "has no NCCL): set device=cpu",
-           dist::rank_prefix(denv));
+    backend = dist::resolve_backend(backend, device.is_cuda() ? "cuda" : device.str(),
+                                    dist::rank_prefix(denv) + cfg.where("dist.backend") +
+                                        ": dist.backend");
+    if (backend != "gloo")
+      fail("{}{}: dist.backend: hashlab creates Gloo process groups only", dist::rank_prefix(denv),
+           cfg.where("dist.backend"));
     if (train_opts.batch_size % denv.world_size != 0)
       fail("{}: train.batch_size {} is the global batch and must split evenly over {} ranks",
            cfg.where("train.batch_size"), train_opts.batch_size, denv.world_size);

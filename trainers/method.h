@@ -99,10 +99,13 @@ class Method {
 
   // ---- data-parallel training (Trainer::set_process_group)
   // Whether N ranks, each with 1/N of every global batch, train what one
-  // process trains on the whole batch: true when the loss is a mean over the
-  // batch's items (the trainer averages the gradients), or when every term
-  // that couples items gathers them with Trainer::all_gather (HashNet's
-  // pairs). A method that says false is refused with more than one rank.
+  // process trains on the whole batch: true when each closure's loss is a
+  // mean over the batch's items (a local loss: the trainer averages), or the
+  // global batch's loss built with Trainer::all_gather / mean_over_ranks /
+  // sum_over_ranks (a global loss: the trainer sums), random draws are made
+  // for the global batch (Trainer::local_rows), and epoch-level work is done
+  // once and shared (Trainer::broadcast). A method that says false is
+  // refused with more than one rank.
   virtual bool supports_data_parallel() const { return false; }
 
   // ---- 3. fit

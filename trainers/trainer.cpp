@@ -325,17 +325,18 @@ LossMap Trainer::optimize(const std::string& name, const std::function<LossMap()
     losses.front().second.backward();
     torch::Tensor value = losses.front().second;
     if (group_) {
-      // Data-parallel: the gradient of the global batch's loss. A loss that
-      // gathered every rank's rows is already the global one on each rank
-      // (its gradients, each through this rank's rows, add up); a loss over
-      // this rank's rows alone is its share of the mean (they average).
-      allreduce_gradients(set_params, gathered_);
-      if (!gathered_) {
-        std::vector<at::Tensor> v = {value.detach().to(torch::kCPU, torch::kFloat64).reshape({1})};
-        group_->allreduce(v)->wait();
-        value = (v[0] / double(world_size())).reshape({}).to(value.dtype());
+      // Data-parallel: the gradient of the global batch's loss. A global loss
+      // (gathered rows, sums over ranks) is the same on every rank and its
+      // gradients, each through this rank's rows, add up; a local loss (a mean
+      // over this rank's rows) is one share of the mean: they average.
+      allreduce_gradients(set_params, global_loss_);
+      if (global_loss_) {
+        check_global_loss(value, name);
+      } else {
+        mean_values_over_ranks(losses);  // the loss the optimizer sees, and the logged values
+        value = losses.front().second;
       }
-      gathered_ = false;
+      global_loss_ = false;
     }
     if (!own.empty()) torch::nn::utils::clip_grad_norm_(own, train_.grad_clip);
     if (first.empty()) first = losses;
@@ -362,14 +363,82 @@ int Trainer::world_size() const { return group_ ? group_->getSize() : 1; }
 
 torch::Tensor Trainer::all_gather(const torch::Tensor& x) {
   if (!group_) return x;
-  TORCH_CHECK(x.device().is_cpu(), "all_gather: data-parallel training runs on the CPU (Gloo)");
+  HL_CHECK(x.device().is_cpu(),
+           "all_gather: data-parallel training runs on the CPU (Gloo); got a tensor on {}",
+           x.device().str());
   std::vector<std::vector<at::Tensor>> out(1);
   for (int r = 0; r < world_size(); ++r) out[0].push_back(torch::empty_like(x.detach()));
   std::vector<at::Tensor> in = {x.detach().contiguous()};
   group_->allgather(out, in)->wait();
   out[0][rank()] = x;  // this rank's rows keep their graph
-  if (x.requires_grad()) gathered_ = true;
+  if (x.requires_grad()) global_loss_ = true;
   return torch::cat(out[0]);
+}
+
+torch::Tensor Trainer::sum_over_ranks(const torch::Tensor& local) {
+  if (!group_) return local;
+  HL_CHECK(local.device().is_cpu(),
+           "sum_over_ranks: data-parallel training runs on the CPU (Gloo); got a tensor on {}",
+           local.device().str());
+  std::vector<at::Tensor> v = {local.detach().to(torch::kFloat64).contiguous().clone()};
+  group_->allreduce(v)->wait();
+  if (local.requires_grad()) global_loss_ = true;
+  // The sum's value; the gradient of `local` (the other ranks' parts are constants here).
+  return local + (v[0].to(local.scalar_type()) - local.detach());
+}
+
+torch::Tensor Trainer::mean_over_ranks(const torch::Tensor& local_mean) {
+  if (!group_) return local_mean;
+  return sum_over_ranks(local_mean) / static_cast<double>(world_size());
+}
+
+torch::Tensor Trainer::local_rows(const torch::Tensor& global) const {
+  if (!group_) return global;
+  const int64_t n = global.size(0), w = world_size(), r = rank();
+  HL_CHECK(n % w == 0, "local_rows: {} rows do not split over {} ranks", n, w);
+  // The loader's split of a global batch (datasets/loader.cpp).
+  return global.narrow(0, n * r / w, n / w);
+}
+
+void Trainer::broadcast(std::vector<torch::Tensor>& tensors) {
+  if (!group_ || tensors.empty()) return;
+  for (auto& t : tensors) {
+    HL_CHECK(t.defined() && t.device().is_cpu() && t.is_contiguous(),
+             "broadcast: needs defined, contiguous CPU tensors");
+    std::vector<at::Tensor> one = {t};  // Gloo: one dtype per call
+    group_->broadcast(one)->wait();
+  }
+}
+
+void Trainer::check_global_loss(const torch::Tensor& value, const std::string& name) {
+  // Max and min over ranks in one collective.
+  const double v = value.detach().to(torch::kCPU, torch::kFloat64).item<double>();
+  std::vector<at::Tensor> mm = {torch::tensor({v, -v}, torch::kFloat64)};
+  group_->allreduce(mm, c10d::AllreduceOptions{c10d::ReduceOp::MAX})->wait();
+  const double hi = mm[0][0].item<double>(), lo = -mm[0][1].item<double>();
+  if (!(hi - lo <= 1e-5 * std::max(1.0, std::abs(hi))))
+    fail("data-parallel training: method '{}' (optimizer '{}') computed a global loss (it "
+         "gathered rows or summed over ranks) that differs across ranks: {:.9g} to {:.9g}. Every "
+         "term of such a loss must be global: gather the rows (Trainer::all_gather) or reduce "
+         "this rank's means (Trainer::mean_over_ranks)",
+         method_.name(), name, lo, hi);
+}
+
+void Trainer::mean_values_over_ranks(LossMap& losses) {
+  std::vector<double> local;
+  for (const auto& kv : losses)
+    local.push_back(kv.second.numel() == 1
+                        ? kv.second.detach().to(torch::kCPU, torch::kFloat64).item<double>()
+                        : 0.0);
+  std::vector<at::Tensor> v = {torch::tensor(local, torch::kFloat64)};
+  group_->allreduce(v)->wait();
+  v[0].div_(static_cast<double>(world_size()));
+  const double* m = v[0].data_ptr<double>();
+  for (size_t i = 0; i < losses.size(); ++i) {
+    if (losses[i].second.numel() != 1) continue;
+    losses[i].second =
+        torch::tensor(m[i], torch::kFloat64).to(losses[i].second.dtype()).reshape({});
+  }
 }
 
 bool Trainer::stop_requested() {

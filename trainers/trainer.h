@@ -156,7 +156,7 @@ class Trainer {
   // broadcast from rank 0 (the buffers, e.g. batch-norm statistics, again
   // before every step, as PyTorch's DDP does); in optimize(), after each backward, the gradients
   // of the optimizer's parameters are all-reduced in flattened buckets
-  // (averaged, or summed when the closure's loss used all_gather: see below),
+  // (averaged, or summed when the closure's loss is global: see below),
   // and the loss value the optimizer sees (L-BFGS's line search) is the
   // global one; a SIGINT/SIGTERM on any rank stops every rank at the same
   // step; at the end the parameters are checked to agree across ranks. Fits
@@ -166,12 +166,36 @@ class Trainer {
   void set_process_group(c10::intrusive_ptr<c10d::ProcessGroup> group);
   int rank() const;
   int world_size() const;
+  //
+  // A closure's loss is either LOCAL or GLOBAL. Local: every term is a mean
+  // over this rank's rows (reconstruction, per-item hinge); the gradients
+  // are averaged across ranks, and the loss value and every logged value are
+  // replaced by their mean over ranks. Global: the loss is the loss of the
+  // whole global batch, computed alike on every rank from gathered rows and
+  // from sums over ranks (the helpers below; using one makes the closure
+  // global); the gradients, each flowing through this rank's rows only, are
+  // summed. A global loss must not add a term over local rows alone (it would
+  // count W times): optimize() checks that the loss value agrees across
+  // ranks and fails naming the method if it does not. With one process every
+  // helper returns its input (or its plain mean/sum).
+  //
   // Every rank's rows of x (dim 0, equal counts, CPU) concatenated in rank
-  // order. Gradient flows back to this rank's rows only. A closure whose
-  // "loss" uses it computes the loss of the whole global batch on every rank
-  // (pairwise and batch-statistic losses), so its gradients are summed across
-  // ranks instead of averaged. With one process: x itself.
+  // order. Gradient flows back to this rank's rows only (HashNet's pairs,
+  // SiGAH's graph, WSL's kNN graph and orthogonality).
   torch::Tensor all_gather(const torch::Tensor& x);
+  // The sum over ranks of `local` (any shape): value of the sum, gradient
+  // through this rank's `local` only.
+  torch::Tensor sum_over_ranks(const torch::Tensor& local);
+  // The global batch's mean of a per-rank batch mean (shards are equal):
+  // sum_over_ranks(local_mean) / world_size().
+  torch::Tensor mean_over_ranks(const torch::Tensor& local_mean);
+  // This rank's rows of a tensor shaped like the global batch (dim 0 =
+  // world_size() x this rank's batch): random draws made for the global batch,
+  // so that every rank consumes the RNG as one process does and uses its part.
+  torch::Tensor local_rows(const torch::Tensor& global) const;
+  // Rank 0's values of `tensors` (CPU, same shapes on every rank) on every
+  // rank, in place: epoch-level work done once (DeepQuan's k-means refresh).
+  void broadcast(std::vector<torch::Tensor>& tensors);
   // Whether to stop now: a local SIGINT/SIGTERM, or (data-parallel) one on any rank.
   bool stop_requested();
 
@@ -225,9 +249,13 @@ class Trainer {
   FitPlan plan_;
   size_t optim_stage_ = 0;  // index into optim_'s stages of the optimizers
   c10::intrusive_ptr<c10d::ProcessGroup> group_;  // null: one process
-  bool gathered_ = false;  // all_gather was used in the current closure
+  bool global_loss_ = false;  // a global helper was used in the current closure
   void broadcast_parameters(bool buffers_only = false);
   void allreduce_gradients(const std::vector<torch::Tensor>& params, bool sum);
+  // A global loss must be the same on every rank (fails naming the method).
+  void check_global_loss(const torch::Tensor& value, const std::string& optimizer);
+  // Replaces every scalar of a local closure's losses by its mean over ranks.
+  void mean_values_over_ranks(LossMap& losses);
   void check_parameters_agree();
   int64_t step_ = 0;
   int64_t epoch_ = -1;  // epoch of the last batch seen; -1 before the first

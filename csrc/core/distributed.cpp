@@ -66,6 +66,37 @@ std::string rank_prefix(const DistEnv& env) {
   return env.distributed() ? fmt::format("rank {}/{}: ", env.rank, env.world_size) : "";
 }
 
+bool has_nccl() {
+#if defined(USE_C10D_NCCL)
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string resolve_backend(const std::string& requested, const std::string& device_type,
+                            const std::string& where) {
+  const bool cuda = device_type == "cuda";
+  if (requested != "auto" && requested != "gloo" && requested != "nccl")
+    fail("{}: unknown backend '{}' (auto, gloo or nccl)", where, requested);
+  if (requested == "nccl" && !has_nccl())
+    fail("{}: nccl: the linked LibTorch has no NCCL backend (Debian's libtorch is a CPU build); "
+         "use gloo on device=cpu",
+         where);
+  if (requested == "nccl" && !cuda)
+    fail("{}: nccl reduces CUDA tensors, but the device is {}; use gloo (or auto)", where,
+         device_type);
+  if (cuda && !has_nccl())
+    fail("{}: data-parallel training on CUDA needs NCCL, which the linked LibTorch lacks; set "
+         "device=cpu (Gloo)",
+         where);
+  if (requested == "gloo" && cuda)
+    fail("{}: gloo on CUDA would copy every gradient through the host; this build trains "
+         "data-parallel on the CPU only",
+         where);
+  return cuda ? "nccl" : "gloo";
+}
+
 c10::intrusive_ptr<c10d::ProcessGroup> make_gloo_group(const DistEnv& env) {
   const std::string where = env.store_file.empty()
                                 ? fmt::format("TCP rendezvous {}:{}", env.master_addr, env.master_port)

@@ -145,12 +145,17 @@ class AutoJacoBinMethod : public Method {
     }
     // DAutoBin's corruption (eq. 8), drawn once so every evaluation of the
     // line search sees the same noisy batch.
+    // Data-parallel: drawn for the global batch, this rank's rows kept.
     torch::Tensor xin = x;
-    if (o_.noise > 0) xin = x * (torch::rand_like(x) > o_.noise).to(x.scalar_type());
+    if (o_.noise > 0) {
+      torch::Tensor u = trainer.local_rows(
+          torch::rand({x.size(0) * trainer.world_size(), x.size(1)}, x.options()));
+      xin = x * (u > o_.noise).to(x.scalar_type());
+    }
     int64_t evals = 0;
     LossMap out = trainer.optimize("model", [&] {
       ++evals;
-      return cost(x, xin, T);
+      return cost(x, xin, T, trainer);
     });
     out.emplace_back("evals", torch::tensor(static_cast<double>(evals), torch::kFloat64));
     return out;
@@ -224,37 +229,53 @@ class AutoJacoBinMethod : public Method {
 
   // Eq. 5 (+ CAutoBin's term) on one batch: x clean [B, D] (scaled), xin the
   // network's input (x, or x corrupted), T [B, D, d] or undefined.
-  LossMap cost(const torch::Tensor& x, const torch::Tensor& xin, const torch::Tensor& T) {
+  // Data-parallel: every term is a sum over items and the binary term's Gram
+  // matrix y^T y is one too, so this rank's sums and Gram are summed over
+  // ranks in one collective (the global batch's cost on every rank).
+  LossMap cost(const torch::Tensor& x, const torch::Tensor& xin, const torch::Tensor& T,
+               Trainer& trainer) {
     const auto& W1 = net_->W1;
     const auto& b1 = net_->b1;
     const auto& W2 = net_->W2;
     const auto& b2 = net_->b2;
-    const int64_t B = x.size(0);
+    const int64_t d = o_.bits;
+    const double B = static_cast<double>(x.size(0) * trainer.world_size());
     torch::Tensor y = torch::tanh(torch::addmm(b1, xin, W1.t()));
     torch::Tensor z = torch::tanh(torch::addmm(b2, y, W2.t()));
-    torch::Tensor recon = (x - z).pow(2).sum();
-    torch::Tensor M = torch::mm(y.t(), y) - static_cast<double>(B) * torch::eye(o_.bits, y.options());
+    std::vector<torch::Tensor> local = {torch::mm(y.t(), y).reshape({-1}),
+                                        (x - z).pow(2).sum().reshape({1})};
+    if (o_.jacobian) local.push_back(models::jacobian_term(x, W1, b1, W2, b2, T).reshape({1}));
+    if (o_.contractive > 0) {
+      // ||dy/dx||_F^2 = Σ_k (1 - y_k^2)^2 ||W1_k||^2, at the clean input.
+      torch::Tensor yc = o_.noise > 0 ? torch::tanh(torch::addmm(b1, x, W1.t())) : y;
+      torch::Tensor s2 = (1 - yc * yc).pow(2);  // [B, d]
+      local.push_back(torch::mv(s2, W1.pow(2).sum(1)).sum().reshape({1}));
+    }
+    torch::Tensor sums = trainer.sum_over_ranks(torch::cat(local));
+    torch::Tensor M = sums.narrow(0, 0, d * d).reshape({d, d}) - B * torch::eye(d, y.options());
+    torch::Tensor recon = sums[d * d];
     torch::Tensor binary = torch::sqrt(M * M + o_.epsilon).sum();
     torch::Tensor loss = recon + o_.alpha * binary;
     LossMap out;
     out.emplace_back("recon", recon.detach());
+    int64_t at = d * d + 1;
     if (o_.jacobian) {
-      torch::Tensor jac = models::jacobian_term(x, W1, b1, W2, b2, T);
+      torch::Tensor jac = sums[at++];
       loss = loss + jac;
       out.emplace_back("jacobian", jac.detach());
     }
     out.emplace_back("binary", binary.detach());
     if (o_.contractive > 0) {
-      // ||dy/dx||_F^2 = Σ_k (1 - y_k^2)^2 ||W1_k||^2, at the clean input.
-      torch::Tensor yc = o_.noise > 0 ? torch::tanh(torch::addmm(b1, x, W1.t())) : y;
-      torch::Tensor s2 = (1 - yc * yc).pow(2);                     // [B, d]
-      torch::Tensor contractive = torch::mv(s2, W1.pow(2).sum(1)).sum();
+      torch::Tensor contractive = sums[at++];
       loss = loss + o_.contractive * contractive;
       out.emplace_back("contractive", contractive.detach());
     }
     out.insert(out.begin(), {"loss", loss});
     return out;
   }
+
+  // Every term is a sum over items (or the Gram matrix's), summed over ranks.
+  bool supports_data_parallel() const override { return true; }
 
   AutoJacoBinOptions o_;
   int64_t D_;

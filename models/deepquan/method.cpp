@@ -218,7 +218,11 @@ class DeepQuanMethod : public PQMethodBase {
     if (train_x_.defined() && last_refresh_step_ != trainer.step()) refresh(trainer);
   }
 
-  LossMap training_step(const Batch& batch, Trainer& /*trainer*/) override {
+  // Its losses are means over the batch's items (local); the negatives are
+  // drawn for the global batch and the k-means refresh is rank 0's, broadcast.
+  bool supports_data_parallel() const override { return true; }
+
+  LossMap training_step(const Batch& batch, Trainer& trainer) override {
     torch::Tensor x = batch.x.flatten(1);
     torch::Tensor z = net_->encode(x);
     torch::Tensor rec = models::deepquan_reconstruction_loss(x, net_->decode(z));
@@ -232,7 +236,10 @@ class DeepQuanMethod : public PQMethodBase {
     if (opts_.loss == "quad") {
       quant = models::deepquan_quadratic_loss(z, c_pos);
     } else {
-      torch::Tensor neg_ids = models::sample_negative_ids(pos_ids, K_);
+      // Drawn for the global batch (every rank draws what one process
+      // draws), this rank's rows kept.
+      torch::Tensor neg_ids =
+          trainer.local_rows(models::sample_negative_ids(trainer.all_gather(pos_ids), K_));
       torch::Tensor c_neg = models::gather_codewords(codebooks_, neg_ids);
       quant = models::deepquan_triplet_loss(z, c_pos, c_neg, opts_.margin, opts_.lambda, M_, form_);
     }
@@ -307,9 +314,23 @@ class DeepQuanMethod : public PQMethodBase {
     return torch::cat(zs);
   }
 
+  // Codebooks and assignments from the current network. Data-parallel: rank
+  // 0 fits them and broadcasts both (the other ranks wait).
   void refresh(Trainer& trainer) {
-    torch::Tensor z = codes_of_cache();
-    train_ids_ = fit_codebooks(z, &trainer);
+    if (trainer.rank() == 0) {
+      torch::Tensor z = codes_of_cache();
+      train_ids_ = fit_codebooks(z, &trainer);
+    } else {
+      codebooks_ = torch::empty({M_, K_, opts_.code_dim / M_}, torch::kFloat32);
+      train_ids_ = torch::empty({train_x_.size(0), M_}, torch::kUInt8);
+      ++refreshes_;
+    }
+    if (trainer.world_size() > 1) {
+      std::vector<torch::Tensor> shared = {codebooks_.contiguous(), train_ids_.contiguous()};
+      trainer.broadcast(shared);
+      codebooks_ = shared[0];
+      train_ids_ = shared[1];
+    }
     last_refresh_step_ = trainer.step();
   }
 

@@ -119,13 +119,23 @@ class SiGAHMethod : public Method {
     }
     LossMap gl = trainer.optimize("generator", [&] {
       FreezeGuard frozen({net_->enc->weight, net_->enc->bias, net_->dec->weight, net_->dec->bias});
-      torch::Tensor recon = (xhat - x).norm(2, 1).mean();
-      torch::Tensor quant = models::sigah_quantization(h, o_.quant);
-      torch::Tensor sparsity = g.norm(2, 1).mean();
-      torch::Tensor graph =
-          models::sigah_graph_loss(h, models::sigah_similarity(x, sigma_), o_.graph);
-      torch::Tensor adv = o_.discriminator && o_.adv_weight > 0 ? net_->energy(xhat).mean()
-                                                                 : torch::zeros({}, x.options());
+      // The batch means, over the global batch when data-parallel (one
+      // collective for the four); the graph couples items, so it is built
+      // over every rank's rows (the gradient flows through this rank's h).
+      torch::Tensor adv_local = o_.discriminator && o_.adv_weight > 0
+                                    ? net_->energy(xhat).mean()
+                                    : torch::zeros({}, x.options());
+      std::vector<torch::Tensor> means =
+          trainer
+              .mean_over_ranks(torch::stack({(xhat - x).norm(2, 1).mean(),
+                                             models::sigah_quantization(h, o_.quant),
+                                             g.norm(2, 1).mean(), adv_local}))
+              .unbind();
+      const torch::Tensor &recon = means[0], &quant = means[1], &sparsity = means[2],
+                          &adv = means[3];
+      torch::Tensor graph = models::sigah_graph_loss(
+          trainer.all_gather(h),
+          models::sigah_similarity(trainer.all_gather(x.detach()), sigma_), o_.graph);
       torch::Tensor loss = recon + o_.alpha * quant + o_.lambda * sparsity + o_.gamma * graph +
                            o_.adv_weight * adv;
       return LossMap{{"loss", loss},           {"recon", recon.detach()},
@@ -136,6 +146,10 @@ class SiGAHMethod : public Method {
     out.insert(out.end(), gl.begin() + 1, gl.end());
     return out;
   }
+
+  // The discriminator's loss is a mean over items (local); the generator's
+  // is the global batch's (gathered graph, means over ranks).
+  bool supports_data_parallel() const override { return true; }
 
   torch::Tensor embed(const torch::Tensor& x) override {
     TORCH_CHECK(mean_.defined(), "sigah used before training");

@@ -294,13 +294,16 @@ class WSLDeepMethod : public Method {
     return {ParamGroup{"net", net_->parameters(), 1.0, 1.0}};
   }
 
-  LossMap training_step(const Batch& batch, Trainer&) override {
-    HL_CHECK(batch.x.size(0) > 1, "wsl_mlp: batches need at least 2 items");
-    torch::Tensor F = net_->forward(batch.x);
+  // Every term is the global batch's: the kNN graph and the orthogonality
+  // couple items, so the outputs and inputs of every rank are gathered.
+  bool supports_data_parallel() const override { return true; }
+
+  LossMap training_step(const Batch& batch, Trainer& trainer) override {
+    torch::Tensor F = trainer.all_gather(net_->forward(batch.x));
+    const torch::Tensor x = trainer.all_gather(batch.x.detach().flatten(1).to(torch::kCPU));
+    HL_CHECK(x.size(0) > 1, "wsl_mlp: batches need at least 2 items");
     // The batch's kNN graph on its inputs (no gradient through it).
-    models::KnnGraph g =
-        models::knn_heat_graph(batch.x.detach().flatten(1).to(torch::kCPU),
-                               std::min<int64_t>(o_.knn, batch.x.size(0) - 1));
+    models::KnnGraph g = models::knn_heat_graph(x, std::min<int64_t>(o_.knn, x.size(0) - 1));
     g.src = g.src.to(F.device());
     g.dst = g.dst.to(F.device());
     g.weight = g.weight.to(F.device());

@@ -50,13 +50,13 @@ class DataParallel : public ::testing::Test {
 };
 fs::path DataParallel::dir_;
 
-std::vector<double> train_losses(const fs::path& run) {
+std::vector<double> train_losses(const fs::path& run, const std::string& key = "loss") {
   std::ifstream in(run / "metrics.jsonl");
   std::string line;
   std::vector<double> out;
   while (std::getline(in, line)) {
     auto j = nlohmann::json::parse(line);
-    if (j["event"] == "train") out.push_back(j["loss"].get<double>());
+    if (j["event"] == "train") out.push_back(j.at(key).get<double>());
   }
   return out;
 }
@@ -118,6 +118,85 @@ TEST_F(DataParallel, TwoRanksTrainWhatOneProcessTrainsOnTheGlobalBatch) {
   EXPECT_EQ(finals, 1);
 }
 
+// Every method that trains in steps, each with the terms that couple a
+// batch's items: SiGAH's graph (gathered) beside means over ranks, and a
+// local discriminator; DeepQuan's negatives (drawn for the global batch) and
+// k-means refreshes (rank 0's, broadcast) after 10 pretraining steps;
+// WSL-MLP's kNN graph and orthogonality (gathered); Auto-JacoBin's sums and
+// Gram matrix over ranks under L-BFGS's line search, with DAutoBin's
+// corruption drawn for the global batch. Each: 2 ranks x 16 follow 1 process
+// x 32 within float-reduction tolerance, logged values included, and the
+// replicas agree.
+struct MethodCase {
+  std::string name, yaml;
+  std::vector<std::string> keys;  // train-record values compared
+  double tol;
+  size_t steps = 20;  // compared (of 20)
+};
+
+TEST_F(DataParallel, EveryStepMethodTrainsWhatOneProcessTrains) {
+  const std::vector<MethodCase> cases = {
+      {"sigah",
+       "method: sigah\nmodel: {bits: 16, gamma: 1.0}\noptim: {type: sgd, lr: 0.01, "
+       "momentum: 0.9}\n",
+       {"loss_g", "loss_d", "graph", "recon", "energy_real"},
+       1e-5},
+      {"deepquan",
+       "method: deepquan\nmodel: {M: 2, K: 16, widths: [32], pretrain_steps: 10, "
+       "kmeans_iters: 5}\noptim: {type: adam, lr: 1.0e-3}\n",
+       {"loss", "quantization", "reconstruction"},
+       1e-4},
+      {"wsl_mlp",
+       "method: wsl_mlp\nmodel: {bits: 16, knn: 5, backbone: {name: mlp, widths: [32]}}\n"
+       "optim: {type: adam, lr: 1.0e-3}\n",
+       {"loss", "consistency", "orthogonality"},
+       1e-5},
+      {"auto_jacobin",
+       "method: auto_jacobin\ndata: {protocol: euclidean, num_queries: 20}\n"
+       "model: {bits: 8, noise: 0.2, tangents: {neighbours: 20}}\n"
+       "optim: {type: sgd, lr: 1.0e-4}\n",
+       {"loss", "recon", "jacobian", "binary"},
+       1e-5},
+      // The paper's steepest descent with a strong-Wolfe line search, which
+      // sees the global loss. Compared for 3 steps only: on this problem the
+      // line search takes another branch at step 4 when one process alone
+      // changes its lr by 1e-7 (measured: 325.13 against 341.34), so the
+      // float-order differences of two ranks cannot be followed further.
+      {"auto_jacobin_lbfgs",
+       "method: auto_jacobin\ndata: {protocol: euclidean, num_queries: 20}\n"
+       "model: {bits: 8, tangents: {neighbours: 20}}\n"
+       "optim: {type: lbfgs, lr: 1, history_size: 1, max_iter: 1, line_search: strong_wolfe, "
+       "reset_each_step: true, schedule: constant}\n",
+       {"loss", "recon", "jacobian", "binary", "evals"},
+       1e-5,
+       3},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const fs::path yaml = dir_ / (c.name + ".yaml");
+    std::ofstream(yaml) << "_base_: data.yaml\nname: " << c.name << "\n" << c.yaml
+                        << "train:\n  iterations: 20\n  batch_size: 32\n  log_every: 1\n";
+    const fs::path one = dir_ / (c.name + "_one"), two = dir_ / (c.name + "_two");
+    auto r = run("train -c " + yaml.string() + " --run-dir " + one.string());
+    ASSERT_EQ(r.code, 0) << r.out;
+    r = run("train -c " + yaml.string() + " --run-dir " + two.string() + " --nproc 2");
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_TRUE(contains(r.out, "parameters agree on all 2 ranks")) << r.out;
+    for (const auto& key : c.keys) {
+      const auto a = train_losses(one, key), b = train_losses(two, key);
+      ASSERT_EQ(a.size(), 20u) << key;
+      ASSERT_EQ(b.size(), 20u) << key;
+      for (size_t i = 0; i < c.steps; ++i)
+        EXPECT_NEAR(a[i], b[i], c.tol * std::max(1.0, std::abs(a[i])))
+            << key << " at step " << i + 1;
+    }
+    if (c.steps < 20) continue;
+    const auto pa = hasher_state(one), pb = hasher_state(two);
+    ASSERT_EQ(pa.numel(), pb.numel());
+    EXPECT_LT((pa - pb).abs().max().item<double>(), 1e-4);
+  }
+}
+
 // Ctrl-C on the launcher stops both ranks at the same step, rank 0 writes the
 // checkpoint, and `--resume --nproc 2` finishes with exactly the model of an
 // uninterrupted 2-rank run.
@@ -177,20 +256,21 @@ TEST_F(DataParallel, AKilledRankMakesTheJobFailWithinTheTimeout) {
   EXPECT_LT(s, 120.0);
 }
 
-TEST_F(DataParallel, FitsUngatheredMethodsAndUnevenBatchesAreRefused) {
+TEST_F(DataParallel, FitsUnevenBatchesAndMissingBackendsAreRefused) {
   std::ofstream(dir_ / "itq.yaml") << "_base_: data.yaml\nname: itq\nmethod: itq\nmodel:\n  bits: 16\n";
   auto r = run("train -c " + (dir_ / "itq.yaml").string() + " --run-dir " +
                (dir_ / "itq_run").string() + " --nproc 2");
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(contains(r.out, "fits in closed form")) << r.out;
-  // A step method whose loss couples a batch's items without gathering them.
-  std::ofstream(dir_ / "dq.yaml") << "_base_: data.yaml\nname: dq\nmethod: deepquan\ntrain:\n"
-                                     "  iterations: 2\n  batch_size: 32\n";
-  r = run("train -c " + (dir_ / "dq.yaml").string() + " --run-dir " + (dir_ / "dq_run").string() +
+  // The backend: NCCL is not in Debian's LibTorch; an unknown one is named.
+  r = run("train -c " + cfg() + " dist.backend=nccl --run-dir " + (dir_ / "nccl").string() +
           " --nproc 2");
   EXPECT_NE(r.code, 0);
-  EXPECT_TRUE(contains(r.out, "method 'deepquan' does not support data-parallel training yet"))
-      << r.out;
+  EXPECT_TRUE(contains(r.out, "dist.backend: nccl: the linked LibTorch has no NCCL")) << r.out;
+  r = run("train -c " + cfg() + " dist.backend=mpi --run-dir " + (dir_ / "mpi").string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "dist.backend")) << r.out;
+  EXPECT_TRUE(contains(r.out, "mpi")) << r.out;
   r = run("train -c " + cfg() + " train.batch_size=33 --run-dir " + (dir_ / "odd").string() +
           " --nproc 2");
   EXPECT_NE(r.code, 0);
