@@ -534,13 +534,19 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
 
   // ---- data-parallel: this process may be one rank of a job (torchrun's
   // variables, or `hashlab train --nproc N`). Rank 0 alone writes the run.
-  const dist::DistEnv denv = dist::DistEnv::from_env();
   c10::intrusive_ptr<c10d::ProcessGroup> group;
-  // dist.backend: auto | gloo | nccl (validated on one process too).
+  // dist: backend (auto | gloo | nccl) and timeout (seconds a collective
+  // waits; HASHLAB_DIST_TIMEOUT wins), validated on one process too.
   std::string backend = "auto";
+  dist::DistEnv denv = dist::DistEnv::from_env();
   {
     Section ds = cfg.section("dist");
     ds.get_choice("backend", backend, {"auto", "gloo", "nccl"});
+    if (ds.has("timeout")) {
+      int64_t timeout = 300;
+      ds.get("timeout", timeout, Range{1, 86400 * 7});
+      if (!denv.timeout_from_env) denv.timeout = std::chrono::seconds(timeout);
+    }
     ds.finish();
   }
   if (denv.distributed()) {

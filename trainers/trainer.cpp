@@ -346,6 +346,24 @@ LossMap Trainer::optimize(const std::string& name, const std::function<LossMap()
   return first;
 }
 
+void Trainer::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
+  std::string why;
+  try {
+    work->wait();
+    return;
+  } catch (const c10::Error& e) {
+    why = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    why = e.what();
+  }
+  // Gloo's own words ("Connection closed by peer", "Timed out waiting ...")
+  // with what was being done and the two usual causes.
+  fail("data-parallel training, rank {} of {} at step {}: {} failed: another rank died, or was "
+       "busy longer than the job's timeout (dist.timeout, or HASHLAB_DIST_TIMEOUT; rank 0's "
+       "periodic evaluation and DeepQuan's k-means refresh must fit in it). Gloo: {}",
+       rank(), world_size(), step_, what, why);
+}
+
 void Trainer::set_process_group(c10::intrusive_ptr<c10d::ProcessGroup> group) {
   if (group && group->getSize() > 1 && method_.fits())
     fail("method '{}' fits in closed form (or bit by bit), which is not distributed: run it as "
@@ -369,7 +387,7 @@ torch::Tensor Trainer::all_gather(const torch::Tensor& x) {
   std::vector<std::vector<at::Tensor>> out(1);
   for (int r = 0; r < world_size(); ++r) out[0].push_back(torch::empty_like(x.detach()));
   std::vector<at::Tensor> in = {x.detach().contiguous()};
-  group_->allgather(out, in)->wait();
+  wait(group_->allgather(out, in), "all_gather");
   out[0][rank()] = x;  // this rank's rows keep their graph
   if (x.requires_grad()) global_loss_ = true;
   return torch::cat(out[0]);
@@ -381,7 +399,7 @@ torch::Tensor Trainer::sum_over_ranks(const torch::Tensor& local) {
            "sum_over_ranks: data-parallel training runs on the CPU (Gloo); got a tensor on {}",
            local.device().str());
   std::vector<at::Tensor> v = {local.detach().to(torch::kFloat64).contiguous().clone()};
-  group_->allreduce(v)->wait();
+  wait(group_->allreduce(v), "sum_over_ranks");
   if (local.requires_grad()) global_loss_ = true;
   // The sum's value; the gradient of `local` (the other ranks' parts are constants here).
   return local + (v[0].to(local.scalar_type()) - local.detach());
@@ -406,7 +424,7 @@ void Trainer::broadcast(std::vector<torch::Tensor>& tensors) {
     HL_CHECK(t.defined() && t.device().is_cpu() && t.is_contiguous(),
              "broadcast: needs defined, contiguous CPU tensors");
     std::vector<at::Tensor> one = {t};  // Gloo: one dtype per call
-    group_->broadcast(one)->wait();
+    wait(group_->broadcast(one), "broadcast");
   }
 }
 
@@ -414,7 +432,7 @@ void Trainer::check_global_loss(const torch::Tensor& value, const std::string& n
   // Max and min over ranks in one collective.
   const double v = value.detach().to(torch::kCPU, torch::kFloat64).item<double>();
   std::vector<at::Tensor> mm = {torch::tensor({v, -v}, torch::kFloat64)};
-  group_->allreduce(mm, c10d::AllreduceOptions{c10d::ReduceOp::MAX})->wait();
+  wait(group_->allreduce(mm, c10d::AllreduceOptions{c10d::ReduceOp::MAX}), "the global loss check");
   const double hi = mm[0][0].item<double>(), lo = -mm[0][1].item<double>();
   if (!(hi - lo <= 1e-5 * std::max(1.0, std::abs(hi))))
     fail("data-parallel training: method '{}' (optimizer '{}') computed a global loss (it "
@@ -431,7 +449,7 @@ void Trainer::mean_values_over_ranks(LossMap& losses) {
                         ? kv.second.detach().to(torch::kCPU, torch::kFloat64).item<double>()
                         : 0.0);
   std::vector<at::Tensor> v = {torch::tensor(local, torch::kFloat64)};
-  group_->allreduce(v)->wait();
+  wait(group_->allreduce(v), "the mean of the logged values");
   v[0].div_(static_cast<double>(world_size()));
   const double* m = v[0].data_ptr<double>();
   for (size_t i = 0; i < losses.size(); ++i) {
@@ -445,7 +463,7 @@ bool Trainer::stop_requested() {
   bool stop = interrupt_requested();
   if (!group_) return stop;
   std::vector<at::Tensor> v = {torch::full({1}, stop ? 1 : 0, torch::kInt32)};
-  group_->allreduce(v, c10d::AllreduceOptions{c10d::ReduceOp::MAX})->wait();
+  wait(group_->allreduce(v, c10d::AllreduceOptions{c10d::ReduceOp::MAX}), "the stop flag");
   return v[0].item<int>() != 0;
 }
 
@@ -465,7 +483,7 @@ void Trainer::broadcast_parameters(bool buffers_only) {
     std::vector<torch::Tensor> flat;
     for (const auto& t : ts) flat.push_back(t.detach().to(torch::kCPU).reshape({-1}));
     std::vector<at::Tensor> v = {torch::cat(flat)};
-    group_->broadcast(v)->wait();
+    wait(group_->broadcast(v), "the parameter broadcast");
     int64_t off = 0;
     for (auto& t : ts) {
       t.data().copy_(v[0].narrow(0, off, t.numel()).view_as(t));
@@ -492,7 +510,7 @@ void Trainer::allreduce_gradients(const std::vector<torch::Tensor>& params, bool
       ++j;
     }
     std::vector<at::Tensor> bucket = {torch::cat(flat)};
-    group_->allreduce(bucket)->wait();
+    wait(group_->allreduce(bucket), "the gradient all-reduce");
     if (!sum) bucket[0].div_(double(world_size()));
     int64_t off = 0;
     for (size_t g = i; g < j; ++g) {
@@ -520,7 +538,7 @@ void Trainer::check_parameters_agree() {
   std::vector<std::vector<at::Tensor>> out(1);
   for (int r = 0; r < world_size(); ++r) out[0].push_back(torch::empty({1}, torch::kFloat64));
   std::vector<at::Tensor> in = {torch::full({1}, f, torch::kFloat64)};
-  group_->allgather(out, in)->wait();
+  wait(group_->allgather(out, in), "the parameter check");
   for (int r = 1; r < world_size(); ++r)
     if (out[0][r].item<double>() != out[0][0].item<double>())
       fail("data-parallel training: the parameters of rank {} differ from rank 0's "

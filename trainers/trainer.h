@@ -252,6 +252,9 @@ class Trainer {
   bool global_loss_ = false;  // a global helper was used in the current closure
   void broadcast_parameters(bool buffers_only = false);
   void allreduce_gradients(const std::vector<torch::Tensor>& params, bool sum);
+  // Waits for a collective; a failure (a dead rank, a timeout) becomes a
+  // hashlab::Error naming this rank, the step and `what`.
+  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what);
   // A global loss must be the same on every rank (fails naming the method).
   void check_global_loss(const torch::Tensor& value, const std::string& optimizer);
   // Replaces every scalar of a local closure's losses by its mean over ranks.

@@ -49,6 +49,7 @@ DistEnv DistEnv::from_env() {
   e.rank = static_cast<int>(env_int("RANK", 0, 0, 1 << 20));
   e.local_rank = static_cast<int>(env_int("LOCAL_RANK", e.rank, 0, 1 << 20));
   e.timeout = std::chrono::seconds(env_int("HASHLAB_DIST_TIMEOUT", 300, 1, 86400 * 7));
+  e.timeout_from_env = !env_str("HASHLAB_DIST_TIMEOUT").empty();
   if (e.rank >= e.world_size)
     fail("environment: RANK={} is not below WORLD_SIZE={}", e.rank, e.world_size);
   e.store_file = env_str("HASHLAB_STORE_FILE");

@@ -13,7 +13,8 @@
 //                              shared file system); the local launcher uses it
 //   GLOO_SOCKET_IFNAME         network interface for Gloo (default: the
 //                              hostname's address, else loopback)
-//   HASHLAB_DIST_TIMEOUT       seconds a collective waits for a missing rank (default 300)
+//   HASHLAB_DIST_TIMEOUT       seconds a collective waits for a missing rank (default 300;
+//                              a config's dist.timeout sets it when this is unset)
 #pragma once
 
 #include <chrono>
@@ -30,6 +31,7 @@ struct DistEnv {
   int master_port = 0;
   std::string store_file;
   std::chrono::milliseconds timeout{300000};
+  bool timeout_from_env = false;  // HASHLAB_DIST_TIMEOUT was set
 
   bool distributed() const { return world_size > 1; }
   // Reads the variables above; a malformed or inconsistent value is a

@@ -101,6 +101,12 @@ class AutoJacoBinMethod : public Method {
     HL_CHECK(X.size(1) == D_, "auto_jacobin: training items have {} values, the model expects {}",
              X.size(1), D_);
     if (!initialised_) initialise(X);
+    if (trainer.world_size() > 1) {
+      // The data scale: rank 0's, to the last bit (its parameters are broadcast by the trainer).
+      std::vector<torch::Tensor> shared = {torch::tensor({scale_}, torch::kFloat64)};
+      trainer.broadcast(shared);
+      scale_ = shared[0].item<double>();
+    }
     if (o_.jacobian) {
       HL_CHECK(X.size(0) > D_ + o_.bits || o_.tangents.neighbours > 0,
                "auto_jacobin: the tangents need D + d = {} neighbours but the training set has {} "

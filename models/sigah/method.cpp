@@ -93,6 +93,14 @@ class SiGAHMethod : public Method {
     const TrainingSet& ts = trainer.training_set();
     if (!mean_.defined()) mean_ = ts.x().flatten(1).mean(0);
     if (sigma_ <= 0) sigma_ = o_.sigma > 0 ? o_.sigma : sigma_from(ts, trainer.options().batch_size);
+    if (trainer.world_size() > 1) {
+      // Every rank computed them from the same data; rank 0's, to the last bit.
+      std::vector<torch::Tensor> shared = {mean_.to(torch::kCPU).contiguous(),
+                                           torch::tensor({sigma_}, torch::kFloat64)};
+      trainer.broadcast(shared);
+      mean_ = shared[0];
+      sigma_ = shared[1].item<double>();
+    }
     mean_ = mean_.to(trainer.device());
     if (trainer.metrics())
       trainer.metrics()->write("sigah", {{"sigma", sigma_}, {"train_size", ts.size()}});

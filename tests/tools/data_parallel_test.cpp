@@ -241,18 +241,22 @@ TEST_F(DataParallel, AKilledRankMakesTheJobFailWithinTheTimeout) {
 
   // torchrun-style: two processes, TCP rendezvous; rank 1 is killed.
   const fs::path d2 = dir_ / "killed_tcp";
-  const std::string env = "HASHLAB_DIST_TIMEOUT=20 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 "
+  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 "
                           "GLOO_SOCKET_IFNAME=lo MASTER_PORT=" +
                           std::to_string(hashlab::testing::free_port()) + " ";
   t0 = std::chrono::steady_clock::now();
-  r = sh("sh -c '" + env + "RANK=0 " + cli() + " train -c " + cfg() + args + " --run-dir " +
-         d2.string() + " & a=$!; " + env + "RANK=1 " + cli() + " train -c " + cfg() + args +
+  // The timeout from the config (dist.timeout) this time.
+  const std::string args2 = args + " dist.timeout=20";
+  r = sh("sh -c '" + env + "RANK=0 " + cli() + " train -c " + cfg() + args2 + " --run-dir " +
+         d2.string() + " & a=$!; " + env + "RANK=1 " + cli() + " train -c " + cfg() + args2 +
          " --run-dir " + d2.string() + " & b=$!; i=0; while ! grep -q \\\"train\\\" " +
          (d2 / "metrics.jsonl").string() +
          " 2>/dev/null; do sleep 0.05; i=$((i+1)); [ $i -gt 1200 ] && break; done; kill -9 $b; "
          "wait $a; echo rc0=$?'");
   s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_TRUE(contains(r.out, "rc0=1")) << r.out;
+  EXPECT_TRUE(contains(r.out, "data-parallel training, rank 0 of 2 at step")) << r.out;
+  EXPECT_TRUE(contains(r.out, "another rank died")) << r.out;
   EXPECT_LT(s, 120.0);
 }
 
@@ -267,6 +271,9 @@ TEST_F(DataParallel, FitsUnevenBatchesAndMissingBackendsAreRefused) {
           " --nproc 2");
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(contains(r.out, "dist.backend: nccl: the linked LibTorch has no NCCL")) << r.out;
+  r = run("train -c " + cfg() + " dist.timeout=0 --run-dir " + (dir_ / "t0").string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(contains(r.out, "dist.timeout")) << r.out;
   r = run("train -c " + cfg() + " dist.backend=mpi --run-dir " + (dir_ / "mpi").string());
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(contains(r.out, "dist.backend")) << r.out;
