@@ -60,9 +60,10 @@ class FiniteGuardHook : public TrainerHook {
 
 class MetricsHook : public TrainerHook {
  public:
-  void before_train(Trainer&) override {
+  void before_train(Trainer& t) override {
     t_last_ = std::chrono::steady_clock::now();
     since_log_ = 0;
+    comm_last_ = t.comm_seconds();
   }
   void after_step(Trainer& t, const LossMap& losses) override {
     ++since_log_;
@@ -70,7 +71,8 @@ class MetricsHook : public TrainerHook {
     // shows the last logged values in between).
     if (is_log_step(t)) {
       auto now = std::chrono::steady_clock::now();
-      double sec = std::chrono::duration<double>(now - t_last_).count() / since_log_;
+      const double steps = static_cast<double>(since_log_);
+      double sec = std::chrono::duration<double>(now - t_last_).count() / steps;
       t_last_ = now;
       since_log_ = 0;
       nlohmann::json rec;
@@ -95,6 +97,10 @@ class MetricsHook : public TrainerHook {
         extra_ += fmt::format(" {} {:.4g}", name, value);
       }
       rec[t.fitting() ? "sec_per_unit" : "sec_per_step"] = sec;
+      if (t.world_size() > 1) {
+        rec["comm_sec_per_step"] = (t.comm_seconds() - comm_last_) / steps;
+        comm_last_ = t.comm_seconds();
+      }
       if (t.metrics()) t.metrics()->write("train", rec);
     }
     if (t.progress()) t.progress()->update(t.step(), extra_);
@@ -103,6 +109,7 @@ class MetricsHook : public TrainerHook {
  private:
   std::chrono::steady_clock::time_point t_last_;
   int64_t since_log_ = 0;
+  double comm_last_ = 0;  // comm_seconds() at the last record
   std::string extra_;  // progress suffix, refreshed on log steps
 };
 

@@ -348,8 +348,12 @@ LossMap Trainer::optimize(const std::string& name, const std::function<LossMap()
 
 void Trainer::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
   std::string why;
+  const auto t0 = std::chrono::steady_clock::now();
   try {
     work->wait();
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    comm_seconds_ += dt;
+    comm_by_op_[what] += dt;
     return;
   } catch (const c10::Error& e) {
     why = e.what_without_backtrace();
@@ -614,6 +618,12 @@ void Trainer::run_loop() {
   }
   if (progress_) progress_->finish();
   check_parameters_agree();
+  if (group_) {
+    std::vector<std::string> parts;
+    for (const auto& [op, sec] : comm_by_op_) parts.push_back(fmt::format("{} {:.1f} s", op, sec));
+    log().info("rank {}: waited {:.1f} s on collectives this session ({})", rank(), comm_seconds_,
+               fmt::join(parts, ", "));
+  }
   for (auto& h : hooks_) h->after_train(*this);
   if (auto* mod = method_.module()) mod->eval();
 }

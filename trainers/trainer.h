@@ -41,6 +41,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -196,6 +197,10 @@ class Trainer {
   // Rank 0's values of `tensors` (CPU, same shapes on every rank) on every
   // rank, in place: epoch-level work done once (DeepQuan's k-means refresh).
   void broadcast(std::vector<torch::Tensor>& tensors);
+  // Seconds this process has waited on collectives (data-parallel), this
+  // session: the other ranks' lateness and the transfers. Train records
+  // carry it per step as comm_sec_per_step.
+  double comm_seconds() const { return comm_seconds_; }
   // Whether to stop now: a local SIGINT/SIGTERM, or (data-parallel) one on any rank.
   bool stop_requested();
 
@@ -250,6 +255,8 @@ class Trainer {
   size_t optim_stage_ = 0;  // index into optim_'s stages of the optimizers
   c10::intrusive_ptr<c10d::ProcessGroup> group_;  // null: one process
   bool global_loss_ = false;  // a global helper was used in the current closure
+  double comm_seconds_ = 0;
+  std::map<std::string, double> comm_by_op_;  // the same by collective
   void broadcast_parameters(bool buffers_only = false);
   void allreduce_gradients(const std::vector<torch::Tensor>& params, bool sum);
   // Waits for a collective; a failure (a dead rank, a timeout) becomes a

@@ -113,7 +113,14 @@ TEST_F(DataParallel, TwoRanksTrainWhatOneProcessTrainsOnTheGlobalBatch) {
     starts += j["event"] == "start";
     finals += j.value("final", false);
     if (j["event"] == "start") EXPECT_EQ(j["world_size"], 2);
+    // Time waiting on collectives, per step, beside sec_per_step.
+    if (j["event"] == "train") {
+      EXPECT_GE(j.at("comm_sec_per_step").get<double>(), 0.0);
+      EXPECT_LE(j.at("comm_sec_per_step").get<double>(), j.at("sec_per_step").get<double>());
+    }
   }
+  EXPECT_TRUE(contains(r.out, "rank 1: waited")) << r.out;
+  EXPECT_TRUE(contains(r.out, "the gradient all-reduce")) << r.out;
   EXPECT_EQ(starts, 1);
   EXPECT_EQ(finals, 1);
 }

@@ -16,6 +16,7 @@
 #include "csrc/core/distributed.h"
 #include "csrc/core/error.h"
 #include "trainers/trainer.h"
+#include "tests/util/train_util.h"
 
 namespace fs = std::filesystem;
 using namespace hashlab;
@@ -62,15 +63,7 @@ class PairToy : public Method {
   std::vector<std::vector<double>> logged;  // every step's logged values
 };
 
-data::Dataset toy_dataset() {
-  data::Dataset d;
-  auto g = at::make_generator<at::CPUGeneratorImpl>(5);
-  d.features = at::randn({200, 16}, g, torch::TensorOptions().dtype(torch::kFloat32));
-  d.labels = at::randint(0, 8, {200}, g, torch::TensorOptions().dtype(torch::kLong));
-  d.num_classes = 8;
-  d.name = "toy";
-  return d;
-}
+using hashlab::testing::toy_dataset;
 
 TrainOptions opts(int64_t batch) {
   TrainOptions t;

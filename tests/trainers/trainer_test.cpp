@@ -13,6 +13,7 @@
 #include "trainers/optim.h"
 #include "trainers/schedules.h"
 #include "trainers/trainer.h"
+#include "tests/util/train_util.h"
 
 namespace fs = std::filesystem;
 using namespace hashlab;
@@ -48,15 +49,7 @@ class ToyMethod : public Method {
   int64_t nan_at = -1;
 };
 
-data::Dataset toy_dataset() {
-  data::Dataset d;
-  auto g = at::make_generator<at::CPUGeneratorImpl>(5);
-  d.features = at::randn({200, 16}, g, torch::TensorOptions().dtype(torch::kFloat32));
-  d.labels = at::randint(0, 8, {200}, g, torch::TensorOptions().dtype(torch::kLong));
-  d.num_classes = 8;
-  d.name = "toy";
-  return d;
-}
+using hashlab::testing::toy_dataset;
 
 data::LoaderOptions loader_opts() {
   data::LoaderOptions o;

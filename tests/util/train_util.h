@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "csrc/core/device.h"
 #include "csrc/core/error.h"
 #include "csrc/core/signals.h"
@@ -18,6 +20,17 @@
 #include "trainers/trainer.h"
 
 namespace hashlab::testing {
+
+// 200 Gaussian 16-dim items with labels in 0..7 (seed 5): the trainer tests' data.
+inline data::Dataset toy_dataset() {
+  data::Dataset d;
+  auto g = at::make_generator<at::CPUGeneratorImpl>(5);
+  d.features = at::randn({200, 16}, g, torch::TensorOptions().dtype(torch::kFloat32));
+  d.labels = at::randint(0, 8, {200}, g, torch::TensorOptions().dtype(torch::kLong));
+  d.num_classes = 8;
+  d.name = "toy";
+  return d;
+}
 
 // Requests an interrupt after step `at` (the trainer then checkpoints and exits 130).
 struct InterruptAt : TrainerHook {
