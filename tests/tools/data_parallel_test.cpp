@@ -207,15 +207,18 @@ TEST_F(DataParallel, EveryStepMethodTrainsWhatOneProcessTrains) {
 // Ctrl-C on the launcher stops both ranks at the same step, rank 0 writes the
 // checkpoint, and `--resume --nproc 2` finishes with exactly the model of an
 // uninterrupted 2-rank run.
-TEST_F(DataParallel, InterruptedAndResumedRunEqualsAnUninterruptedOne) {
-  const fs::path full = dir_ / "full", cut = dir_ / "cut";
-  // Checkpoints every step (slower), and the signal sent at the first logged step.
-  const std::string args = " train.iterations=1000 train.checkpoint_every=1";
-  auto r = run("train -c " + cfg() + args + " --run-dir " + full.string() + " --nproc 2");
+// Runs `config args` on 2 ranks straight through and again interrupted (SIGINT
+// to the launcher once the metrics match the grep pattern `at`), resumed with
+// --resume --nproc 2; both must end bit-identical.
+void expect_resume_is_exact(const fs::path& dir, const std::string& config,
+                            const std::string& args, const std::string& at,
+                            const std::string& name) {
+  const fs::path full = dir / (name + "_full"), cut = dir / (name + "_cut");
+  auto r = run("train -c " + config + args + " --run-dir " + full.string() + " --nproc 2");
   ASSERT_EQ(r.code, 0) << r.out;
   const std::string metrics = (cut / "metrics.jsonl").string();
-  r = sh("sh -c '" + cli() + " train -c " + cfg() + args + " --run-dir " + cut.string() +
-         " --nproc 2 & p=$!; i=0; while ! grep -q \\\"train\\\" " + metrics +
+  r = sh("sh -c '" + cli() + " train -c " + config + args + " --run-dir " + cut.string() +
+         " --nproc 2 & p=$!; i=0; while ! grep -q " + at + " " + metrics +
          " 2>/dev/null; do sleep 0.02; i=$((i+1)); [ $i -gt 3000 ] && break; done; "
          "kill -INT $p; wait $p; echo rc=$?'");
   ASSERT_TRUE(contains(r.out, "rc=130")) << r.out;
@@ -227,6 +230,20 @@ TEST_F(DataParallel, InterruptedAndResumedRunEqualsAnUninterruptedOne) {
   const auto pa = hasher_state(full), pb = hasher_state(cut);
   EXPECT_TRUE(torch::equal(pa, pb)) << "max difference " << (pa - pb).abs().max().item<double>();
   EXPECT_EQ(train_losses(full), train_losses(cut));
+}
+
+TEST_F(DataParallel, InterruptedAndResumedRunEqualsAnUninterruptedOne) {
+  // Checkpoints every step (slower), and the signal sent at the first logged step.
+  expect_resume_is_exact(dir_, cfg(), " train.iterations=1000 train.checkpoint_every=1",
+                         "\\\"train\\\"", "hn");
+  // DeepQuan, interrupted after its first codebook refresh (step 10): the
+  // broadcast codebooks and assignments travel through rank 0's checkpoint.
+  const fs::path yaml = dir_ / "dq_resume.yaml";
+  std::ofstream(yaml) << "_base_: data.yaml\nname: dqr\nmethod: deepquan\nmodel: {M: 2, K: 16, "
+                         "widths: [32], pretrain_steps: 10, kmeans_iters: 5}\noptim: {type: adam, "
+                         "lr: 1.0e-3}\ntrain:\n  iterations: 300\n  batch_size: 32\n  "
+                         "log_every: 1\n  checkpoint_every: 1\n";
+  expect_resume_is_exact(dir_, yaml.string(), "", "step..4[0-9]", "dq");
 }
 
 // A rank killed mid-training: the launcher says which, stops the other and
