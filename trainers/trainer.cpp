@@ -331,7 +331,10 @@ LossMap Trainer::optimize(const std::string& name, const std::function<LossMap()
       // over this rank's rows) is one share of the mean: they average.
       allreduce_gradients(set_params, global_loss_);
       if (global_loss_) {
-        check_global_loss(value, name);
+        // One value on every rank (L-BFGS's line search branches on it).
+        value = torch::tensor(check_global_loss(value, name), torch::kFloat64)
+                    .to(value.dtype())
+                    .reshape({});
       } else {
         mean_values_over_ranks(losses);  // the loss the optimizer sees, and the logged values
         value = losses.front().second;
@@ -405,8 +408,10 @@ torch::Tensor Trainer::sum_over_ranks(const torch::Tensor& local) {
   std::vector<at::Tensor> v = {local.detach().to(torch::kFloat64).contiguous().clone()};
   wait(group_->allreduce(v), "sum_over_ranks");
   if (local.requires_grad()) global_loss_ = true;
-  // The sum's value; the gradient of `local` (the other ranks' parts are constants here).
-  return local + (v[0].to(local.scalar_type()) - local.detach());
+  // The sum's value, the same bits on every rank (local - local.detach() is
+  // an exact zero), and the gradient of `local` (the other ranks' parts are
+  // constants here).
+  return v[0].to(local.scalar_type()) + (local - local.detach());
 }
 
 torch::Tensor Trainer::mean_over_ranks(const torch::Tensor& local_mean) {
@@ -432,7 +437,7 @@ void Trainer::broadcast(std::vector<torch::Tensor>& tensors) {
   }
 }
 
-void Trainer::check_global_loss(const torch::Tensor& value, const std::string& name) {
+double Trainer::check_global_loss(const torch::Tensor& value, const std::string& name) {
   // Max and min over ranks in one collective.
   const double v = value.detach().to(torch::kCPU, torch::kFloat64).item<double>();
   std::vector<at::Tensor> mm = {torch::tensor({v, -v}, torch::kFloat64)};
@@ -444,6 +449,7 @@ void Trainer::check_global_loss(const torch::Tensor& value, const std::string& n
          "term of such a loss must be global: gather the rows (Trainer::all_gather) or reduce "
          "this rank's means (Trainer::mean_over_ranks)",
          method_.name(), name, lo, hi);
+  return hi;
 }
 
 void Trainer::mean_values_over_ranks(LossMap& losses) {
@@ -600,6 +606,16 @@ void Trainer::run_loop() {
     progress_ = std::make_unique<Progress>(step_, train_.iterations, "img", train_.batch_size,
                                          train_.log_every);
   broadcast_parameters();
+  // Dropout draws its masks from the CPU generator, whose state is the same
+  // on every rank: each rank's rows would get the other ranks' masks. With
+  // dropout, every step of rank r seeds the generator from (loader seed,
+  // step, r): masks independent across ranks, and a resumed job still draws
+  // what an uninterrupted one draws. (Not the one-process draws: a global
+  // batch's masks cannot be cut per rank inside a module.)
+  const bool rank_seeded = group_ && has_active_dropout();
+  if (rank_seeded && rank() == 0)
+    log().info("data-parallel with dropout: each rank draws its own masks (CPU generator seeded "
+               "per step and rank)");
   while (step_ < train_.iterations) {
     Batch batch = loader_->next();
     if (epoch_ < 0) {
@@ -612,6 +628,9 @@ void Trainer::run_loop() {
       batch.x = batch.x.contiguous(torch::MemoryFormat::ChannelsLast);
     for (auto& h : hooks_) h->before_step(*this);
     if (group_) broadcast_parameters(/*buffers_only=*/true);  // as DDP: rank 0's BN statistics
+    if (rank_seeded)
+      seed_cpu_generator(data::mix_seed(loader_->options().seed(), static_cast<uint64_t>(step_),
+                                        static_cast<uint64_t>(rank()) + 1));
     LossMap losses = method_.step(batch, *this);
     ++step_;
     for (auto& h : hooks_) h->after_step(*this, losses);
@@ -626,6 +645,25 @@ void Trainer::run_loop() {
   }
   for (auto& h : hooks_) h->after_train(*this);
   if (auto* mod = method_.module()) mod->eval();
+}
+
+bool Trainer::has_active_dropout() {
+  auto* mod = method_.module();
+  if (!mod) return false;
+  for (const auto& m : mod->modules()) {
+    if (auto* d = m->as<torch::nn::Dropout>()) {
+      if (d->options.p() > 0) return true;
+    } else if (auto* d2 = m->as<torch::nn::Dropout2d>()) {
+      if (d2->options.p() > 0) return true;
+    } else if (auto* d3 = m->as<torch::nn::Dropout3d>()) {
+      if (d3->options.p() > 0) return true;
+    } else if (auto* a = m->as<torch::nn::AlphaDropout>()) {
+      if (a->options.p() > 0) return true;
+    } else if (auto* f = m->as<torch::nn::FeatureAlphaDropout>()) {
+      if (f->options.p() > 0) return true;
+    }
+  }
+  return false;
 }
 
 void Trainer::run_fit() {

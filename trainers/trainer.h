@@ -262,11 +262,14 @@ class Trainer {
   // Waits for a collective; a failure (a dead rank, a timeout) becomes a
   // hashlab::Error naming this rank, the step and `what`.
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what);
-  // A global loss must be the same on every rank (fails naming the method).
-  void check_global_loss(const torch::Tensor& value, const std::string& optimizer);
+  // A global loss must be the same on every rank (fails naming the method);
+  // returns the largest value over ranks, which every rank then uses.
+  double check_global_loss(const torch::Tensor& value, const std::string& optimizer);
   // Replaces every scalar of a local closure's losses by its mean over ranks.
   void mean_values_over_ranks(LossMap& losses);
   void check_parameters_agree();
+  // Whether the method's module has a dropout layer with p > 0.
+  bool has_active_dropout();
   int64_t step_ = 0;
   int64_t epoch_ = -1;  // epoch of the last batch seen; -1 before the first
   int64_t last_good_checkpoint_step_ = -1;

@@ -43,6 +43,12 @@ void seed_everything(uint64_t seed) {
   torch::manual_seed(seed);  // CPU and, when present, all CUDA generators
 }
 
+void seed_cpu_generator(uint64_t seed) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_current_seed(seed);
+}
+
 torch::Tensor cpu_rng_state() {
   auto gen = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());

@@ -37,6 +37,9 @@ class ThreadsGuard {
 // Seeds every generator we use: LibTorch CPU (and CUDA when present).
 void seed_everything(uint64_t seed);
 
+// Seeds the LibTorch CPU generator alone (per-rank dropout streams).
+void seed_cpu_generator(uint64_t seed);
+
 // Serialises / restores the LibTorch generator states (checkpoints).
 torch::Tensor cpu_rng_state();
 void set_cpu_rng_state(const torch::Tensor& state);

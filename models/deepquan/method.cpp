@@ -317,6 +317,9 @@ class DeepQuanMethod : public PQMethodBase {
   // Codebooks and assignments from the current network. Data-parallel: rank
   // 0 fits them and broadcasts both (the other ranks wait).
   void refresh(Trainer& trainer) {
+    // Checked on every rank (rank 0 alone fits; the others must not wait for a failure).
+    HL_CHECK(train_x_.size(0) >= K_, "method '{}': {} training items for K = {} codewords",
+             name(), train_x_.size(0), K_);
     if (trainer.rank() == 0) {
       torch::Tensor z = codes_of_cache();
       train_ids_ = fit_codebooks(z, &trainer);

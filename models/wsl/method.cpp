@@ -299,9 +299,9 @@ class WSLDeepMethod : public Method {
   bool supports_data_parallel() const override { return true; }
 
   LossMap training_step(const Batch& batch, Trainer& trainer) override {
+    HL_CHECK(batch.x.size(0) * trainer.world_size() > 1, "wsl_mlp: batches need at least 2 items");
     torch::Tensor F = trainer.all_gather(net_->forward(batch.x));
     const torch::Tensor x = trainer.all_gather(batch.x.detach().flatten(1).to(torch::kCPU));
-    HL_CHECK(x.size(0) > 1, "wsl_mlp: batches need at least 2 items");
     // The batch's kNN graph on its inputs (no gradient through it).
     models::KnnGraph g = models::knn_heat_graph(x, std::min<int64_t>(o_.knn, x.size(0) - 1));
     g.src = g.src.to(F.device());

@@ -204,6 +204,23 @@ TEST_F(DataParallel, EveryStepMethodTrainsWhatOneProcessTrains) {
   }
 }
 
+// Dropout masks come from the CPU generator, whose state every rank shares:
+// with dropout each rank seeds it per step and rank, so the ranks' rows get
+// independent masks (not the one-process ones), and the replicas still agree.
+TEST_F(DataParallel, DropoutRanksDrawTheirOwnMasks) {
+  const fs::path d = dir_ / "dropout";
+  auto r = run("train -c " + cfg() + " model.backbone.dropout=0.5 train.iterations=10 --run-dir " +
+               d.string() + " --nproc 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "each rank draws its own masks")) << r.out;
+  EXPECT_TRUE(contains(r.out, "parameters agree on all 2 ranks")) << r.out;
+  // Without dropout the generator is left alone (one-process equivalence).
+  r = run("train -c " + cfg() + " train.iterations=2 --run-dir " + (dir_ / "nodrop").string() +
+          " --nproc 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_FALSE(contains(r.out, "each rank draws its own masks")) << r.out;
+}
+
 // Ctrl-C on the launcher stops both ranks at the same step, rank 0 writes the
 // checkpoint, and `--resume --nproc 2` finishes with exactly the model of an
 // uninterrupted 2-rank run.

@@ -15,6 +15,7 @@
 #include "csrc/core/device.h"
 #include "csrc/core/distributed.h"
 #include "csrc/core/error.h"
+#include "csrc/core/signals.h"
 #include "trainers/trainer.h"
 #include "tests/util/train_util.h"
 
@@ -128,6 +129,10 @@ std::pair<Result, Result> two_ranks(Mode mode, const std::string& name) {
       fs::temp_directory_path() / ("hl_ddp_engine_" + std::to_string(::getpid()) + "_" + name);
   fs::remove_all(store);
   Result a, b;
+  // Each trainer installs (and restores) the SIGINT handler; an outer guard
+  // makes both threads save and restore the same handler, and puts the
+  // original back last.
+  InterruptGuard outer;
   std::thread t1([&] { b = run_rank(mode, 1, 2, store.string()); });
   a = run_rank(mode, 0, 2, store.string());
   t1.join();
