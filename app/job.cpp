@@ -550,12 +550,8 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     ds.finish();
   }
   if (denv.distributed()) {
-    backend = dist::resolve_backend(backend, device.is_cuda() ? "cuda" : device.str(),
-                                    dist::rank_prefix(denv) + cfg.where("dist.backend") +
-                                        ": dist.backend");
-    if (backend != "gloo")
-      fail("{}{}: dist.backend: hashlab creates Gloo process groups only", dist::rank_prefix(denv),
-           cfg.where("dist.backend"));
+    dist::check_backend(backend, c10::DeviceTypeName(device.type(), /*lower_case=*/true),
+                          dist::rank_prefix(denv) + cfg.where("dist.backend") + ": dist.backend");
     if (train_opts.batch_size % denv.world_size != 0)
       fail("{}: train.batch_size {} is the global batch and must split evenly over {} ranks",
            cfg.where("train.batch_size"), train_opts.batch_size, denv.world_size);

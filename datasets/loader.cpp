@@ -18,6 +18,10 @@ uint64_t splitmix64(uint64_t x) {
 
 }  // namespace
 
+std::pair<int64_t, int64_t> shard_rows(int64_t len, int64_t rank, int64_t count) {
+  return {len * rank / count, len * (rank + 1) / count};
+}
+
 uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b) {
   return splitmix64(splitmix64(splitmix64(seed) ^ a) ^ (b * 0xD6E8FEB86659FD93ull));
 }
@@ -83,8 +87,7 @@ Batch Loader::batch_at(int64_t step) const {
     for (int64_t i = 0; i < len; ++i) draws.push_back(draw_augment(o_.images(), o_.augment(), rng));
   if (o_.shard_count() > 1) {
     // This rank's rows of the global batch (index, labels, draws alike).
-    const int64_t lo = len * o_.shard_rank() / o_.shard_count();
-    const int64_t hi = len * (o_.shard_rank() + 1) / o_.shard_count();
+    const auto [lo, hi] = shard_rows(len, o_.shard_rank(), o_.shard_count());
     b.index = b.index.narrow(0, lo, hi - lo).clone();
     if (b.labels.defined()) b.labels = b.labels.narrow(0, lo, hi - lo).clone();
     if (images) draws = std::vector<ImageAugmentDraw>(draws.begin() + lo, draws.begin() + hi);

@@ -22,6 +22,7 @@
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include <torch/torch.h>
 
@@ -113,6 +114,10 @@ class Loader {
   std::deque<Item> queue_;
   bool stop_ = false;
 };
+
+// Rows [lo, hi) of `len` that rank `rank` of `count` keeps (data-parallel
+// shards of a global batch; the trainer cuts random draws the same way).
+std::pair<int64_t, int64_t> shard_rows(int64_t len, int64_t rank, int64_t count);
 
 // splitmix64-based mixing of a seed with stream coordinates.
 uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b = 0);

@@ -421,19 +421,33 @@ torch::Tensor Trainer::mean_over_ranks(const torch::Tensor& local_mean) {
 
 torch::Tensor Trainer::local_rows(const torch::Tensor& global) const {
   if (!group_) return global;
-  const int64_t n = global.size(0), w = world_size(), r = rank();
+  const int64_t n = global.size(0), w = world_size();
   HL_CHECK(n % w == 0, "local_rows: {} rows do not split over {} ranks", n, w);
-  // The loader's split of a global batch (datasets/loader.cpp).
-  return global.narrow(0, n * r / w, n / w);
+  const auto [lo, hi] = data::shard_rows(n, rank(), w);  // the loader's split
+  return global.narrow(0, lo, hi - lo);
 }
 
 void Trainer::broadcast(std::vector<torch::Tensor>& tensors) {
   if (!group_ || tensors.empty()) return;
+  torch::NoGradGuard ng;
+  // One flattened broadcast per dtype (Gloo takes one dtype per call): a
+  // step's buffers (float statistics, int64 counters) cost two round trips,
+  // not one per tensor.
+  std::map<c10::ScalarType, std::vector<torch::Tensor*>> by_type;
   for (auto& t : tensors) {
-    HL_CHECK(t.defined() && t.device().is_cpu() && t.is_contiguous(),
-             "broadcast: needs defined, contiguous CPU tensors");
-    std::vector<at::Tensor> one = {t};  // Gloo: one dtype per call
-    wait(group_->broadcast(one), "broadcast");
+    HL_CHECK(t.defined() && t.device().is_cpu(), "broadcast: needs defined CPU tensors");
+    by_type[t.scalar_type()].push_back(&t);
+  }
+  for (auto& [type, ts] : by_type) {
+    std::vector<torch::Tensor> flat;
+    for (const auto* t : ts) flat.push_back(t->detach().reshape({-1}));
+    std::vector<at::Tensor> v = {torch::cat(flat)};
+    wait(group_->broadcast(v), "broadcast");
+    int64_t off = 0;
+    for (auto* t : ts) {
+      t->detach().copy_(v[0].narrow(0, off, t->numel()).view_as(*t));
+      off += t->numel();
+    }
   }
 }
 
@@ -480,26 +494,11 @@ bool Trainer::stop_requested() {
 void Trainer::broadcast_parameters(bool buffers_only) {
   auto* mod = method_.module();
   if (!group_ || !mod) return;
-  torch::NoGradGuard ng;
   std::vector<torch::Tensor> all;
   if (!buffers_only)
     for (const auto& p : mod->parameters()) all.push_back(p);
   for (const auto& b : mod->buffers()) all.push_back(b);
-  // One broadcast per dtype (float weights and statistics, int64 counters),
-  // flattened: a step pays one or two round trips, not one per tensor.
-  std::map<c10::ScalarType, std::vector<torch::Tensor>> by_type;
-  for (const auto& t : all) by_type[t.scalar_type()].push_back(t);
-  for (auto& [type, ts] : by_type) {
-    std::vector<torch::Tensor> flat;
-    for (const auto& t : ts) flat.push_back(t.detach().to(torch::kCPU).reshape({-1}));
-    std::vector<at::Tensor> v = {torch::cat(flat)};
-    wait(group_->broadcast(v), "the parameter broadcast");
-    int64_t off = 0;
-    for (auto& t : ts) {
-      t.data().copy_(v[0].narrow(0, off, t.numel()).view_as(t));
-      off += t.numel();
-    }
-  }
+  broadcast(all);
 }
 
 void Trainer::allreduce_gradients(const std::vector<torch::Tensor>& params, bool sum) {
@@ -650,19 +649,12 @@ void Trainer::run_loop() {
 bool Trainer::has_active_dropout() {
   auto* mod = method_.module();
   if (!mod) return false;
-  for (const auto& m : mod->modules()) {
-    if (auto* d = m->as<torch::nn::Dropout>()) {
-      if (d->options.p() > 0) return true;
-    } else if (auto* d2 = m->as<torch::nn::Dropout2d>()) {
-      if (d2->options.p() > 0) return true;
-    } else if (auto* d3 = m->as<torch::nn::Dropout3d>()) {
-      if (d3->options.p() > 0) return true;
-    } else if (auto* a = m->as<torch::nn::AlphaDropout>()) {
-      if (a->options.p() > 0) return true;
-    } else if (auto* f = m->as<torch::nn::FeatureAlphaDropout>()) {
-      if (f->options.p() > 0) return true;
-    }
-  }
+  auto active = [](const auto* d) { return d != nullptr && d->options.p() > 0; };
+  for (const auto& m : mod->modules())
+    if (active(m->as<torch::nn::Dropout>()) || active(m->as<torch::nn::Dropout2d>()) ||
+        active(m->as<torch::nn::Dropout3d>()) || active(m->as<torch::nn::AlphaDropout>()) ||
+        active(m->as<torch::nn::FeatureAlphaDropout>()))
+      return true;
   return false;
 }
 

@@ -195,7 +195,8 @@ class Trainer {
   // so that every rank consumes the RNG as one process does and uses its part.
   torch::Tensor local_rows(const torch::Tensor& global) const;
   // Rank 0's values of `tensors` (CPU, same shapes on every rank) on every
-  // rank, in place: epoch-level work done once (DeepQuan's k-means refresh).
+  // rank, in place, one collective per dtype: epoch-level work done once
+  // (DeepQuan's k-means refresh), and the module's parameters and buffers.
   void broadcast(std::vector<torch::Tensor>& tensors);
   // Seconds this process has waited on collectives (data-parallel), this
   // session: the other ranks' lateness and the transfers. Train records

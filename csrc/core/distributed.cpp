@@ -75,27 +75,19 @@ bool has_nccl() {
 #endif
 }
 
-std::string resolve_backend(const std::string& requested, const std::string& device_type,
-                            const std::string& where) {
-  const bool cuda = device_type == "cuda";
+void check_backend(const std::string& requested, const std::string& device_type,
+                   const std::string& where) {
   if (requested != "auto" && requested != "gloo" && requested != "nccl")
     fail("{}: unknown backend '{}' (auto, gloo or nccl)", where, requested);
-  if (requested == "nccl" && !has_nccl())
-    fail("{}: nccl: the linked LibTorch has no NCCL backend (Debian's libtorch is a CPU build); "
-         "use gloo on device=cpu",
+  if (requested == "nccl")
+    fail(has_nccl() ? "{}: nccl: hashlab creates Gloo process groups only; use gloo on device=cpu"
+                    : "{}: nccl: the linked LibTorch has no NCCL backend (Debian's libtorch is a "
+                      "CPU build); use gloo on device=cpu",
          where);
-  if (requested == "nccl" && !cuda)
-    fail("{}: nccl reduces CUDA tensors, but the device is {}; use gloo (or auto)", where,
-         device_type);
-  if (cuda && !has_nccl())
-    fail("{}: data-parallel training on CUDA needs NCCL, which the linked LibTorch lacks; set "
-         "device=cpu (Gloo)",
-         where);
-  if (requested == "gloo" && cuda)
-    fail("{}: gloo on CUDA would copy every gradient through the host; this build trains "
-         "data-parallel on the CPU only",
-         where);
-  return cuda ? "nccl" : "gloo";
+  if (device_type != "cpu")
+    fail("{}: data-parallel training runs on the CPU over Gloo in this build (no NCCL process "
+         "groups); the device is {}: set device=cpu",
+         where, device_type);
 }
 
 c10::intrusive_ptr<c10d::ProcessGroup> make_gloo_group(const DistEnv& env) {

@@ -43,13 +43,13 @@ struct DistEnv {
 // a CPU build; a CUDA LibTorch built with USE_C10D_NCCL: yes).
 bool has_nccl();
 
-// The backend a job uses, from the config's `dist.backend` (`requested`:
-// "auto", "gloo" or "nccl") and the training device: auto is nccl on CUDA
-// when linked, else gloo. What this build cannot run (nccl without NCCL,
-// gloo on CUDA tensors in a CPU build, nccl on the CPU) is refused with a
-// message that starts with `where`.
-std::string resolve_backend(const std::string& requested, const std::string& device_type,
-                            const std::string& where);
+// Checks the backend a job asks for in the config's `dist.backend` (`requested`:
+// "auto", "gloo" or "nccl") and the training device type ("cpu", "cuda"):
+// Gloo on the CPU is all hashlab builds groups for; nccl and CUDA
+// devices are refused with a message that starts with `where` (naming the
+// missing NCCL when the linked LibTorch has none).
+void check_backend(const std::string& requested, const std::string& device_type,
+                   const std::string& where);
 
 // A Gloo process group for `env` (FileStore when store_file is set, else a
 // TCPStore at master_addr:master_port). Waits up to env.timeout for every

@@ -328,12 +328,8 @@ class DeepQuanMethod : public PQMethodBase {
       train_ids_ = torch::empty({train_x_.size(0), M_}, torch::kUInt8);
       ++refreshes_;
     }
-    if (trainer.world_size() > 1) {
-      std::vector<torch::Tensor> shared = {codebooks_.contiguous(), train_ids_.contiguous()};
-      trainer.broadcast(shared);
-      codebooks_ = shared[0];
-      train_ids_ = shared[1];
-    }
+    std::vector<torch::Tensor> shared = {codebooks_, train_ids_};
+    trainer.broadcast(shared);  // in place; nothing with one process
     last_refresh_step_ = trainer.step();
   }
 

@@ -69,8 +69,9 @@ class HashNetMethod : public Method {
     torch::Tensor z = net_->forward(batch.x);
     // Pairs span the whole global batch: with several ranks, every rank's
     // codes and labels (the gradient flows through this rank's rows).
-    torch::Tensor g = trainer.all_gather(torch::tanh(beta_ * z));
-    torch::Tensor h = trainer.all_gather(((z >= 0).to(g.dtype()) * 2 - 1).detach());  // sgn(0) = +1
+    const torch::Tensor zg = trainer.all_gather(z);
+    torch::Tensor g = torch::tanh(beta_ * zg);
+    torch::Tensor h = ((zg >= 0).to(g.dtype()) * 2 - 1).detach();  // sgn, sgn(0) = +1
     const torch::Tensor labels = trainer.all_gather(batch.labels);
     const int64_t n = g.size(0);
     auto loss_on = [&](const torch::Tensor& codes) {

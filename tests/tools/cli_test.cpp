@@ -24,18 +24,12 @@ namespace {
 using hashlab::testing::last_line;
 using hashlab::testing::put_be32;
 using hashlab::testing::run;
-using hashlab::testing::write_images;
 
 // 300 8x8 images of 5 classes: a class-specific pattern plus noise.
 class CliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("hl_cli_" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-    write_images(dir_ / "images.idx", dir_ / "labels.idx", 300, 8);
-    std::ofstream(dir_ / "data.yaml") << "data:\n  format: idx\n  files: [" << (dir_ / "images.idx").string()
-                                      << "]\n  labels: [" << (dir_ / "labels.idx").string()
-                                      << "]\n  queries_per_class: 5\n";
+    dir_ = hashlab::testing::make_image_data_dir("hl_cli_", /*one_thread=*/false);
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
   static fs::path dir_;

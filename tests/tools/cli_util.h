@@ -108,4 +108,22 @@ inline void write_images(const std::filesystem::path& images, const std::filesys
   }
 }
 
+// A fresh directory temp/<prefix><pid> holding images.idx/labels.idx (300
+// 8x8 images of 5 classes, write_images) and data.yaml reading them with 5
+// queries per class (and `threads: 1` unless one_thread is false). The CLI
+// tests' configs start with `_base_: data.yaml`.
+inline std::filesystem::path make_image_data_dir(const std::string& prefix,
+                                                 bool one_thread = true) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / (prefix + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  write_images(dir / "images.idx", dir / "labels.idx", 300, 8);
+  std::ofstream(dir / "data.yaml") << "data:\n  format: idx\n  files: ["
+                                   << (dir / "images.idx").string() << "]\n  labels: ["
+                                   << (dir / "labels.idx").string()
+                                   << "]\n  queries_per_class: 5\n"
+                                   << (one_thread ? "threads: 1\n" : "");
+  return dir;
+}
+
 }  // namespace hashlab::testing

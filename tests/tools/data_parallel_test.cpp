@@ -21,22 +21,15 @@ using hashlab::testing::cli;
 using hashlab::testing::contains;
 using hashlab::testing::run;
 using hashlab::testing::sh;
-using hashlab::testing::write_images;
 
 namespace {
 
 class DataParallel : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("hl_ddp_" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-    write_images(dir_ / "images.idx", dir_ / "labels.idx", 300, 8);
+    dir_ = hashlab::testing::make_image_data_dir("hl_ddp_");
     // HashNet on an MLP (no batch norm, no dropout: nothing that depends on
     // how the batch is split), 16 bits, global batch 32.
-    std::ofstream(dir_ / "data.yaml")
-        << "data:\n  format: idx\n  files: [" << (dir_ / "images.idx").string()
-        << "]\n  labels: [" << (dir_ / "labels.idx").string()
-        << "]\n  queries_per_class: 5\nthreads: 1\n";
     std::ofstream(dir_ / "hn.yaml")
         << "_base_: data.yaml\nname: hn\nmethod: hashnet\nmodel:\n  bits: 16\n"
            "  backbone: {name: mlp, widths: [32]}\ntrain:\n  iterations: 30\n  batch_size: 32\n"

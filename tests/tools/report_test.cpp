@@ -28,7 +28,6 @@ using hashlab::testing::contains;
 using hashlab::testing::slurp;
 using hashlab::testing::run;
 using hashlab::testing::sh;
-using hashlab::testing::write_images;
 namespace report = hashlab::report;
 
 namespace {
@@ -147,12 +146,7 @@ json label_final(int bits, double map_all) {
 class ReportTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("hl_report_" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-    write_images(dir_ / "images.idx", dir_ / "labels.idx", 300, 8);
-    std::ofstream(dir_ / "data.yaml")
-        << "data:\n  format: idx\n  files: [" << (dir_ / "images.idx").string() << "]\n  labels: ["
-        << (dir_ / "labels.idx").string() << "]\n  queries_per_class: 5\nthreads: 1\n";
+    dir_ = hashlab::testing::make_image_data_dir("hl_report_");
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
   static fs::path dir_;

@@ -63,13 +63,8 @@ int yaml_bits(const fs::path& config) {
 class RunDirTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("hl_rundir_" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-    write_images(dir_ / "images.idx", dir_ / "labels.idx", 300, 8);
+    dir_ = hashlab::testing::make_image_data_dir("hl_rundir_");
     write_images(dir_ / "big.idx", dir_ / "big_labels.idx", 20, 10);
-    std::ofstream(dir_ / "data.yaml")
-        << "data:\n  format: idx\n  files: [" << (dir_ / "images.idx").string() << "]\n  labels: ["
-        << (dir_ / "labels.idx").string() << "]\n  queries_per_class: 5\nthreads: 1\n";
     std::ofstream(dir_ / "itq.yaml") << "_base_: data.yaml\nname: itq\nmethod: itq\nmodel:\n  bits: 16\n";
     std::ofstream(dir_ / "lsh.yaml") << "_base_: data.yaml\nname: lsh\nmethod: lsh\nmodel:\n  bits: 16\n";
     // A step-trained method that runs until interrupted, with steps of about
