@@ -166,19 +166,6 @@ std::string summary_line(const nlohmann::json& r) {
 }  // namespace
 
 namespace {
-// Rank 0's string on every rank.
-std::string broadcast_string(c10d::ProcessGroup& group, const std::string& s) {
-  std::vector<at::Tensor> len = {torch::full({1}, static_cast<int64_t>(s.size()), torch::kInt64)};
-  group.broadcast(len)->wait();
-  const int64_t n = len[0].item<int64_t>();
-  std::vector<at::Tensor> bytes = {torch::zeros({std::max<int64_t>(n, 1)}, torch::kUInt8)};
-  if (group.getRank() == 0 && n > 0) std::memcpy(bytes[0].data_ptr<uint8_t>(), s.data(), n);
-  group.broadcast(bytes)->wait();
-  return std::string(reinterpret_cast<const char*>(bytes[0].data_ptr<uint8_t>()), n);
-}
-}  // namespace
-
-namespace {
 // report.html of the run as it stands. A report that cannot be written never
 // fails the run: everything it shows is already on disk.
 void write_report(const std::string& run_dir) {
@@ -467,6 +454,59 @@ void check_checkpoint(const std::string& file, const nlohmann::json& current,
   check_state_shapes(file, state, m, "this run");
 }
 
+// What this rank is about to train, for the ranks of a data-parallel job to
+// compare before anything is written (dist::agree_on_fingerprint): every
+// config key but those a rank may set for itself (threads, the timeout) and
+// the data files' paths (another machine may keep the same files elsewhere:
+// their contents are compared instead), the data's contents, the split,
+// the method's build record and the code length.
+dist::Fingerprint train_fingerprint(const Config& cfg, const data::Dataset& ds,
+                                    const data::Split& split, const std::string& build,
+                                    const Method& m, bool resume) {
+  auto bytes = [](const torch::Tensor& t) {
+    if (!t.defined()) return std::string("(none)");
+    const torch::Tensor c = t.contiguous();
+    return fmt::format("[{}] {}, {}", fmt::join(c.sizes(), ", "), std::string(c.dtype().name()),
+                       dist::checksum(c.data_ptr(), c.nbytes()));
+  };
+  dist::Fingerprint f;
+  std::vector<std::string> tops;
+  for (const auto& kv : cfg.node()) tops.push_back(kv.first.Scalar());
+  for (const auto& [k, v] : flat_keys(cfg, tops)) {
+    if (k == "threads" || k == "dist.timeout" || k == "data.root" ||
+        k.rfind("data.files", 0) == 0 || k.rfind("data.labels", 0) == 0)
+      continue;
+    f.emplace_back(k, v);
+  }
+  f.emplace_back("--resume", resume ? "yes" : "no");
+  f.emplace_back("the data's items", std::to_string(ds.size()));
+  std::string paths;
+  for (const auto& p : ds.image_paths) paths += p + "\n";
+  f.emplace_back("the data's features (contents)",
+                 ds.features.defined() ? bytes(ds.features) : dist::checksum(paths.data(), paths.size()));
+  f.emplace_back("the data's labels (contents)", bytes(ds.labels));
+  f.emplace_back("the split's queries", bytes(split.query));
+  f.emplace_back("the split's database", bytes(split.database));
+  f.emplace_back("the split's training set", bytes(split.train));
+  f.emplace_back("the method's build record", build);
+  f.emplace_back("the code length", std::to_string(m.nbits()));
+  return f;
+}
+
+// Removes a run directory this job created when the job fails before
+// writing anything into it (a refused data-parallel job, bad data): no empty
+// or lock-only directory is left behind.
+struct CreatedDirectory {
+  std::string path;
+  bool keep = false;
+  ~CreatedDirectory() {
+    if (path.empty() || keep) return;
+    std::error_code ec;
+    fs::remove(fs::path(path) / ".lock", ec);
+    fs::remove(path, ec);  // only if empty: a stale file of someone else's stays
+  }
+};
+
 
 }  // namespace
 
@@ -562,12 +602,15 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   // ---- run directory: created (a fresh name never collides: mkdir is
   // atomic) and locked for the life of this process, so a second writer is
   // refused instead of mixing its files with ours.
+  CreatedDirectory created;
   std::unique_ptr<DirLock> lock;
   if (writer) {
     if (run_dir.empty()) {
       run_dir = make_unique_directory((fs::path(jo.runs_root) / top.name / timestamp_now()).string());
-    } else {
+      created.path = run_dir;
+    } else if (!fs::exists(run_dir)) {
       fs::create_directories(run_dir);
+      created.path = run_dir;
     }
     lock = std::make_unique<DirLock>(
         run_dir, DirLock::Mode::exclusive,
@@ -581,7 +624,7 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
            "continue it (from its last checkpoint, or from the start if it has none)",
            run_dir);
   }
-  if (group) run_dir = broadcast_string(*group, run_dir);  // rank 0 chose it
+  if (group) run_dir = dist::broadcast_string(*group, run_dir, "data-parallel training");  // rank 0 chose it
   const std::string last_ckpt = (fs::path(run_dir) / "checkpoints" / "last.pt").string();
 
   // ---- data
@@ -607,7 +650,18 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     check_checkpoint(last_ckpt, nlohmann::json::parse(build),
                        without_encode_options(saved_model, *method), *method);
 
+  // ---- the ranks agree on what they train, or all refuse, before anything
+  // is written or any collective whose sizes depend on it runs (Gloo's
+  // transport aborts the process on a message of another size)
+  if (group) {
+    Trainer::check_data_parallel(*method, denv.world_size);
+    dist::agree_on_fingerprint(*group,
+                               train_fingerprint(cfg, ds, split, build, *method, jo.resume),
+                               "data-parallel training");
+  }
+
   // ---- only now write into the run directory (rank 0)
+  created.keep = true;
   std::unique_ptr<MetricsWriter> metrics_file;
   MetricsWriter closed;  // ranks other than 0 write nothing
   if (writer) {
@@ -661,6 +715,12 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
                    last_ckpt, method->fits() ? "fitting" : "training");
       }
     }
+    // Every rank resumes from the same step (a rank on another machine that
+    // cannot see rank 0's checkpoint would start from step 0).
+    if (group)
+      dist::agree_on_fingerprint(
+          *group, {{"the step training resumes from", std::to_string(trainer.step())}},
+          "data-parallel training");
     trainer.train();
     // This session's wall time; train_seconds adds the sessions this run
     // resumed (a resumed run reports the whole training).

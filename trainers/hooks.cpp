@@ -152,16 +152,20 @@ class InterruptHook : public TrainerHook {
     if (!t.last_checkpoint_path().empty()) {
       t.save_checkpoint(t.last_checkpoint_path());
       where = t.last_checkpoint_path();
+    } else if (t.world_size() > 1 && t.rank() != 0) {
+      where = "rank 0's run directory (rank 0 writes it)";
     }
+    // A data-parallel rank stops with the others when any one was signalled.
+    const int sig = interrupt_signal();
+    const std::string why =
+        sig != 0 ? fmt::format("interrupted by signal {}", sig)
+                 : std::string("stopped because another rank of the job was interrupted");
     const int64_t planned = t.planned_steps();
     if (t.fitting() && planned == 0)
-      log().warn("interrupted by signal {} during the fit; it finished first, checkpoint written "
-                 "to {}",
-                 interrupt_signal(), where);
+      log().warn("{} during the fit; it finished first, checkpoint written to {}", why, where);
     else
-      log().warn("interrupted by signal {} at {} {}/{}; checkpoint written to {}",
-                 interrupt_signal(), t.fitting() ? "unit" : "step", t.step(),
-                 planned > 0 ? std::to_string(planned) : std::string("?"), where);
+      log().warn("{} at {} {}/{}; checkpoint written to {}", why, t.fitting() ? "unit" : "step",
+                 t.step(), planned > 0 ? std::to_string(planned) : std::string("?"), where);
     if (!t.resume_hint.empty()) log().warn("resume with: {}", t.resume_hint);
     if (t.metrics()) t.metrics()->write("interrupt", {{"step", t.step()}});
     throw ExitStatus(130);

@@ -362,6 +362,8 @@ void Trainer::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what)
     why = e.what_without_backtrace();
   } catch (const std::exception& e) {
     why = e.what();
+  } catch (...) {
+    why = "an unknown error";
   }
   // Gloo's own words ("Connection closed by peer", "Timed out waiting ...")
   // with what was being done and the two usual causes.
@@ -371,15 +373,19 @@ void Trainer::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what)
        rank(), world_size(), step_, what, why);
 }
 
-void Trainer::set_process_group(c10::intrusive_ptr<c10d::ProcessGroup> group) {
-  if (group && group->getSize() > 1 && method_.fits())
+void Trainer::check_data_parallel(const Method& method, int world_size) {
+  if (world_size > 1 && method.fits())
     fail("method '{}' fits in closed form (or bit by bit), which is not distributed: run it as "
          "one process (WORLD_SIZE=1, no --nproc)",
-         method_.name());
-  if (group && group->getSize() > 1 && !method_.supports_data_parallel())
+         method.name());
+  if (world_size > 1 && !method.supports_data_parallel())
     fail("method '{}' does not support data-parallel training yet (its batch-coupled loss "
          "terms or epoch-level work are not shared across ranks): run it as one process",
-         method_.name());
+         method.name());
+}
+
+void Trainer::set_process_group(c10::intrusive_ptr<c10d::ProcessGroup> group) {
+  if (group) check_data_parallel(method_, group->getSize());
   group_ = group && group->getSize() > 1 ? group : c10::intrusive_ptr<c10d::ProcessGroup>();
 }
 

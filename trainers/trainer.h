@@ -165,6 +165,10 @@ class Trainer {
   // batch (LoaderOptions::shard_rank/shard_count) and lets rank 0 alone write
   // (metrics, checkpoints, evaluation).
   void set_process_group(c10::intrusive_ptr<c10d::ProcessGroup> group);
+  // Refuses a method that cannot train data-parallel on `world_size` ranks
+  // (fits; methods that do not opt in), naming it. set_process_group calls it;
+  // the train job calls it first, before anything is written.
+  static void check_data_parallel(const Method& method, int world_size);
   int rank() const;
   int world_size() const;
   //

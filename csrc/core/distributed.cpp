@@ -2,21 +2,27 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <mutex>
 #include <random>
 #include <thread>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <zlib.h>
 
 #include "csrc/core/error.h"
 #include "csrc/core/logging.h"
@@ -90,39 +96,257 @@ void check_backend(const std::string& requested, const std::string& device_type,
          where, device_type);
 }
 
+namespace {
+c10::intrusive_ptr<c10d::ProcessGroup> join_gloo_group(const DistEnv& env) {
+  c10::intrusive_ptr<c10d::Store> store;
+  if (!env.store_file.empty()) {
+    store = c10::make_intrusive<c10d::FileStore>(env.store_file, env.world_size);
+  } else {
+    c10d::TCPStoreOptions o;
+    o.port = static_cast<uint16_t>(env.master_port);
+    o.isServer = env.rank == 0;
+    o.numWorkers = env.world_size;
+    o.waitWorkers = true;
+    o.timeout = env.timeout;
+    store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
+  }
+  store->setTimeout(env.timeout);
+  auto opts = c10d::ProcessGroupGloo::Options::create(env.timeout);
+  const std::string ifname = env_str("GLOO_SOCKET_IFNAME");
+  opts->devices.push_back(ifname.empty()
+                              ? c10d::ProcessGroupGloo::createDefaultDevice()
+                              : c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  return c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, opts);
+}
+}  // namespace
+
 c10::intrusive_ptr<c10d::ProcessGroup> make_gloo_group(const DistEnv& env) {
   const std::string where = env.store_file.empty()
                                 ? fmt::format("TCP rendezvous {}:{}", env.master_addr, env.master_port)
                                 : fmt::format("file rendezvous {}", env.store_file);
-  try {
-    c10::intrusive_ptr<c10d::Store> store;
-    if (!env.store_file.empty()) {
-      store = c10::make_intrusive<c10d::FileStore>(env.store_file, env.world_size);
-    } else {
-      c10d::TCPStoreOptions o;
-      o.port = static_cast<uint16_t>(env.master_port);
-      o.isServer = env.rank == 0;
-      o.numWorkers = env.world_size;
-      o.waitWorkers = true;
-      o.timeout = env.timeout;
-      store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
+  // c10d's timeouts do not bound every wait of a rendezvous: a TCPStore
+  // client whose server accepts the connection and never answers waits in
+  // recv(2) for ever. So the group is joined on a thread of its own and this
+  // one waits at most the timeout (and a little more, so c10d's own error,
+  // which says more, wins when it comes). A thread still stuck then is left
+  // behind: the job fails and the process exits.
+  struct Joining {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    c10::intrusive_ptr<c10d::ProcessGroup> group;
+    std::string error;
+  };
+  auto j = std::make_shared<Joining>();
+  std::thread([j, env] {
+    c10::intrusive_ptr<c10d::ProcessGroup> g;
+    std::string error;
+    try {
+      g = join_gloo_group(env);
+    } catch (const c10::Error& e) {
+      error = e.what_without_backtrace();
+    } catch (const std::exception& e) {
+      error = e.what();
+    } catch (...) {
+      error = "an unknown error";
     }
-    store->setTimeout(env.timeout);
-    auto opts = c10d::ProcessGroupGloo::Options::create(env.timeout);
-    const std::string ifname = env_str("GLOO_SOCKET_IFNAME");
-    opts->devices.push_back(ifname.empty()
-                                ? c10d::ProcessGroupGloo::createDefaultDevice()
-                                : c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-    auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, opts);
-    log().debug("{}joined a Gloo group of {} over the {}", rank_prefix(env), env.world_size, where);
-    return pg;
+    std::lock_guard<std::mutex> lk(j->m);
+    j->group = std::move(g);
+    j->error = std::move(error);
+    j->done = true;
+    j->cv.notify_all();
+  }).detach();
+  std::unique_lock<std::mutex> lk(j->m);
+  if (!j->cv.wait_for(lk, env.timeout + std::chrono::seconds(2), [&] { return j->done; }))
+    fail("{}could not join the job ({}): no answer within the timeout of {} s (a rank did not "
+         "start, or the address is not this job's rendezvous; dist.timeout or "
+         "HASHLAB_DIST_TIMEOUT sets the timeout)",
+         rank_prefix(env), where, env.timeout.count() / 1000);
+  if (!j->error.empty())
+    fail("{}could not join the job ({}, timeout {} s): {}", rank_prefix(env), where,
+         env.timeout.count() / 1000, j->error);
+  log().debug("{}joined a Gloo group of {} over the {}", rank_prefix(env), env.world_size, where);
+  return j->group;
+}
+
+void wait(const c10::intrusive_ptr<c10d::Work>& work, const c10d::ProcessGroup& group,
+          const std::string& job, const std::string& what) {
+  std::string why;
+  try {
+    work->wait();
+    return;
   } catch (const c10::Error& e) {
-    fail("{}could not join the job ({}, timeout {} s): {}", rank_prefix(env), where,
-         env.timeout.count() / 1000, e.what_without_backtrace());
+    why = e.what_without_backtrace();
   } catch (const std::exception& e) {
-    fail("{}could not join the job ({}, timeout {} s): {}", rank_prefix(env), where,
-         env.timeout.count() / 1000, e.what());
+    why = e.what();
+  } catch (...) {
+    why = "an unknown error";
   }
+  fail("{}, rank {} of {}: {} failed: another rank died or refused, or was busy longer than the "
+       "job's timeout (HASHLAB_DIST_TIMEOUT). Gloo: {}",
+       job, group.getRank(), group.getSize(), what, why);
+}
+
+namespace {
+// Starts a collective, turning an exception thrown while starting it into
+// the same named error as one thrown while waiting.
+template <typename Start>
+void collective(c10d::ProcessGroup& group, const std::string& job, const std::string& what,
+                Start start) {
+  c10::intrusive_ptr<c10d::Work> work;
+  try {
+    work = start();
+  } catch (const c10::Error& e) {
+    fail("{}, rank {} of {}: {} failed: {}", job, group.getRank(), group.getSize(), what,
+         e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    fail("{}, rank {} of {}: {} failed: {}", job, group.getRank(), group.getSize(), what, e.what());
+  }
+  wait(work, group, job, what);
+}
+
+// "<len>:<bytes>" per name and value, so any byte may appear in either.
+std::string encode_fields(const Fingerprint& f) {
+  std::string s;
+  for (const auto& [k, v] : f) s += fmt::format("{}:{}{}:{}", k.size(), k, v.size(), v);
+  return s;
+}
+
+Fingerprint decode_fields(const std::string& s) {
+  Fingerprint f;
+  size_t at = 0;
+  auto next = [&] {
+    const size_t colon = s.find(':', at);
+    HL_CHECK(colon != std::string::npos, "fingerprint: malformed field list at byte {}", at);
+    const size_t n = std::stoull(s.substr(at, colon - at));
+    HL_CHECK(colon + 1 + n <= s.size(), "fingerprint: malformed field list at byte {}", at);
+    std::string out = s.substr(colon + 1, n);
+    at = colon + 1 + n;
+    return out;
+  };
+  while (at < s.size()) {
+    std::string k = next();
+    f.emplace_back(std::move(k), next());
+  }
+  return f;
+}
+
+std::string shown(const std::string& v) {
+  return v.size() <= 120 ? "'" + v + "'" : "'" + v.substr(0, 117) + "...'";
+}
+}  // namespace
+
+std::string broadcast_string(c10d::ProcessGroup& group, const std::string& s,
+                             const std::string& job) {
+  std::vector<at::Tensor> len = {torch::full({1}, static_cast<int64_t>(s.size()), torch::kInt64)};
+  collective(group, job, "the broadcast of rank 0's settings", [&] { return group.broadcast(len); });
+  const int64_t n = len[0].item<int64_t>();
+  HL_CHECK(n >= 0 && n < (int64_t{1} << 30), "{}, rank {}: rank 0 sent a string of {} bytes", job,
+           group.getRank(), n);
+  std::vector<at::Tensor> bytes = {torch::zeros({std::max<int64_t>(n, 1)}, torch::kUInt8)};
+  if (group.getRank() == 0 && n > 0) std::memcpy(bytes[0].data_ptr<uint8_t>(), s.data(), n);
+  collective(group, job, "the broadcast of rank 0's settings", [&] { return group.broadcast(bytes); });
+  return std::string(reinterpret_cast<const char*>(bytes[0].data_ptr<uint8_t>()), n);
+}
+
+std::string checksum(const void* data, size_t n) {
+  uLong c = ::crc32_z(0L, Z_NULL, 0);
+  c = ::crc32_z(c, static_cast<const Bytef*>(data), n);
+  return fmt::format("crc32 {:08x} of {} bytes", static_cast<uint32_t>(c), n);
+}
+
+void agree_on_fingerprint(c10d::ProcessGroup& group, const Fingerprint& mine,
+                          const std::string& job) {
+  const int rank = group.getRank(), world = group.getSize();
+  if (world <= 1) return;
+  const Fingerprint theirs = decode_fields(broadcast_string(group, encode_fields(mine), job));
+  // In this rank's order (config keys before what follows from them: the
+  // split, the build), the first field rank 0 has otherwise or lacks, then
+  // any field rank 0 has and this rank lacks.
+  std::unordered_map<std::string, const std::string*> there;
+  for (const auto& [k, v] : theirs) there.emplace(k, &v);
+  std::string field, value_here, value_there;
+  int differing = 0;
+  for (const auto& [k, v] : mine) {
+    auto it = there.find(k);
+    const std::string t = it == there.end() ? std::string("(not set)") : *it->second;
+    if (t == v) continue;
+    if (differing++ == 0) field = k, value_here = v, value_there = t;
+  }
+  std::unordered_map<std::string, int> here;
+  for (const auto& kv : mine) here.emplace(kv.first, 0);
+  for (const auto& [k, v] : theirs) {
+    if (here.count(k)) continue;
+    if (differing++ == 0) field = k, value_here = "(not set)", value_there = v;
+  }
+  // Every rank learns which ranks differ, and in what: one fixed-size
+  // all-gather (a flag and the field's name).
+  constexpr int64_t kName = 255;
+  torch::Tensor buf = torch::zeros({kName + 1}, torch::kUInt8);
+  buf[0] = differing > 0 ? 1 : 0;
+  std::memcpy(buf.data_ptr<uint8_t>() + 1, field.data(), std::min<size_t>(field.size(), kName));
+  std::vector<std::vector<at::Tensor>> all(1);
+  for (int r = 0; r < world; ++r) all[0].push_back(torch::zeros_like(buf));
+  std::vector<at::Tensor> in = {buf};
+  collective(group, job, "the comparison of the ranks' settings",
+             [&] { return group.allgather(all, in); });
+  int first = -1;
+  std::string first_field;
+  int count = 0;
+  for (int r = 0; r < world; ++r) {
+    const uint8_t* p = all[0][r].data_ptr<uint8_t>();
+    if (p[0] == 0) continue;
+    ++count;
+    if (first < 0) {
+      first = r;
+      first_field.assign(reinterpret_cast<const char*>(p + 1),
+                         strnlen(reinterpret_cast<const char*>(p + 1), kName));
+    }
+  }
+  if (count == 0) return;
+  if (differing > 0)
+    fail("{}, rank {} of {}: the ranks disagree on what to run, so every rank stops before "
+         "starting: {} is {} here but {} on rank 0{} (every rank must run the same command "
+         "with the same config and data)",
+         job, rank, world, field, shown(value_here), shown(value_there),
+         differing > 1 ? fmt::format(" ({} fields differ)", differing) : std::string());
+  fail("{}, rank {} of {}: the ranks disagree on what to run, so every rank stops before "
+       "starting: rank {} differs from rank 0 in {} (here {}){}",
+       job, rank, world, first, first_field,
+       [&] {
+         for (const auto& [k, v] : mine)
+           if (k == first_field) return shown(v);
+         return std::string("(not set)");
+       }(),
+       count > 1 ? fmt::format("; {} ranks differ", count) : std::string());
+}
+
+int max_local_ranks(std::string* why) {
+  const char* env = std::getenv("HASHLAB_MAX_LOCAL_RANKS");
+  if (env && *env) {
+    const int v = static_cast<int>(env_int("HASHLAB_MAX_LOCAL_RANKS", 0, 1, 1024));
+    if (why) *why = fmt::format("HASHLAB_MAX_LOCAL_RANKS={}", v);
+    return v;
+  }
+  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  int64_t avail_kb = -1;
+  std::ifstream mi("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (mi >> key >> kb >> unit)
+    if (key == "MemAvailable:") {
+      avail_kb = kb;
+      break;
+    }
+  const int64_t by_memory = avail_kb < 0 ? 1024 : avail_kb / (256 * 1024);
+  const int cap = static_cast<int>(std::max<int64_t>(2, std::min<int64_t>({4 * cores, by_memory, 1024})));
+  if (why)
+    *why = fmt::format("4 x {} cores{}; HASHLAB_MAX_LOCAL_RANKS raises it", cores,
+                       avail_kb < 0 ? std::string()
+                                    : fmt::format(", {} MiB available / 256 MiB a rank",
+                                                  avail_kb / 1024));
+  return cap;
 }
 
 namespace {
@@ -136,15 +360,44 @@ void forward_signal(int sig) {
   for (int i = 0; i < g_num_children; ++i)
     if (g_children[i] > 0) ::kill(g_children[i], sig);
 }
+
+// hashlab_rendezvous_<pid>_<hex> of launchers no longer running (killed
+// before they could remove theirs; a rank's FileStore removes it only when
+// every rank closes it).
+void remove_stale_rendezvous_files() {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec)) {
+    const std::string name = e.path().filename().string();
+    const std::string prefix = "hashlab_rendezvous_";
+    if (name.rfind(prefix, 0) != 0) continue;
+    const size_t us = name.find('_', prefix.size());
+    if (us == std::string::npos) continue;
+    char* end = nullptr;
+    const long pid = std::strtol(name.c_str() + prefix.size(), &end, 10);
+    if (end != name.c_str() + us || pid <= 0) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      std::error_code rm;
+      std::filesystem::remove(e.path(), rm);
+      if (!rm) log().debug("removed {}, left by a launcher that was killed", e.path().string());
+    }
+  }
+}
 }  // namespace
 
 int launch_local(int nproc, const std::vector<std::string>& args, std::chrono::seconds grace) {
-  HL_CHECK(nproc >= 1 && nproc <= kMaxLocal, "--nproc must be in [1, {}], got {}", kMaxLocal, nproc);
+  std::string why;
+  const int cap = std::min(max_local_ranks(&why), kMaxLocal);
+  HL_CHECK(nproc >= 1 && nproc <= cap,
+           "{} local ranks asked for; this machine runs at most {} ({}): each rank is a whole "
+           "process",
+           nproc, cap, why);
+  remove_stale_rendezvous_files();
   std::random_device rd;
   const std::string store =
       (std::filesystem::temp_directory_path() /
        fmt::format("hashlab_rendezvous_{}_{:08x}", ::getpid(), rd()))
           .string();
+  const pid_t launcher = ::getpid();
   std::vector<std::string> argv_s = {"/proc/self/exe"};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -169,6 +422,10 @@ int launch_local(int nproc, const std::vector<std::string>& args, std::chrono::s
       // The ranks get their own process group, so a Ctrl-C reaches them once,
       // through the launcher.
       ::setpgid(0, 0);
+      // Die with the launcher, however it ends (kill -9 too): SIGTERM stops a
+      // training rank at its next step with a checkpoint.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != launcher) ::_exit(1);  // it died before prctl
       ::signal(SIGINT, SIG_DFL);
       ::signal(SIGTERM, SIG_DFL);
       ::setenv("RANK", std::to_string(r).c_str(), 1);

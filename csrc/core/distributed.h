@@ -56,12 +56,50 @@ void check_backend(const std::string& requested, const std::string& device_type,
 // rank to join; collectives then fail after env.timeout when a rank is gone.
 c10::intrusive_ptr<c10d::ProcessGroup> make_gloo_group(const DistEnv& env);
 
+// The most local ranks `--nproc`/`--shards` may start on this machine: each
+// rank is a whole process (~150 MB and one or more threads), so the cap is
+// the smaller of 4 x the cores and the available memory / 256 MiB (at least
+// 2), unless HASHLAB_MAX_LOCAL_RANKS sets it. `why` gets how it was computed.
+int max_local_ranks(std::string* why = nullptr);
+
+// Waits for a collective of a multi-process `job` ("sharded search",
+// "data-parallel training"); a failure (a rank died, disagreed on a shape, or
+// was busy past the timeout) becomes a hashlab::Error naming the job, this
+// rank, `what` and Gloo's words. Every exception type Gloo and c10d throw is
+// caught here: none escapes as an uncaught exception.
+void wait(const c10::intrusive_ptr<c10d::Work>& work, const c10d::ProcessGroup& group,
+          const std::string& job, const std::string& what);
+
+// Rank 0's string on every rank (two broadcasts: the length, then the bytes).
+std::string broadcast_string(c10d::ProcessGroup& group, const std::string& s,
+                             const std::string& job);
+
+// What a rank is about to do, as named fields ("model.bits" -> "64",
+// "split.query" -> a checksum), in an order every rank shares.
+using Fingerprint = std::vector<std::pair<std::string, std::string>>;
+
+// Every rank compares its fingerprint with rank 0's before the job does
+// anything that needs the ranks to agree. When any rank differs, every rank
+// fails (a hashlab::Error) naming the first field that differs, its value here
+// and on rank 0 (a rank that agrees names the rank and field that did not).
+// Safe whatever the ranks hold: only length-prefixed broadcasts and fixed-size
+// all-gathers are used.
+void agree_on_fingerprint(c10d::ProcessGroup& group, const Fingerprint& mine,
+                          const std::string& job);
+
+// A short checksum of some bytes, for fingerprints ("crc32:1a2b3c4d/N bytes").
+std::string checksum(const void* data, size_t n);
+
 // Starts `nproc` copies of this executable (/proc/self/exe) with `args`
 // (argv[1..]), each with RANK, LOCAL_RANK, WORLD_SIZE and a fresh
 // HASHLAB_STORE_FILE rendezvous in the environment, and waits for them. When
 // one fails (non-zero exit or a signal) the others are sent SIGTERM, then
 // SIGKILL after `grace`. SIGINT/SIGTERM to the launcher are passed on to the
-// ranks. Returns 0 when every rank succeeded, else the first failure's exit
+// ranks. The ranks die with the launcher: each gets SIGTERM when it exits
+// for any reason, `kill -9` included (PR_SET_PDEATHSIG; a training rank
+// then stops at the next step with a checkpoint, as on Ctrl-C). `nproc` above
+// max_local_ranks() is refused. Rendezvous files of launchers that no longer
+// run are removed. Returns 0 when every rank succeeded, else the first failure's exit
 // status (128 + signal for a signal), after printing which rank failed.
 int launch_local(int nproc, const std::vector<std::string>& args,
                  std::chrono::seconds grace = std::chrono::seconds(10));

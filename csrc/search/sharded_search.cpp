@@ -5,6 +5,7 @@
 
 #include <ATen/Parallel.h>
 
+#include "csrc/core/distributed.h"
 #include "csrc/core/error.h"
 
 namespace hashlab::search {
@@ -36,8 +37,10 @@ TopK sharded_search(c10d::ProcessGroup& group, const BinaryIndex& shard, int64_t
     all_i[0].push_back(torch::empty_like(idx));
   }
   std::vector<at::Tensor> in_d = {dist}, in_i = {idx};
-  group.allgather(all_d, in_d)->wait();
-  group.allgather(all_i, in_i)->wait();
+  hashlab::dist::wait(group.allgather(all_d, in_d), group, "sharded search",
+                      "the all-gather of the candidates' distances");
+  hashlab::dist::wait(group.allgather(all_i, in_i), group, "sharded search",
+                      "the all-gather of the candidates' indices");
   // Merge the world sorted lists of each query by (distance, global index).
   TopK out{torch::empty({nq, k}, torch::kInt32), torch::empty({nq, k}, torch::kInt64)};
   std::vector<const int32_t*> dp(world);

@@ -300,6 +300,7 @@ TEST_F(DataParallel, FitsUnevenBatchesAndMissingBackendsAreRefused) {
                (dir_ / "itq_run").string() + " --nproc 2");
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(contains(r.out, "fits in closed form")) << r.out;
+  EXPECT_FALSE(fs::exists(dir_ / "itq_run")) << "a refused job left its run directory";
   // The backend: NCCL is not in Debian's LibTorch; an unknown one is named.
   r = run("train -c " + cfg() + " dist.backend=nccl --run-dir " + (dir_ / "nccl").string() +
           " --nproc 2");

@@ -92,6 +92,28 @@ void run_search(const SearchOpts& o) {
   }
   hs::BinaryIndex index = hs::BinaryIndex::load(o.db, lo);
   const auto q = load_binary(o.queries, "--queries");
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  if (env.distributed()) {
+    // One rank of a sharded search. The ranks first agree on what they
+    // search (the index and queries each opened, k), or all refuse: merged
+    // results of ranks that searched different files would be wrong, and
+    // candidates of another size abort Gloo's transport.
+    group = hashlab::dist::make_gloo_group(env);
+    const auto db_info = hc::read_code_file_info(o.db);
+    hashlab::dist::agree_on_fingerprint(
+        *group,
+        {{"--db (codes)", std::to_string(index.size())},
+         {"--db (bits)", std::to_string(index.nbits())},
+         {"--db (contents)", fmt::format("crc32 {:08x} of {} bytes", db_info.crc32, db_info.payload_bytes)},
+         {"--queries (codes)", std::to_string(q.codes.size(0))},
+         {"--queries (bits)", std::to_string(q.nbits)},
+         {"--queries (contents)",
+          hashlab::dist::checksum(q.codes.contiguous().data_ptr(), q.codes.contiguous().nbytes())},
+         {"--k", std::to_string(o.k)},
+         {"--radius", o.radius_given ? std::to_string(o.radius) : "(not set)"},
+         {"--device", o.device}},
+        "sharded search");
+  }
   HL_CHECK(index.nbits() == q.nbits, "{} has {}-bit codes but --queries {} has {}-bit codes", o.db,
            index.nbits(), o.queries, q.nbits);
   const torch::Device dev = o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
@@ -109,13 +131,12 @@ void run_search(const SearchOpts& o) {
     HL_CHECK(!dev.is_cuda(), "{}a sharded search runs on the CPU (Gloo)", hashlab::dist::rank_prefix(env));
     HL_CHECK(o.k >= 1 && o.k <= index.size(), "--k must be in [1, {}] (the database size), got {}",
              index.size(), o.k);
-    auto group = hashlab::dist::make_gloo_group(env);
     const auto [lo_row, hi_row] = hs::shard_range(index.size(), env.rank, env.world_size);
     const auto shard = index.shard(lo_row, hi_row);
-    group->barrier()->wait();
+    hashlab::dist::wait(group->barrier(), *group, "sharded search", "the barrier before the search");
     const auto s0 = std::chrono::steady_clock::now();
     auto r = hs::sharded_search(*group, shard, lo_row, index.size(), qt, o.k, o.threads);
-    group->barrier()->wait();
+    hashlab::dist::wait(group->barrier(), *group, "sharded search", "the barrier after the search");
     j["search_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
     j["ranks"] = env.world_size;
     j["k"] = o.k;
