@@ -19,6 +19,7 @@
 #include "csrc/codes/codes.h"
 #include "csrc/core/error.h"
 #include "csrc/core/fs_util.h"
+#include "csrc/core/json_text.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -355,7 +356,7 @@ std::string Page::render(const std::string& title, const std::string& chartjs) c
         "complete; regenerate with <code>hashlab report</code> once it is installed.</div>\n",
         esc(kChartJsPath));
   html += body_;
-  html += "<script type=\"application/json\" id=\"report-data\">" + script_safe(charts_.dump()) +
+  html += "<script type=\"application/json\" id=\"report-data\">" + script_safe(json_text(charts_)) +
           "</script>\n";
   html += "<script>" + std::string(kScript) + "</script>\n</body></html>\n";
   return html;
@@ -891,7 +892,7 @@ std::string run_report_html(const RunData& r, const std::string& chartjs) {
         if (it.key() == "event") continue;
         kv.push_back({it.key(), it.value().is_number() && !it.value().is_boolean()
                                     ? num(it.value().get<double>())
-                                    : it.value().dump()});
+                                    : json_text(it.value())});
       }
       page.h3(rec.value("event", "record"));
       page.table({"field", "value"}, kv, "kv");

@@ -418,4 +418,29 @@ TEST_F(ReportTest, TrainWritesTheReportAndRunsCompare) {
   EXPECT_FALSE(contains(r.out, "20260101-000000")) << r.out;
 }
 
+// ---- hostile strings and extreme values
+
+// A run directory whose name is not UTF-8: `train` wrote every file, then
+// exited 1 with nlohmann's type_error 316 printing its result; a comparison
+// page including the run failed the same way.
+TEST_F(ReportTest, ARunDirectoryThatIsNotUtf8TrainsAndGetsAReport) {
+  std::ofstream(dir_ / "lsh_utf8.yaml")
+      << "_base_: data.yaml\nname: lsh\nmethod: lsh\nmodel:\n  bits: 8\n";
+  const fs::path bad = dir_ / "run_\xff\xfe";
+  const fs::path good = dir_ / "run_utf8";
+  for (const fs::path& d : {bad, good}) {
+    auto r = run("train -c " + (dir_ / "lsh_utf8.yaml").string() + " --run-dir '" + d.string() + "'");
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_TRUE(fs::exists(d / "report.html")) << r.out;
+    json result = json::parse(hashlab::testing::last_line(r.out), nullptr, false);
+    ASSERT_TRUE(result.is_object()) << r.out;
+    EXPECT_TRUE(result.contains("map_all"));
+  }
+  const fs::path cmp = dir_ / "utf8_compare.html";
+  auto r = run("report '" + bad.string() + "' '" + good.string() + "' --out " + cmp.string() + " --csv");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "run_utf8")) << r.out;
+  expect_all_charts_drew(cmp, 3);
+}
+
 }  // namespace
