@@ -323,16 +323,20 @@ constexpr const char* kScript = R"JS(
 })();
 )JS";
 
-// Keeps a JSON or script text from closing the <script> element it sits in.
-std::string script_safe(const std::string& s) {
+// JSON text that can sit inside a <script> element: every '<', '>' and '&'
+// (which JSON text holds only inside strings) as a \u escape, so no string
+// (a metric key, a run name) can close the element or open "<!--<script>",
+// which would swallow the rest of the page.
+std::string script_json(const json& j) {
+  const std::string s = json_text(j);
   std::string o;
   o.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '<' && i + 1 < s.size() && s[i + 1] == '/') {
-      o += "<\\/";
-      ++i;
-    } else {
-      o += s[i];
+  for (char c : s) {
+    switch (c) {
+      case '<': o += "\\u003c"; break;
+      case '>': o += "\\u003e"; break;
+      case '&': o += "\\u0026"; break;
+      default: o += c;
     }
   }
   return o;
@@ -356,7 +360,7 @@ std::string Page::render(const std::string& title, const std::string& chartjs) c
         "complete; regenerate with <code>hashlab report</code> once it is installed.</div>\n",
         esc(kChartJsPath));
   html += body_;
-  html += "<script type=\"application/json\" id=\"report-data\">" + script_safe(json_text(charts_)) +
+  html += "<script type=\"application/json\" id=\"report-data\">" + script_json(charts_) +
           "</script>\n";
   html += "<script>" + std::string(kScript) + "</script>\n</body></html>\n";
   return html;

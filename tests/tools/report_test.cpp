@@ -420,6 +420,36 @@ TEST_F(ReportTest, TrainWritesTheReportAndRunsCompare) {
 
 // ---- hostile strings and extreme values
 
+// The embedded chart data escaped only "</": "<!--<script>" in a metric key,
+// a config name or a run label made the browser swallow the rest of the page
+// and no chart drew.
+TEST_F(ReportTest, HostileStringsInKeysNamesAndLabelsDrawEveryChart) {
+  const std::string hostile = "<!--<script> & </script> >";
+  const fs::path d = dir_ / "hostile_run";
+  fs::create_directories(d);
+  std::ofstream(d / "config.yaml") << "name: \"" << hostile << "_b16\"\nmethod: hashnet\nmodel:\n  bits: 16\n";
+  std::vector<json> recs = {{{"event", "start"}, {"method", "hashnet"}, {"bits", 16}}};
+  for (int s = 1; s <= 5; ++s)
+    recs.push_back({{"event", "train"}, {"step", s}, {"loss", 1.0 / s}, {hostile, 2.0 * s}});
+  recs.push_back(label_final(16, 0.5));
+  write_lines(d / "metrics.jsonl", recs);
+  auto r = run("report " + d.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto labels = expect_all_charts_drew(d / "report.html", 5);
+  EXPECT_TRUE(has_label(labels, "loss"));
+
+  const fs::path plain = dir_ / "plain_run";
+  fs::create_directories(plain);
+  std::ofstream(plain / "config.yaml") << kConfig;
+  write_lines(plain / "metrics.jsonl", {{{"event", "start"}, {"method", "hashnet"}, {"bits", 16}},
+                                        label_final(16, 0.6)});
+  const fs::path cmp = dir_ / "hostile_compare.html";
+  r = run("report " + d.string() + " " + plain.string() + " --out " + cmp.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  labels = expect_all_charts_drew(cmp, 3);
+  EXPECT_TRUE(has_label(labels, "Precision-recall"));
+}
+
 // A run directory whose name is not UTF-8: `train` wrote every file, then
 // exited 1 with nlohmann's type_error 316 printing its result; a comparison
 // page including the run failed the same way.
