@@ -271,13 +271,45 @@ constexpr const char* kScript = R"JS(
   };
   const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2',
                    '#7f7f7f', '#bcbd22', '#17becf'];
+  // Tick labels that never throw: Chart.js's own formatter fails
+  // ("minimumFractionDigits value is out of range") when the tick step is not
+  // finite, as for values near 1e308.
+  function tickLabel(v, i, ticks) {
+    if (!isFinite(v)) return '';
+    if (v === 0) return '0';
+    const a = Math.abs(v);
+    const step = ticks && ticks.length > 1 ? Math.abs(ticks[1].value - ticks[0].value) : a;
+    if (a >= 1e15 || a < 1e-4 || !isFinite(step) || !(step > 0))
+      return v.toExponential(2).replace(/\.?0+e/, 'e');
+    return v.toFixed(Math.max(0, Math.min(20, -Math.floor(Math.log10(step)))));
+  }
+  function logTickLabel(v) {  // 1, 2 and 5 times a power of ten, like Chart.js
+    if (!(v > 0) || !isFinite(v)) return '';
+    const m = Math.round(v / Math.pow(10, Math.floor(Math.log10(v))) * 1e6) / 1e6;
+    return m === 1 || m === 2 || m === 5 ? tickLabel(v, 0, []) : '';
+  }
   function axis(a) {
     a = a || {};
     const s = {type: a.log ? 'logarithmic' : 'linear',
-               title: {display: !!a.label, text: a.label || ''}};
+               title: {display: !!a.label, text: a.label || ''},
+               ticks: {callback: a.log ? logTickLabel : tickLabel}};
     if (a.min !== undefined) s.min = a.min;
     if (a.max !== undefined) s.max = a.max;
     return s;
+  }
+  // Chart.js draws a constant series on value-1..value+1, where a learning
+  // rate of 0.01 reads as 0: give it an axis around its value instead.
+  function fitConstant(s, spec) {
+    let lo = Infinity, hi = -Infinity;
+    spec.series.forEach(function (d) {
+      d.data.forEach(function (p) { lo = Math.min(lo, p[1]); hi = Math.max(hi, p[1]); });
+    });
+    if (lo !== hi || !isFinite(lo) || (spec.y && spec.y.log) || s.min !== undefined ||
+        s.max !== undefined)
+      return;
+    const d = lo === 0 ? 1 : Math.abs(lo) / 2;
+    s.min = lo - d;
+    s.max = lo + d;
   }
   function base(spec, legend) {
     return {animation: false, maintainAspectRatio: false, responsive: true,
@@ -286,6 +318,7 @@ constexpr const char* kScript = R"JS(
   function lineConfig(spec) {
     const options = base(spec, spec.series.length > 1);
     options.scales = {x: axis(spec.x), y: axis(spec.y)};
+    fitConstant(options.scales.y, spec);
     return {type: 'scatter', options: options, data: {datasets: spec.series.map(function (s, i) {
       const c = PALETTE[i % PALETTE.length];
       return {label: s.label, showLine: true, borderColor: c, backgroundColor: c, borderWidth: 1.5,
@@ -373,6 +406,8 @@ constexpr const char* kScript = R"JS(
     made.forEach(function (mc) {
       mc[0].dataset.drawn = mc[1].width + 'x' + mc[1].height;
       mc[0].dataset.painted = painted(mc[0]);
+      const y = mc[1].scales.y;
+      if (y) mc[0].dataset.y = y.min + ':' + y.max;  // the y axis drawn
     });
     document.body.dataset.charts = made.length;
     document.body.dataset.reportStatus = 'done';

@@ -42,6 +42,7 @@ std::string browser() {
 struct Canvas {
   std::string id, label, drawn;
   long painted = -1;
+  std::string y;  // the y axis drawn, "min:max"
 };
 
 struct Dom {
@@ -83,6 +84,7 @@ Dom open_in_browser(const fs::path& page) {
        it != std::sregex_iterator(); ++it) {
     const std::string tag = it->str();
     Canvas c{attr(tag, "id"), attr(tag, "aria-label"), attr(tag, "data-drawn")};
+    c.y = attr(tag, "data-y");
     std::string p = attr(tag, "data-painted");
     if (!p.empty()) c.painted = std::stol(p);
     d.canvases.push_back(c);
@@ -95,8 +97,10 @@ Dom open_in_browser(const fs::path& page) {
 // Every chart drew: the script finished, made as many charts as there are
 // canvases, each has a non-zero size and painted pixels, and no script error
 // was recorded. Returns the charts' titles.
-std::vector<std::string> expect_all_charts_drew(const fs::path& page, size_t at_least) {
+std::vector<std::string> expect_all_charts_drew(const fs::path& page, size_t at_least,
+                                                Dom* dom = nullptr) {
   Dom d = open_in_browser(page);
+  if (dom) *dom = d;
   EXPECT_EQ(d.status, "done") << page;
   EXPECT_EQ(d.errors, "") << page;
   EXPECT_GE(d.canvases.size(), at_least) << page;
@@ -536,6 +540,36 @@ TEST_F(ReportTest, HostileStringsInKeysNamesAndLabelsDrawEveryChart) {
   ASSERT_EQ(r.code, 0) << r.out;
   labels = expect_all_charts_drew(cmp, 3);
   EXPECT_TRUE(has_label(labels, "Precision-recall"));
+}
+
+// Values near 1e308 made Chart.js's tick formatter throw ("minimumFractionDigits
+// value is out of range"), and a constant series (a learning rate of 0.01) was
+// drawn on -1..1, where it reads as 0.
+TEST_F(ReportTest, HugeTinyAndConstantValuesDrawOnReadableAxes) {
+  const fs::path d = dir_ / "extreme_run";
+  fs::create_directories(d);
+  std::ofstream(d / "config.yaml") << kConfig;
+  std::vector<json> recs = {{{"event", "start"}, {"method", "hashnet"}, {"bits", 16}}};
+  for (int s = 1; s <= 10; ++s)
+    recs.push_back({{"event", "train"}, {"step", s}, {"loss", 1.0 / s},
+                    {"huge", s % 2 ? 1e308 : -1e308}, {"big", 1e308 / s}, {"tiny", 1e-308 * s},
+                    {"lr", 0.01}});
+  recs.push_back(label_final(16, 0.5));
+  write_lines(d / "metrics.jsonl", recs);
+  const std::string page = report::write_run_report(d.string());
+  Dom dom;
+  auto labels = expect_all_charts_drew(page, 8, &dom);
+  for (const char* want : {"huge", "big", "tiny", "lr"}) EXPECT_TRUE(has_label(labels, want)) << want;
+  bool found = false;
+  for (const auto& c : dom.canvases) {
+    if (c.label != "lr") continue;
+    found = true;
+    const size_t colon = c.y.find(':');
+    ASSERT_NE(colon, std::string::npos) << "y=\"" << c.y << "\"";
+    const double lo = std::stod(c.y.substr(0, colon)), hi = std::stod(c.y.substr(colon + 1));
+    EXPECT_TRUE(lo > 0 && lo < 0.01 && hi > 0.01 && hi < 0.05) << "lr drawn on " << c.y;
+  }
+  EXPECT_TRUE(found);
 }
 
 // A run directory whose name is not UTF-8: `train` wrote every file, then
