@@ -18,6 +18,7 @@
 #include "csrc/core/device.h"
 #include "csrc/core/error.h"
 #include "csrc/core/fs_util.h"
+#include "csrc/core/json_text.h"
 #include "csrc/core/logging.h"
 #include "app/builtin_methods.h"
 #include "csrc/eval/evaluate_codes.h"
@@ -158,7 +159,7 @@ std::string summary_line(const nlohmann::json& r) {
     if (!r.contains(key)) continue;
     const auto& v = r[key];
     s += fmt::format("{}{}={}", s.empty() ? "" : "  ", key,
-                     v.is_number_float() ? fmt::format("{:.4f}", v.get<double>()) : v.dump());
+                     v.is_number_float() ? fmt::format("{:.4f}", v.get<double>()) : json_text(v));
   }
   return s;
 }
@@ -314,16 +315,16 @@ std::string build_record(const Config& cfg, const Method& m, const MethodContext
   nlohmann::json model = nlohmann::json::object();
   for (const auto& [k, v] : without_encode_options(flat_keys(cfg, {"model"}), m)) model[k] = v;
   j["model"] = model;
-  return j.dump();
+  return json_text(j);
 }
 
 std::map<std::string, std::string> build_fields(const nlohmann::json& j) {
   std::map<std::string, std::string> out;
   for (const auto& [k, v] : j.items()) {
     if (k == "model" && v.is_object()) {
-      for (const auto& [mk, mv] : v.items()) out[mk] = mv.is_string() ? mv.get<std::string>() : mv.dump();
+      for (const auto& [mk, mv] : v.items()) out[mk] = mv.is_string() ? mv.get<std::string>() : json_text(mv);
     } else {
-      out[k] = v.is_string() ? v.get<std::string>() : v.dump();
+      out[k] = v.is_string() ? v.get<std::string>() : json_text(v);
     }
   }
   return out;

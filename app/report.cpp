@@ -1,8 +1,12 @@
 #include "app/report.h"
 
 #include <algorithm>
+#include <cctype>
+#include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,6 +23,7 @@
 #include "csrc/codes/codes.h"
 #include "csrc/core/error.h"
 #include "csrc/core/fs_util.h"
+#include "csrc/core/json_text.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -53,6 +58,8 @@ std::string num(double v) {
   return fmt::format("{:.4f}", v);
 }
 
+// Typed reads of a record's fields. Records come from a file anyone may have
+// edited: a field of another type is "missing", never an exception.
 std::optional<double> number_at(const json& j, const std::string& key) {
   if (!j.is_object()) return std::nullopt;
   auto it = j.find(key);
@@ -60,17 +67,46 @@ std::optional<double> number_at(const json& j, const std::string& key) {
   return it->get<double>();
 }
 
+std::string string_at(const json& j, const std::string& key, const std::string& def = "") {
+  if (!j.is_object()) return def;
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : def;
+}
+
+int64_t integer_at(const json& j, const std::string& key, int64_t def = 0) {
+  if (!j.is_object()) return def;
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : def;
+}
+
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// The number a key spells ("1000" in {"p_at_n": {"1000": ...}}), or nullopt
+// when it spells none or one out of range; never throws.
+std::optional<double> key_number(const std::string& s) {
+  if (s.empty() || std::isspace(static_cast<unsigned char>(s[0]))) return std::nullopt;
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (end != s.c_str() + s.size() || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+std::optional<int64_t> key_integer(std::string_view s) {
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
 // {"100": v, "1000": v, ...} -> [(100, v), (1000, v)] in key order.
 std::vector<std::pair<double, double>> keyed_curve(const json& obj) {
   std::vector<std::pair<double, double>> pts;
   if (!obj.is_object()) return pts;
-  for (auto it = obj.begin(); it != obj.end(); ++it) {
-    if (!it.value().is_number()) continue;
-    try {
-      pts.emplace_back(std::stod(it.key()), it.value().get<double>());
-    } catch (const std::exception&) {
-    }
-  }
+  for (auto it = obj.begin(); it != obj.end(); ++it)
+    if (auto x = key_number(it.key()); x && it.value().is_number())
+      pts.emplace_back(*x, it.value().get<double>());
   std::sort(pts.begin(), pts.end());
   return pts;
 }
@@ -79,22 +115,27 @@ std::vector<std::pair<double, double>> keyed_curve(const json& obj) {
 std::vector<std::pair<double, double>> prefixed_curve(const json& j, const std::string& prefix) {
   std::vector<std::pair<double, double>> pts;
   if (!j.is_object()) return pts;
-  static const std::regex digits("^[0-9]+$");
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
     if (k.rfind(prefix, 0) != 0 || !it.value().is_number()) continue;
-    std::string rest = k.substr(prefix.size());
-    if (!std::regex_match(rest, digits)) continue;
-    pts.emplace_back(std::stod(rest), it.value().get<double>());
+    const std::string rest = k.substr(prefix.size());
+    if (!all_digits(rest)) continue;
+    if (auto x = key_number(rest)) pts.emplace_back(*x, it.value().get<double>());
   }
   std::sort(pts.begin(), pts.end());
   return pts;
 }
 
+std::vector<std::pair<double, double>> thin(std::vector<std::pair<double, double>> pts, int max);
+
+// A curve for a chart: its finite points, at most ReportOptions{}.max_points
+// (a final evaluation's curves are as long as its record allows).
 json series(const std::string& label, const std::vector<std::pair<double, double>>& pts) {
-  json data = json::array();
+  std::vector<std::pair<double, double>> finite;
   for (const auto& [x, y] : pts)
-    if (std::isfinite(x) && std::isfinite(y)) data.push_back({x, y});
+    if (std::isfinite(x) && std::isfinite(y)) finite.emplace_back(x, y);
+  json data = json::array();
+  for (const auto& [x, y] : thin(std::move(finite), ReportOptions{}.max_points)) data.push_back({x, y});
   return {{"label", label}, {"data", data}};
 }
 
@@ -124,11 +165,28 @@ std::vector<std::pair<double, double>> thin(std::vector<std::pair<double, double
   return out;
 }
 
-// Numbers (and "–" for a missing one) are right-aligned in tables, text left.
+// Numbers (and "–" for a missing one) are right-aligned in tables, text left:
+// -?[0-9][0-9,]*(\.[0-9]+)?( s| bits)?, by hand (std::regex recurses per
+// character, and cells hold names of any length).
 bool is_number(const std::string& s) {
   if (s == "–") return true;
-  static const std::regex re(R"(^-?[0-9][0-9,]*(\.[0-9]+)?( s| bits)?$)");
-  return std::regex_match(s, re);
+  std::string_view v(s);
+  for (std::string_view unit : {" s", " bits"})
+    if (v.size() > unit.size() && v.substr(v.size() - unit.size()) == unit) {
+      v.remove_suffix(unit.size());
+      break;
+    }
+  if (!v.empty() && v[0] == '-') v.remove_prefix(1);
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (v.empty() || !digit(v[0])) return false;
+  size_t i = 0;
+  while (i < v.size() && (digit(v[i]) || v[i] == ',')) ++i;
+  if (i < v.size() && v[i] == '.') {
+    const size_t first = ++i;
+    while (i < v.size() && digit(v[i])) ++i;
+    if (i == first) return false;
+  }
+  return i == v.size();
 }
 
 // ------------------------------------------------------------------ the page
@@ -213,13 +271,45 @@ constexpr const char* kScript = R"JS(
   };
   const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2',
                    '#7f7f7f', '#bcbd22', '#17becf'];
+  // Tick labels that never throw: Chart.js's own formatter fails
+  // ("minimumFractionDigits value is out of range") when the tick step is not
+  // finite, as for values near 1e308.
+  function tickLabel(v, i, ticks) {
+    if (!isFinite(v)) return '';
+    if (v === 0) return '0';
+    const a = Math.abs(v);
+    const step = ticks && ticks.length > 1 ? Math.abs(ticks[1].value - ticks[0].value) : a;
+    if (a >= 1e15 || a < 1e-4 || !isFinite(step) || !(step > 0))
+      return v.toExponential(2).replace(/\.?0+e/, 'e');
+    return v.toFixed(Math.max(0, Math.min(20, -Math.floor(Math.log10(step)))));
+  }
+  function logTickLabel(v) {  // 1, 2 and 5 times a power of ten, like Chart.js
+    if (!(v > 0) || !isFinite(v)) return '';
+    const m = Math.round(v / Math.pow(10, Math.floor(Math.log10(v))) * 1e6) / 1e6;
+    return m === 1 || m === 2 || m === 5 ? tickLabel(v, 0, []) : '';
+  }
   function axis(a) {
     a = a || {};
     const s = {type: a.log ? 'logarithmic' : 'linear',
-               title: {display: !!a.label, text: a.label || ''}};
+               title: {display: !!a.label, text: a.label || ''},
+               ticks: {callback: a.log ? logTickLabel : tickLabel}};
     if (a.min !== undefined) s.min = a.min;
     if (a.max !== undefined) s.max = a.max;
     return s;
+  }
+  // Chart.js draws a constant series on value-1..value+1, where a learning
+  // rate of 0.01 reads as 0: give it an axis around its value instead.
+  function fitConstant(s, spec) {
+    let lo = Infinity, hi = -Infinity;
+    spec.series.forEach(function (d) {
+      d.data.forEach(function (p) { lo = Math.min(lo, p[1]); hi = Math.max(hi, p[1]); });
+    });
+    if (lo !== hi || !isFinite(lo) || (spec.y && spec.y.log) || s.min !== undefined ||
+        s.max !== undefined)
+      return;
+    const d = lo === 0 ? 1 : Math.abs(lo) / 2;
+    s.min = lo - d;
+    s.max = lo + d;
   }
   function base(spec, legend) {
     return {animation: false, maintainAspectRatio: false, responsive: true,
@@ -228,6 +318,7 @@ constexpr const char* kScript = R"JS(
   function lineConfig(spec) {
     const options = base(spec, spec.series.length > 1);
     options.scales = {x: axis(spec.x), y: axis(spec.y)};
+    fitConstant(options.scales.y, spec);
     return {type: 'scatter', options: options, data: {datasets: spec.series.map(function (s, i) {
       const c = PALETTE[i % PALETTE.length];
       return {label: s.label, showLine: true, borderColor: c, backgroundColor: c, borderWidth: 1.5,
@@ -315,6 +406,8 @@ constexpr const char* kScript = R"JS(
     made.forEach(function (mc) {
       mc[0].dataset.drawn = mc[1].width + 'x' + mc[1].height;
       mc[0].dataset.painted = painted(mc[0]);
+      const y = mc[1].scales.y;
+      if (y) mc[0].dataset.y = y.min + ':' + y.max;  // the y axis drawn
     });
     document.body.dataset.charts = made.length;
     document.body.dataset.reportStatus = 'done';
@@ -322,16 +415,20 @@ constexpr const char* kScript = R"JS(
 })();
 )JS";
 
-// Keeps a JSON or script text from closing the <script> element it sits in.
-std::string script_safe(const std::string& s) {
+// JSON text that can sit inside a <script> element: every '<', '>' and '&'
+// (which JSON text holds only inside strings) as a \u escape, so no string
+// (a metric key, a run name) can close the element or open "<!--<script>",
+// which would swallow the rest of the page.
+std::string script_json(const json& j) {
+  const std::string s = json_text(j);
   std::string o;
   o.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '<' && i + 1 < s.size() && s[i + 1] == '/') {
-      o += "<\\/";
-      ++i;
-    } else {
-      o += s[i];
+  for (char c : s) {
+    switch (c) {
+      case '<': o += "\\u003c"; break;
+      case '>': o += "\\u003e"; break;
+      case '&': o += "\\u0026"; break;
+      default: o += c;
     }
   }
   return o;
@@ -355,7 +452,7 @@ std::string Page::render(const std::string& title, const std::string& chartjs) c
         "complete; regenerate with <code>hashlab report</code> once it is installed.</div>\n",
         esc(kChartJsPath));
   html += body_;
-  html += "<script type=\"application/json\" id=\"report-data\">" + script_safe(charts_.dump()) +
+  html += "<script type=\"application/json\" id=\"report-data\">" + script_json(charts_) +
           "</script>\n";
   html += "<script>" + std::string(kScript) + "</script>\n</body></html>\n";
   return html;
@@ -456,6 +553,257 @@ void read_bit_stats(RunData& r, const ReportOptions& opts) {
                  {"max_pair", {mi, mj}}};
 }
 
+// Reads a file a line at a time through a fixed buffer. A line longer than
+// `max` bytes is read through but not kept, so no line can exhaust memory.
+class LineReader {
+ public:
+  explicit LineReader(const std::string& path) : path_(path), f_(std::fopen(path.c_str(), "rb")) {
+    if (!f_) fail("{}: cannot open ({})", path, std::strerror(errno));
+  }
+  ~LineReader() { std::fclose(f_); }
+  LineReader(const LineReader&) = delete;
+  LineReader& operator=(const LineReader&) = delete;
+
+  // The next line without its '\n' in `line` (empty when longer than `max`),
+  // its length in `bytes`, whether a '\n' ended it in `ended`. False at the end.
+  bool next(std::string& line, size_t max, size_t& bytes, bool& ended) {
+    line.clear();
+    bytes = 0;
+    ended = false;
+    bool any = false;
+    for (;;) {
+      if (pos_ == end_) {
+        pos_ = 0;
+        end_ = std::fread(buf_.data(), 1, buf_.size(), f_);
+        if (end_ == 0) {
+          if (std::ferror(f_)) fail("{}: read error ({})", path_, std::strerror(errno));
+          return any;
+        }
+      }
+      any = true;
+      const char* start = buf_.data() + pos_;
+      const char* nl = static_cast<const char*>(std::memchr(start, '\n', end_ - pos_));
+      const size_t n = nl ? static_cast<size_t>(nl - start) : end_ - pos_;
+      if (bytes + n <= max) line.append(start, n);
+      else line.clear();
+      bytes += n;
+      pos_ += n;
+      if (nl) {
+        ++pos_;
+        ended = true;
+        return true;
+      }
+    }
+  }
+
+ private:
+  std::string path_;
+  std::FILE* f_;
+  std::vector<char> buf_ = std::vector<char>(size_t{1} << 16);
+  size_t pos_ = 0, end_ = 0;
+};
+
+// Why a metrics line is beyond what the reader accepts (kMaxRecordDepth,
+// kMaxRecordKeys, kMaxKeyBytes), or "" when it is within: one pass over the
+// text outside strings, before nlohmann's recursive parser sees it.
+std::string beyond_bounds(std::string_view line) {
+  int depth = 0;
+  size_t keys = 0, str_start = 0, last_str = 0;
+  bool in_str = false, escaped = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (in_str) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_str = false, last_str = i - str_start;
+      continue;
+    }
+    if (c == '"') {
+      in_str = true;
+      str_start = i + 1;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxRecordDepth)
+        return fmt::format("nested deeper than {} levels", kMaxRecordDepth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    } else if (c == ':') {
+      if (++keys > kMaxRecordKeys) return fmt::format("more than {} fields", kMaxRecordKeys);
+      if (last_str > kMaxKeyBytes)
+        return fmt::format("a field name of {} bytes (at most {})", last_str, kMaxKeyBytes);
+    }
+  }
+  return "";
+}
+
+// What is wrong with the type of a field the reader acts on, or "".
+std::string wrong_type(const json& rec) {
+  struct Field {
+    const char* key;
+    bool (*ok)(const json&);
+    const char* want;
+  };
+  static const Field fields[] = {
+      {"event", [](const json& v) { return v.is_string(); }, "a string"},
+      {"step", [](const json& v) { return v.is_number_integer(); }, "an integer"},
+      {"final", [](const json& v) { return v.is_boolean(); }, "true or false"},
+      {"message", [](const json& v) { return v.is_string(); }, "a string"},
+  };
+  for (const auto& f : fields) {
+    auto it = rec.find(f.key);
+    if (it == rec.end() || f.ok(*it)) continue;
+    const std::string type = it->type_name();
+    const char* article = type == "null" ? "" : (type == "array" || type == "object") ? "an " : "a ";
+    return fmt::format("\"{}\" is {}{}, not {}", f.key, article, type, f.want);
+  }
+  return "";
+}
+
+// A curve as it is read: every `stride`-th value is kept, and the stride
+// doubles (dropping every other kept point) whenever twice `keep` points have
+// accumulated, so memory stays bounded however long the run.
+class CurveBuilder {
+ public:
+  explicit CurveBuilder(int keep) : keep_(std::max(keep, 2)) {}
+
+  void add(double step, double v) {
+    if (!std::isfinite(v)) return;
+    ++logged_;
+    // A step at or before the last one: a resumed session repeats the steps
+    // after its checkpoint, and its values replace the earlier session's.
+    if (have_last_ && step <= last_.first)
+      while (!pts_.empty() && pts_.back().first >= step) pts_.pop_back();
+    if (seen_++ % stride_ == 0) pts_.emplace_back(step, v);
+    last_ = {step, v};
+    have_last_ = true;
+    if (pts_.size() >= 2 * static_cast<size_t>(keep_)) {
+      size_t j = 0;
+      for (size_t i = 0; i < pts_.size(); i += 2) pts_[j++] = pts_[i];
+      pts_.resize(j);
+      stride_ *= 2;
+    }
+  }
+
+  Curve finish(std::string event, std::string field) {
+    if (have_last_ && (pts_.empty() || pts_.back() != last_)) pts_.push_back(last_);
+    Curve c{std::move(event), std::move(field), thin(std::move(pts_), keep_), logged_};
+    return c;
+  }
+
+ private:
+  int keep_;
+  std::vector<std::pair<double, double>> pts_;
+  std::pair<double, double> last_{0, 0};
+  bool have_last_ = false;
+  int64_t seen_ = 0, stride_ = 1, logged_ = 0;
+};
+
+// metrics.jsonl, streamed a line at a time (a killed run can leave a cut
+// line; a long run a file larger than memory). Every line that is not a
+// record the reader can use becomes a notice naming the file and line.
+void read_metrics(RunData& r, const std::string& path, const ReportOptions& opts,
+                  json& last_control) {
+  std::map<std::pair<std::string, std::string>, size_t> index;  // (event, field) -> builders
+  std::vector<std::pair<std::string, std::string>> names;
+  std::vector<CurveBuilder> builders;
+  bool too_many_curves = false;
+  int64_t lineno = 0, bad = 0;
+  auto skip = [&](const std::string& why) {
+    if (++bad <= 5) r.notices.push_back(fmt::format("{} line {}: {}; skipped", path, lineno, why));
+  };
+  try {
+    LineReader in(path);
+    std::string line;
+    size_t bytes = 0;
+    bool ended = false;
+    while (in.next(line, kMaxRecordBytes, bytes, ended)) {
+      ++lineno;
+      if (bytes > kMaxRecordBytes) {
+        skip(fmt::format("a record of {} bytes (at most {})", bytes, kMaxRecordBytes));
+        continue;
+      }
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      if (std::string why = beyond_bounds(line); !why.empty()) {
+        skip(why);
+        continue;
+      }
+      json rec = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (rec.is_discarded() || !rec.is_object()) {
+        skip(fmt::format("{} ({} bytes, starting \"{}\")",
+                         ended ? "not a JSON object"
+                               : "cut short, the last line has no end (the run was killed while "
+                                 "writing it)",
+                         line.size(), line.substr(0, 40)));
+        continue;
+      }
+      try {
+        if (std::string why = wrong_type(rec); !why.empty()) {
+          skip(why);
+          continue;
+        }
+        const std::string ev = string_at(rec, "event");
+        if (ev == "start") {
+          ++r.starts;
+          if (auto m = string_at(rec, "method"); !m.empty()) r.method = m;
+          if (int64_t b = integer_at(rec, "bits"); b > 0 && b <= (1 << 20)) r.bits = int(b);
+          continue;
+        }
+        if (ev == "eval" && rec.value("final", false)) {
+          r.final_eval = std::move(rec);
+          continue;
+        }
+        if (ev == "interrupt" || ev == "error") {
+          last_control = std::move(rec);
+          continue;
+        }
+        auto st = rec.find("step");
+        if (st == rec.end()) {
+          if (r.other_records.size() < kMaxOtherRecords) r.other_records.push_back(std::move(rec));
+          else ++r.other_records_skipped;
+          continue;
+        }
+        const double step = st->get<double>();
+        for (auto it = rec.begin(); it != rec.end(); ++it) {
+          if (!it.value().is_number() || it.key() == "step" || it.key() == "epoch") continue;
+          auto key = std::make_pair(ev, it.key());
+          auto f = index.find(key);
+          if (f == index.end()) {
+            if (builders.size() >= kMaxCurves) {
+              too_many_curves = true;
+              continue;
+            }
+            f = index.emplace(key, builders.size()).first;
+            names.push_back(key);
+            builders.emplace_back(opts.max_points);
+          }
+          builders[f->second].add(step, it.value().get<double>());
+        }
+      } catch (const std::exception& e) {
+        skip(e.what());
+      }
+    }
+  } catch (const Error& e) {
+    r.notices.push_back(fmt::format("{} (after line {})", e.what(), lineno));
+  }
+  if (bad > 5)
+    r.notices.push_back(fmt::format("{}: {} malformed lines in all, skipped", path, bad));
+  if (lineno == 0) r.notices.push_back(fmt::format("{} is empty", path));
+  if (too_many_curves)
+    r.notices.push_back(fmt::format("{}: more than {} distinct scalars; only the first {} are drawn",
+                                    path, kMaxCurves, kMaxCurves));
+  if (r.other_records_skipped > 0)
+    r.notices.push_back(fmt::format("{}: {} records without a step beyond the first {} are not shown",
+                                    path, r.other_records_skipped, kMaxOtherRecords));
+  // "train" first, then the methods' own step records in the order they
+  // appeared, then the periodic evaluations.
+  auto rank = [](const std::string& ev) { return ev == "train" ? 0 : ev == "eval" ? 2 : 1; };
+  std::vector<size_t> order(builders.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return rank(names[a].first) < rank(names[b].first);
+  });
+  for (size_t i : order) r.curves.push_back(builders[i].finish(names[i].first, names[i].second));
+}
+
 }  // namespace
 
 RunData read_run(const std::string& dir_in, const ReportOptions& opts) {
@@ -480,98 +828,31 @@ RunData read_run(const std::string& dir_in, const ReportOptions& opts) {
     r.notices.push_back(fmt::format("{} is missing", cfg_path.string()));
   }
 
-  // ---- metrics.jsonl, line by line: a killed run can leave a cut line.
-  std::map<std::string, std::map<int64_t, json>> by_event;
-  std::vector<std::string> event_order;
-  std::map<int64_t, json> evals;
+  // ---- metrics.jsonl
   json last_control = json::object();  // the last interrupt or error record
   if (fs::exists(metrics_path)) {
-    const std::string text = read_file(metrics_path.string());
-    std::istringstream in(text);
-    std::string line;
-    int64_t lineno = 0, bad = 0;
-    while (std::getline(in, line)) {
-      ++lineno;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      json rec = json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (rec.is_discarded() || !rec.is_object()) {
-        ++bad;
-        const bool last = in.peek() == std::char_traits<char>::eof();
-        const bool cut = last && (text.empty() || text.back() != '\n');
-        if (bad <= 5)
-          r.notices.push_back(fmt::format(
-              "{} line {}: {} ({} bytes, starting \"{}\"); skipped", metrics_path.string(), lineno,
-              cut ? "cut short, the last line has no end (the run was killed while writing it)"
-                  : "not a JSON object",
-              line.size(), line.substr(0, 40)));
-        continue;
-      }
-      const std::string ev = rec.value("event", "");
-      if (ev == "start") {
-        ++r.starts;
-        if (rec.contains("method") && rec["method"].is_string()) r.method = rec["method"];
-        if (rec.contains("bits") && rec["bits"].is_number_integer()) r.bits = rec["bits"];
-        continue;
-      }
-      if (ev == "eval") {
-        if (rec.value("final", false)) {
-          r.final_eval = rec;
-        } else {
-          evals[rec.value("step", int64_t{0})] = rec;
-        }
-        continue;
-      }
-      if (ev == "interrupt" || ev == "error") {
-        last_control = rec;
-        continue;
-      }
-      auto st = rec.find("step");
-      if (st != rec.end() && st->is_number_integer()) {
-        if (!by_event.count(ev)) event_order.push_back(ev);
-        by_event[ev][st->get<int64_t>()] = rec;
-      } else {
-        r.other_records.push_back(rec);
-      }
-    }
-    if (bad > 5)
-      r.notices.push_back(fmt::format("{}: {} malformed lines in all, skipped",
-                                      metrics_path.string(), bad));
-    if (lineno == 0) r.notices.push_back(fmt::format("{} is empty", metrics_path.string()));
+    read_metrics(r, metrics_path.string(), opts, last_control);
   } else {
     r.notices.push_back(fmt::format("{} is missing: no curves and no final metrics",
                                     metrics_path.string()));
   }
-  // "train" first, then the methods' own step records in the order they appeared.
-  std::stable_sort(event_order.begin(), event_order.end(),
-                   [](const std::string& a, const std::string& b) {
-                     return (a == "train") > (b == "train");
-                   });
-  for (const auto& ev : event_order) {
-    std::vector<json> recs;
-    for (auto& [s, rec] : by_event[ev]) recs.push_back(std::move(rec));
-    r.step_records.emplace_back(ev, std::move(recs));
-  }
-  for (auto& [s, rec] : evals) r.evals.push_back(std::move(rec));
 
   // ---- identity
   if (r.method.empty()) r.method = yaml_string(cfg, {"method"});
   if (r.bits == 0) {
-    if (auto b = number_at(r.final_eval, "bits")) r.bits = static_cast<int>(*b);
-    else if (auto s = yaml_string(cfg, {"model", "bits"}); !s.empty()) {
-      try {
-        r.bits = std::stoi(s);
-      } catch (const std::exception&) {
-      }
-    }
+    if (int64_t b = integer_at(r.final_eval, "bits"); b > 0 && b <= (1 << 20)) r.bits = int(b);
+    else if (auto v = key_integer(yaml_string(cfg, {"model", "bits"})); v && *v > 0 && *v <= (1 << 20))
+      r.bits = int(*v);
   }
   std::string name = yaml_string(cfg, {"name"});
   if (name.empty()) {
     const fs::path abs = fs::absolute(dir).lexically_normal();
     name = (abs.has_filename() ? abs : abs.parent_path()).parent_path().filename().string();
   }
-  static const std::regex bits_suffix("_b[0-9]+$");
-  r.label = std::regex_replace(name, bits_suffix, "");
-  if (r.label.empty()) r.label = name;
+  r.label = name;  // without a trailing _b<digits>
+  const size_t b = name.rfind("_b");
+  if (b != std::string::npos && b > 0 && all_digits(std::string_view(name).substr(b + 2)))
+    r.label = name.substr(0, b);
   if (r.final_eval.contains("map_all")) r.protocol = "label";
   else if (r.final_eval.contains("m_recall")) r.protocol = "euclidean";
   else r.protocol = yaml_string(cfg, {"data", "protocol"});
@@ -579,16 +860,15 @@ RunData read_run(const std::string& dir_in, const ReportOptions& opts) {
   // ---- status
   if (!r.final_eval.is_null()) {
     r.status = "finished";
-  } else if (last_control.value("event", "") == "interrupt") {
-    r.status = fmt::format("interrupted at step {}", last_control.value("step", int64_t{0}));
+  } else if (string_at(last_control, "event") == "interrupt") {
+    r.status = fmt::format("interrupted at step {}", integer_at(last_control, "step"));
     r.notices.push_back(fmt::format(
         "the run was interrupted at step {} and has no final evaluation; `hashlab train --resume "
         "--run-dir {}` continues it",
-        last_control.value("step", int64_t{0}), dir_in));
-  } else if (last_control.value("event", "") == "error") {
+        integer_at(last_control, "step"), dir_in));
+  } else if (string_at(last_control, "event") == "error") {
     r.status = "failed";
-    r.notices.push_back(
-        fmt::format("the run failed: {}", last_control.value("message", std::string("?"))));
+    r.notices.push_back(fmt::format("the run failed: {}", string_at(last_control, "message", "?")));
   } else {
     bool running = false;
     try {
@@ -698,7 +978,7 @@ void retrieval_charts(Page& page, const std::vector<const RunData*>& runs, bool 
   if (has_points(rn))
     page.chart(line_chart("Recall@N", rn, axis("N (items retrieved)", true), axis("recall")));
   if (has_points(ri)) {
-    std::string k = runs.empty() ? "" : num(runs[0]->final_eval.value("recall_k", 0.0));
+    std::string k = runs.empty() ? "" : num(number_at(runs[0]->final_eval, "recall_k").value_or(0));
     page.chart(line_chart(fmt::format("Recall@i of the true {} Euclidean neighbours (eq. 6)", k), ri,
                           axis("i (items retrieved)", true), axis("recall")));
   }
@@ -723,10 +1003,11 @@ void m_recall_grid(Page& page, const json& f) {
   std::set<int64_t> Ks;
   for (auto it = f.begin(); f.is_object() && it != f.end(); ++it) {
     std::smatch m;
-    if (std::regex_match(it.key(), m, re) && it.value().is_number()) {
-      grid[std::stoll(m[1])][std::stoll(m[2])] = it.value().get<double>();
-      Ks.insert(std::stoll(m[2]));
-    }
+    if (!std::regex_match(it.key(), m, re) || !it.value().is_number()) continue;
+    auto k = key_integer(m[1].str()), K = key_integer(m[2].str());
+    if (!k || !K) continue;  // beyond int64
+    grid[*k][*K] = it.value().get<double>();
+    Ks.insert(*K);
   }
   if (grid.empty()) return;
   page.h3("m-Recall grid (eq. 7): k true neighbours, first K items");
@@ -741,59 +1022,53 @@ void m_recall_grid(Page& page, const json& f) {
   page.table(head, rows);
 }
 
-void training_charts(Page& page, const RunData& r, int max_points) {
+void training_charts(Page& page, const RunData& r) {
   bool any = false;
-  for (const auto& [ev, recs] : r.step_records) {
-    std::vector<std::string> fields;
-    std::set<std::string> seen;
-    for (const auto& rec : recs)
-      for (auto it = rec.begin(); it != rec.end(); ++it)
-        if (it.value().is_number() && !it.value().is_boolean() && it.key() != "step" &&
-            it.key() != "epoch" && seen.insert(it.key()).second)
-          fields.push_back(it.key());
-    for (const auto& field : fields) {
-      std::vector<std::pair<double, double>> pts;
-      for (const auto& rec : recs)
-        if (auto v = number_at(rec, field)) pts.emplace_back(rec["step"].get<double>(), *v);
-      if (pts.empty()) continue;
-      // The methods' own records: a constant field (a histogram's bin count)
-      // says nothing as a curve.
-      if (ev != "train" && std::all_of(pts.begin(), pts.end(),
-                                       [&](const auto& p) { return p.second == pts[0].second; }))
-        continue;
-      if (!any) {
-        page.h2("Training curves");
-        page.para("Every scalar the training logged, per step (units for a fitted method); a "
-                  "resumed run's repeated steps show their last value.");
-        page.open_grid();
-        any = true;
-      }
-      const std::string title = ev == "train" ? field : ev + ": " + field;
-      page.chart(line_chart(title, json::array({series(field, thin(pts, max_points))}),
-                            axis("step"), axis(field)));
+  std::vector<std::string> thinned;
+  for (const auto& c : r.curves) {
+    if (c.event == "eval" || c.points.empty()) continue;
+    // The methods' own records: a constant field (a histogram's bin count)
+    // says nothing as a curve.
+    const auto& pts = c.points;
+    if (c.event != "train" && std::all_of(pts.begin(), pts.end(), [&](const auto& p) {
+          return p.second == pts[0].second;
+        }))
+      continue;
+    const std::string title = c.event == "train" ? c.field : c.event + ": " + c.field;
+    if (c.logged > static_cast<int64_t>(pts.size()))
+      thinned.push_back(fmt::format("{} ({} values, {} drawn)", title, c.logged, pts.size()));
+    if (!any) {
+      page.h2("Training curves");
+      page.para("Every scalar the training logged, per step (units for a fitted method); a "
+                "resumed run's repeated steps show their last value.");
+      page.open_grid();
+      any = true;
     }
+    page.chart(line_chart(title, json::array({series(c.field, pts)}), axis("step"), axis(c.field)));
   }
   if (any) page.close_grid();
-  // Periodic evaluations.
-  if (r.evals.size() >= 1) {
-    std::set<std::string> keys;
-    for (const auto& e : r.evals)
-      for (auto it = e.begin(); it != e.end(); ++it)
-        if (it.value().is_number() && !it.value().is_boolean() && it.key() != "step" &&
-            it.key() != "bits" && it.key() != "num_queries" && it.key() != "num_database" &&
-            it.key().find("seconds") == std::string::npos)
-          keys.insert(it.key());
-    page.h2("Evaluation during training");
-    page.open_grid();
-    for (const auto& k : keys) {
-      std::vector<std::pair<double, double>> pts;
-      for (const auto& e : r.evals)
-        if (auto v = number_at(e, k)) pts.emplace_back(e.value("step", 0.0), *v);
-      if (auto v = number_at(r.final_eval, k)) pts.emplace_back(r.final_eval.value("step", 0.0), *v);
-      page.chart(line_chart(k, json::array({series(k, pts)}), axis("step"), axis(k)));
+  if (!thinned.empty())
+    page.raw("<p class=\"caption\" id=\"thinned\">" +
+             esc(fmt::format("Thinned evenly for drawing (the last value kept): {}.",
+                             fmt::join(thinned, "; "))) +
+             "</p>\n");
+  // Periodic evaluations, and the final one at its step.
+  bool evals = false;
+  for (const auto& c : r.curves) {
+    if (c.event != "eval" || c.field == "bits" || c.field == "num_queries" ||
+        c.field == "num_database" || c.field.find("seconds") != std::string::npos)
+      continue;
+    if (!evals) {
+      page.h2("Evaluation during training");
+      page.open_grid();
+      evals = true;
     }
-    page.close_grid();
+    auto pts = c.points;
+    if (auto v = number_at(r.final_eval, c.field))
+      pts.emplace_back(number_at(r.final_eval, "step").value_or(0), *v);
+    page.chart(line_chart(c.field, json::array({series(c.field, pts)}), axis("step"), axis(c.field)));
   }
+  if (evals) page.close_grid();
 }
 
 void bit_charts(Page& page, const RunData& r) {
@@ -861,9 +1136,8 @@ std::string run_report_html(const RunData& r, const std::string& chartjs) {
     rows.push_back({"encoding time", fmt::format("{:.2f} s", *v)});
   if (auto v = number_at(r.final_eval, "eval_seconds"))
     rows.push_back({"evaluation time", fmt::format("{:.2f} s", *v)});
-  if (!r.step_records.empty() && !r.step_records[0].second.empty())
-    rows.push_back({"last logged step",
-                    fmt::format("{}", r.step_records[0].second.back().value("step", int64_t{0}))});
+  if (!r.curves.empty() && r.curves[0].event != "eval" && !r.curves[0].points.empty())
+    rows.push_back({"last logged step", num(r.curves[0].points.back().first)});
   page.h2("Run");
   page.table({"", ""}, rows, "kv");
 
@@ -879,7 +1153,7 @@ std::string run_report_html(const RunData& r, const std::string& chartjs) {
     sigah_chart(page, r);
     page.close_grid();
   }
-  training_charts(page, r, ReportOptions{}.max_points);
+  training_charts(page, r);
   bit_charts(page, r);
 
   // ---- records without a step (fits, method setup)
@@ -889,13 +1163,15 @@ std::string run_report_html(const RunData& r, const std::string& chartjs) {
       std::vector<std::vector<std::string>> kv;
       for (auto it = rec.begin(); it != rec.end(); ++it) {
         if (it.key() == "event") continue;
-        kv.push_back({it.key(), it.value().is_number() && !it.value().is_boolean()
-                                    ? num(it.value().get<double>())
-                                    : it.value().dump()});
+        std::string v = it.value().is_number() ? num(it.value().get<double>()) : json_text(it.value());
+        if (v.size() > 200) v = v.substr(0, 200) + " …";
+        kv.push_back({it.key(), v});
       }
-      page.h3(rec.value("event", "record"));
+      page.h3(string_at(rec, "event", "record"));
       page.table({"field", "value"}, kv, "kv");
     }
+    if (r.other_records_skipped > 0)
+      page.para(fmt::format("{} more records without a step are not shown.", r.other_records_skipped));
   }
   if (!r.config_text.empty()) {
     page.h2("Resolved config (config.yaml)");

@@ -18,7 +18,10 @@
 // finished, so a headless browser's DOM dump can check it.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +29,29 @@
 namespace hashlab::report {
 
 inline constexpr const char* kChartJsPath = "/usr/share/javascript/chart.js/chart.min.js";
+
+// What the reader accepts from one metrics.jsonl line. nlohmann's parser,
+// copies and dump() recurse, so a record nested without bound would crash the
+// reader (and `train`, which writes the report at its end); a record beyond
+// any bound is skipped with a notice naming the file and line.
+inline constexpr size_t kMaxRecordBytes = size_t{1} << 20;  // one line
+inline constexpr int kMaxRecordDepth = 64;                   // nested arrays and objects
+inline constexpr size_t kMaxRecordKeys = 10000;              // field names in one record
+inline constexpr size_t kMaxKeyBytes = 256;                  // one field name
+// What the reader keeps, however long the file: memory is bounded by these,
+// not by the number of records.
+inline constexpr size_t kMaxCurves = 1000;        // distinct (event, field) curves
+inline constexpr size_t kMaxOtherRecords = 100;   // records without a step
+
+// One scalar a run logged per step: (step, value) in step order, the last
+// value of each step (a resumed run repeats steps after its checkpoint),
+// thinned evenly to at most ReportOptions::max_points (the last one kept).
+struct Curve {
+  std::string event;  // "train", "code_histogram", ..., or "eval" (periodic evaluations)
+  std::string field;
+  std::vector<std::pair<double, double>> points;
+  int64_t logged = 0;  // values read for it (points.size() when not thinned)
+};
 
 // Everything a report uses from one run directory.
 struct RunData {
@@ -37,13 +63,12 @@ struct RunData {
   std::string status;       // "finished", "interrupted at step N", "failed: ...", ...
   std::string config_text;  // config.yaml as written ("" when missing)
   int starts = 0;           // "start" records (1 + times resumed)
-  nlohmann::json final_eval;                // the final "eval" record, or null
-  std::vector<nlohmann::json> evals;        // periodic evaluations, by step
-  // Per event ("train", "code_histogram", ...), records that carry a step,
-  // the last one of each step (a resumed run repeats steps after its
-  // checkpoint), in step order.
-  std::vector<std::pair<std::string, std::vector<nlohmann::json>>> step_records;
+  nlohmann::json final_eval;  // the final "eval" record, or null
+  // Curves of the records that carry a step: "train" first, then the
+  // methods' own records in the order they appeared, then "eval".
+  std::vector<Curve> curves;
   std::vector<nlohmann::json> other_records;  // records without a step (fit, method setup)
+  int64_t other_records_skipped = 0;          // beyond kMaxOtherRecords
   // Database codes: {"nbits", "count", "sampled", "ones": [...], "corr": [[...]]}, or null.
   nlohmann::json bit_stats;
   std::vector<std::string> notices;  // what is missing or malformed, in words
@@ -51,12 +76,14 @@ struct RunData {
 
 struct ReportOptions {
   int64_t max_corr_rows = 200000;  // database codes sampled for the bit correlation
-  int max_points = 2000;           // per training curve (evenly thinned beyond that)
+  int max_points = 2000;           // per curve (evenly thinned beyond that)
 };
 
 // Reads a run directory. Throws hashlab::Error only when `dir` is not a
 // directory or holds neither config.yaml nor metrics.jsonl; every other
-// problem becomes a notice.
+// problem (a malformed line, a record of the wrong type or beyond the bounds
+// above) becomes a notice. metrics.jsonl is streamed: memory is bounded by
+// the points kept, whatever the size of the file.
 RunData read_run(const std::string& dir, const ReportOptions& opts = {});
 
 // Chart.js source (kChartJsPath, or $HASHLAB_CHARTJS when set), or "" when

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "csrc/core/error.h"
+#include "csrc/core/json_text.h"
 #include "csrc/core/logging.h"
 #include "csrc/core/signals.h"
 #include "trainers/trainer.h"
@@ -126,7 +127,7 @@ class EvalHook : public TrainerHook {
     nlohmann::json r = t.evaluate();
     r["step"] = t.step();
     if (t.metrics()) t.metrics()->write("eval", r);
-    log().info("eval at {} {}: {}", t.fitting() ? "unit" : "step", t.step(), r.dump());
+    log().info("eval at {} {}: {}", t.fitting() ? "unit" : "step", t.step(), json_text(r));
     if (mod && !t.fitting()) mod->train();
   }
 };

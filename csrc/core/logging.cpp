@@ -4,6 +4,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 #include "csrc/core/error.h"
+#include "csrc/core/json_text.h"
 
 namespace hashlab {
 
@@ -62,7 +63,7 @@ void MetricsWriter::write(const std::string& event, nlohmann::json record) {
   if (!out_.is_open()) return;
   record["event"] = event;
   std::lock_guard<std::mutex> lock(mu_);
-  out_ << record.dump() << '\n';
+  out_ << json_text(record) << '\n';
   out_.flush();
   if (!out_) fail("{}: write failed (disk full?)", path_);
 }

@@ -42,6 +42,7 @@ std::string browser() {
 struct Canvas {
   std::string id, label, drawn;
   long painted = -1;
+  std::string y;  // the y axis drawn, "min:max"
 };
 
 struct Dom {
@@ -83,6 +84,7 @@ Dom open_in_browser(const fs::path& page) {
        it != std::sregex_iterator(); ++it) {
     const std::string tag = it->str();
     Canvas c{attr(tag, "id"), attr(tag, "aria-label"), attr(tag, "data-drawn")};
+    c.y = attr(tag, "data-y");
     std::string p = attr(tag, "data-painted");
     if (!p.empty()) c.painted = std::stol(p);
     d.canvases.push_back(c);
@@ -95,8 +97,10 @@ Dom open_in_browser(const fs::path& page) {
 // Every chart drew: the script finished, made as many charts as there are
 // canvases, each has a non-zero size and painted pixels, and no script error
 // was recorded. Returns the charts' titles.
-std::vector<std::string> expect_all_charts_drew(const fs::path& page, size_t at_least) {
+std::vector<std::string> expect_all_charts_drew(const fs::path& page, size_t at_least,
+                                                Dom* dom = nullptr) {
   Dom d = open_in_browser(page);
+  if (dom) *dom = d;
   EXPECT_EQ(d.status, "done") << page;
   EXPECT_EQ(d.errors, "") << page;
   EXPECT_GE(d.canvases.size(), at_least) << page;
@@ -141,6 +145,17 @@ json label_final(int bits, double map_all) {
           {"p_at_n", {{"1", 0.9}, {"10", 0.8}, {"100", 0.7}, {"1000", 0.5}}},
           {"r_at_n", {{"1", 0.001}, {"10", 0.01}, {"100", 0.1}, {"1000", 0.5}}},
           {"train_seconds", 12.5}, {"step", 20}};
+}
+
+// The notices on a page.
+std::string page_notices(const std::string& html) {
+  const size_t at = html.find("id=\"report-notices\"");
+  return at == std::string::npos ? "" : html.substr(at, html.find("</div>", at) - at);
+}
+
+void write_text_lines(const fs::path& p, const std::vector<std::string>& lines) {
+  std::ofstream f(p, std::ios::binary);
+  for (const auto& l : lines) f << l << "\n";
 }
 
 class ReportTest : public ::testing::Test {
@@ -308,11 +323,11 @@ TEST_F(ReportTest, KilledRunStillGetsAReportThatSaysWhatIsMissing) {
 
   report::RunData rd = report::read_run(d.string());
   EXPECT_EQ(rd.status, "stopped");
-  ASSERT_EQ(rd.step_records.size(), 1u);
-  const auto& train = rd.step_records[0].second;
-  ASSERT_EQ(train.size(), 6u);  // steps 1..6 once each
-  EXPECT_EQ(train[4]["loss"].get<double>(), 0.25);  // the resumed session's value
-  EXPECT_EQ(train[5]["loss"].get<double>(), 0.125);
+  ASSERT_EQ(rd.curves.size(), 1u);
+  const auto& loss = rd.curves[0].points;
+  ASSERT_EQ(loss.size(), 6u);  // steps 1..6 once each
+  EXPECT_EQ(loss[4], std::make_pair(5.0, 0.25));  // the resumed session's value
+  EXPECT_EQ(loss[5], std::make_pair(6.0, 0.125));
 
   auto labels = expect_all_charts_drew(page, 1);
   EXPECT_TRUE(has_label(labels, "loss"));
@@ -416,6 +431,211 @@ TEST_F(ReportTest, TrainWritesTheReportAndRunsCompare) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_TRUE(contains(r.out, "20260102-000000")) << r.out;
   EXPECT_FALSE(contains(r.out, "20260101-000000")) << r.out;
+}
+
+// ---- hostile metrics.jsonl: nothing in it fails the report
+
+// nlohmann's parser, copies and dump() recurse: a record nested 100,000 deep
+// crashed `report` (and `train` at its end) with SIGSEGV. Records nested,
+// sized or keyed beyond the reader's bounds are notices naming the line.
+TEST_F(ReportTest, RecordsBeyondTheReadersBoundsAreNamedAndTheReportIsDrawn) {
+  const fs::path d = dir_ / "deep_run";
+  fs::create_directories(d);
+  std::ofstream(d / "config.yaml") << kConfig;
+  std::vector<std::string> lines = {json{{"event", "start"}, {"method", "hashnet"}, {"bits", 16}}.dump()};
+  for (int s = 1; s <= 5; ++s)
+    lines.push_back(json{{"event", "train"}, {"step", s}, {"loss", 1.0 / s}}.dump());
+  const size_t n = 100000;
+  lines.push_back(R"({"event":"fit","nest":)" + std::string(n, '[') + std::string(n, ']') + "}");
+  lines.push_back(R"({"event":"fit","s":")" + std::string(size_t{2} << 20, 'x') + "\"}");
+  std::string many = R"({"event":"fit")";
+  for (int k = 0; k < 20000; ++k) many += fmt::format(",\"k{}\":0", k);
+  lines.push_back(many + "}");
+  lines.push_back(R"({"event":"fit","nest":)" + std::string(30, '[') + std::string(30, ']') + "}");
+  lines.push_back(label_final(16, 0.5).dump());
+  write_text_lines(d / "metrics.jsonl", lines);
+
+  auto r = run("report " + d.string());
+  ASSERT_EQ(r.code, 0) << r.out.substr(0, 3000);
+  const std::string notices = page_notices(slurp(d / "report.html"));
+  EXPECT_TRUE(contains(notices, "metrics.jsonl line 7: nested deeper than")) << notices;
+  EXPECT_TRUE(contains(notices, "metrics.jsonl line 8: a record of 2097174 bytes")) << notices;
+  EXPECT_TRUE(contains(notices, "metrics.jsonl line 9: more than")) << notices;
+  EXPECT_FALSE(contains(notices, "line 10")) << notices;  // 30 deep is within the bounds
+  report::RunData rd = report::read_run(d.string());
+  EXPECT_EQ(rd.status, "finished");
+  EXPECT_EQ(rd.other_records.size(), 1u);
+  auto labels = expect_all_charts_drew(d / "report.html", 4);
+  EXPECT_TRUE(has_label(labels, "loss"));
+  EXPECT_TRUE(has_label(labels, "Precision-recall"));
+}
+
+// A record whose fields have the wrong type failed the whole report with
+// nlohmann's type_error 302 (no file, no line), a 200-digit metric key with
+// "stod". Each is a notice naming the line; the rest of the report is drawn.
+TEST_F(ReportTest, RecordsOfTheWrongTypeAreNamedAndTheRestIsDrawn) {
+  const fs::path d = dir_ / "typed_run";
+  fs::create_directories(d);
+  std::ofstream(d / "config.yaml") << kConfig;
+  std::vector<std::string> lines = {json{{"event", "start"}, {"method", "hashnet"}, {"bits", 16}}.dump()};
+  for (int s = 1; s <= 5; ++s)
+    lines.push_back(json{{"event", "train"}, {"step", s}, {"loss", 1.0 / s}}.dump());
+  lines.push_back(R"({"event":5})");                                 // line 7
+  lines.push_back(R"({"event":"eval","final":"yes","map_all":0.9})");  // line 8
+  lines.push_back(R"({"event":"eval","step":"x","map_all":0.3})");    // line 9
+  lines.push_back(R"({"event":"error","message":5})");               // line 10
+  lines.push_back(R"({"event":"train","step":6,")" + std::string(400, '7') + R"(":1})");  // line 11
+  json f = label_final(16, 0.5);
+  f["recall_at_" + std::string(200, '9')] = 0.5;     // a number beyond double
+  f["m_recall_k" + std::string(200, '9') + "_K1000"] = 0.5;  // beyond int64
+  f["p_at_n"][std::string(200, '9')] = 0.5;
+  lines.push_back(f.dump());
+  write_text_lines(d / "metrics.jsonl", lines);
+
+  auto r = run("report " + d.string());
+  ASSERT_EQ(r.code, 0) << r.out.substr(0, 3000);
+  EXPECT_TRUE(contains(page_notices(slurp(d / "report.html")), "line 11: a field name"));
+  report::RunData rd = report::read_run(d.string());
+  std::string notices;
+  for (const auto& n : rd.notices) notices += n + "\n";
+  for (const char* want :
+       {"metrics.jsonl line 7: \"event\" is a number, not a string",
+        "metrics.jsonl line 8: \"final\" is a string, not true or false",
+        "metrics.jsonl line 9: \"step\" is a string, not an integer",
+        "metrics.jsonl line 10: \"message\" is a number, not a string",
+        "metrics.jsonl line 11: a field name of 400 bytes"})
+    EXPECT_TRUE(contains(notices, want)) << want << "\n" << notices;
+  EXPECT_EQ(rd.status, "finished");  // line 10 is no error record
+  EXPECT_EQ(rd.final_eval.value("map_all", 0.0), 0.5);
+  auto labels = expect_all_charts_drew(d / "report.html", 4);
+  for (const char* want : {"loss", "Precision-recall", "Precision@N", "Recall@N"})
+    EXPECT_TRUE(has_label(labels, want)) << want;
+}
+
+// The embedded chart data escaped only "</": "<!--<script>" in a metric key,
+// a config name or a run label made the browser swallow the rest of the page
+// and no chart drew.
+TEST_F(ReportTest, HostileStringsInKeysNamesAndLabelsDrawEveryChart) {
+  const std::string hostile = "<!--<script> & </script> >";
+  const fs::path d = dir_ / "hostile_run";
+  fs::create_directories(d);
+  std::ofstream(d / "config.yaml") << "name: \"" << hostile << "_b16\"\nmethod: hashnet\nmodel:\n  bits: 16\n";
+  std::vector<json> recs = {{{"event", "start"}, {"method", "hashnet"}, {"bits", 16}}};
+  for (int s = 1; s <= 5; ++s)
+    recs.push_back({{"event", "train"}, {"step", s}, {"loss", 1.0 / s}, {hostile, 2.0 * s}});
+  recs.push_back(label_final(16, 0.5));
+  write_lines(d / "metrics.jsonl", recs);
+  auto r = run("report " + d.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto labels = expect_all_charts_drew(d / "report.html", 5);
+  EXPECT_TRUE(has_label(labels, "loss"));
+
+  const fs::path plain = dir_ / "plain_run";
+  fs::create_directories(plain);
+  std::ofstream(plain / "config.yaml") << kConfig;
+  write_lines(plain / "metrics.jsonl", {{{"event", "start"}, {"method", "hashnet"}, {"bits", 16}},
+                                        label_final(16, 0.6)});
+  const fs::path cmp = dir_ / "hostile_compare.html";
+  r = run("report " + d.string() + " " + plain.string() + " --out " + cmp.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  labels = expect_all_charts_drew(cmp, 3);
+  EXPECT_TRUE(has_label(labels, "Precision-recall"));
+}
+
+// Values near 1e308 made Chart.js's tick formatter throw ("minimumFractionDigits
+// value is out of range"), and a constant series (a learning rate of 0.01) was
+// drawn on -1..1, where it reads as 0.
+TEST_F(ReportTest, HugeTinyAndConstantValuesDrawOnReadableAxes) {
+  const fs::path d = dir_ / "extreme_run";
+  fs::create_directories(d);
+  std::ofstream(d / "config.yaml") << kConfig;
+  std::vector<json> recs = {{{"event", "start"}, {"method", "hashnet"}, {"bits", 16}}};
+  for (int s = 1; s <= 10; ++s)
+    recs.push_back({{"event", "train"}, {"step", s}, {"loss", 1.0 / s},
+                    {"huge", s % 2 ? 1e308 : -1e308}, {"big", 1e308 / s}, {"tiny", 1e-308 * s},
+                    {"lr", 0.01}});
+  recs.push_back(label_final(16, 0.5));
+  write_lines(d / "metrics.jsonl", recs);
+  const std::string page = report::write_run_report(d.string());
+  Dom dom;
+  auto labels = expect_all_charts_drew(page, 8, &dom);
+  for (const char* want : {"huge", "big", "tiny", "lr"}) EXPECT_TRUE(has_label(labels, want)) << want;
+  bool found = false;
+  for (const auto& c : dom.canvases) {
+    if (c.label != "lr") continue;
+    found = true;
+    const size_t colon = c.y.find(':');
+    ASSERT_NE(colon, std::string::npos) << "y=\"" << c.y << "\"";
+    const double lo = std::stod(c.y.substr(0, colon)), hi = std::stod(c.y.substr(colon + 1));
+    EXPECT_TRUE(lo > 0 && lo < 0.01 && hi > 0.01 && hi < 0.05) << "lr drawn on " << c.y;
+  }
+  EXPECT_TRUE(found);
+}
+
+// A run directory whose name is not UTF-8: `train` wrote every file, then
+// exited 1 with nlohmann's type_error 316 printing its result; a comparison
+// page including the run failed the same way.
+TEST_F(ReportTest, ARunDirectoryThatIsNotUtf8TrainsAndGetsAReport) {
+  std::ofstream(dir_ / "lsh_utf8.yaml")
+      << "_base_: data.yaml\nname: lsh\nmethod: lsh\nmodel:\n  bits: 8\n";
+  const fs::path bad = dir_ / "run_\xff\xfe";
+  const fs::path good = dir_ / "run_utf8";
+  for (const fs::path& d : {bad, good}) {
+    auto r = run("train -c " + (dir_ / "lsh_utf8.yaml").string() + " --run-dir '" + d.string() + "'");
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_TRUE(fs::exists(d / "report.html")) << r.out;
+    json result = json::parse(hashlab::testing::last_line(r.out), nullptr, false);
+    ASSERT_TRUE(result.is_object()) << r.out;
+    EXPECT_TRUE(result.contains("map_all"));
+  }
+  const fs::path cmp = dir_ / "utf8_compare.html";
+  auto r = run("report '" + bad.string() + "' '" + good.string() + "' --out " + cmp.string() + " --csv");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "run_utf8")) << r.out;
+  expect_all_charts_drew(cmp, 3);
+}
+
+// The reader held the whole file and every record as JSON (about 8x the file
+// in memory); `train` runs it at its end. It streams the file and keeps at
+// most max_points points per curve, however many values were logged.
+TEST_F(ReportTest, LongMetricsAreThinnedToABoundedNumberOfPoints) {
+  const fs::path d = dir_ / "long_metrics";
+  fs::create_directories(d);
+  std::ofstream(d / "config.yaml") << kConfig;
+  {
+    std::ofstream f(d / "metrics.jsonl");
+    f << json{{"event", "start"}, {"method", "hashnet"}, {"bits", 16}}.dump() << "\n";
+    for (int s = 1; s <= 20000; ++s) {
+      f << json{{"event", "train"}, {"step", s}, {"loss", 1.0 / s}, {"lr", 0.01}}.dump() << "\n";
+      if (s % 5 == 0) f << json{{"event", "eval"}, {"step", s}, {"map_all", s * 1e-5}}.dump() << "\n";
+    }
+    // A resumed session repeats steps 19001..20000 after its checkpoint.
+    f << json{{"event", "start"}, {"resume", true}}.dump() << "\n";
+    for (int s = 19001; s <= 20000; ++s)
+      f << json{{"event", "train"}, {"step", s}, {"loss", -1.0 / s}, {"lr", 0.01}}.dump() << "\n";
+    f << label_final(16, 0.5).dump() << "\n";
+  }
+  report::ReportOptions opts;
+  opts.max_points = 100;
+  report::RunData r = report::read_run(d.string(), opts);
+  ASSERT_EQ(r.curves.size(), 3u);  // train: loss, lr; eval: map_all
+  for (const auto& c : r.curves) {
+    EXPECT_LE(c.points.size(), 100u) << c.field;
+    EXPECT_GE(c.points.size(), 50u) << c.field;
+    for (size_t i = 1; i < c.points.size(); ++i)
+      ASSERT_LT(c.points[i - 1].first, c.points[i].first) << c.field;  // one point a step, in order
+  }
+  const auto& loss = r.curves[0];
+  EXPECT_EQ(loss.field, "loss");
+  EXPECT_EQ(loss.logged, 21000);
+  EXPECT_EQ(loss.points.front(), std::make_pair(1.0, 1.0));
+  EXPECT_EQ(loss.points.back(), std::make_pair(20000.0, -1.0 / 20000));  // the resumed session's
+  for (const auto& [x, y] : loss.points) EXPECT_EQ(y, x > 19000 ? -1.0 / x : 1.0 / x) << x;
+  EXPECT_EQ(r.curves[2].event, "eval");
+  EXPECT_EQ(r.curves[2].points.back(), std::make_pair(20000.0, 0.2));
+  // The page draws what was kept and says it was thinned.
+  const std::string page = report::write_run_report(d.string());
+  EXPECT_TRUE(contains(slurp(page), "Thinned evenly for drawing")) << page;
 }
 
 }  // namespace

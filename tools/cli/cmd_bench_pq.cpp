@@ -17,6 +17,7 @@
 #endif
 
 #include "csrc/core/error.h"
+#include "csrc/core/json_text.h"
 #include "csrc/eval/metrics.h"
 #include "csrc/search/pq.h"
 #include "tools/cli/commands.h"
@@ -136,7 +137,7 @@ void run_pq(const PQOpts& o) {
 #endif
 
   if (o.json) {
-    std::cout << j.dump() << "\n";
+    std::cout << hashlab::json_text(j) << "\n";
     return;
   }
   std::cout << fmt::format("PQ ADC top-{}: nb={} nq={} d={} M={} ksub={} threads={} kernel={}\n",
@@ -182,7 +183,7 @@ void run_eval(const EvalBenchOpts& o) {
   j["seconds"] = seconds_since(t0);
   j["threads"] = o.threads;
   if (o.json) {
-    std::cout << j.dump() << "\n";
+    std::cout << hashlab::json_text(j) << "\n";
   } else {
     std::cout << fmt::format(
         "evaluate_hamming: {} queries x {} database, {} bits, {} threads: {:.3f} s "

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "csrc/core/error.h"
+#include "csrc/core/json_text.h"
 #include "csrc/search/bench_search.h"
 #include "csrc/search/hamming.h"
 #include "tools/cli/commands.h"
@@ -23,7 +24,7 @@ void run(const Opts& opts) {
   o.faiss = !opts.no_faiss;
   const auto r = hashlab::search::run_bench_search(o);
   if (opts.json)
-    std::cout << hashlab::search::to_json(r).dump() << "\n";
+    std::cout << hashlab::json_text(hashlab::search::to_json(r)) << "\n";
   else
     std::cout << hashlab::search::to_text(r);
   if (!r.agree) throw hashlab::ExitStatus(2);
@@ -65,7 +66,7 @@ void add(CLI::App& app) {
   x->add_option("--file", io->file, "index file (written with random codes unless it holds nb "
                                     "codes of --bits bits; default /tmp/hashlab_bench_<nb>x<bits>.hlc)");
   x->add_flag("!--no-memory", io->in_memory, "skip the in-memory search");
-  x->callback([io] { std::cout << hashlab::search::run_bench_index(*io).dump(2) << "\n"; });
+  x->callback([io] { std::cout << hashlab::json_text(hashlab::search::run_bench_index(*io), 2) << "\n"; });
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "csrc/codes/code_file.h"
 #include "csrc/core/error.h"
 #include "csrc/core/fs_util.h"
+#include "csrc/core/json_text.h"
 #include "csrc/core/logging.h"
 #include "csrc/eval/evaluate_codes.h"
 #include "csrc/eval/metrics.h"
@@ -82,8 +83,8 @@ void run_eval(const EvalCmd& c) {
       fail("{}: {} labels for {} database codes", c.dblabels, dl.size(0), db.size());
     r = eval::evaluate_codes(q, db, ql, dl, {});
   }
-  if (!c.out.empty()) atomic_write(c.out, r.dump(2) + "\n");
-  std::cout << r.dump() << "\n";
+  if (!c.out.empty()) atomic_write(c.out, json_text(r, 2) + "\n");
+  std::cout << json_text(r) << "\n";
 }
 
 struct EncodeCmd {

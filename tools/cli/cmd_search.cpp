@@ -15,6 +15,7 @@
 #include "csrc/core/error.h"
 #include "csrc/core/fs_util.h"
 #include "csrc/core/distributed.h"
+#include "csrc/core/json_text.h"
 #include "csrc/core/logging.h"
 #include "csrc/search/binary_index.h"
 #include "csrc/search/sharded_search.h"
@@ -179,11 +180,11 @@ void run_search(const SearchOpts& o) {
                        {"distances", std::vector<int32_t>(dist.data_ptr<int32_t>(), dist.data_ptr<int32_t>() + dist.numel())}});
   }
   if (o.out.empty()) {
-    std::cout << j.dump() << "\n";
+    std::cout << hashlab::json_text(j) << "\n";
     return;
   }
   HL_CHECK(ends_with(o.out, ".json"), "--out {}: write .json or .npy", o.out);
-  hashlab::atomic_write(o.out, j.dump() + "\n");
+  hashlab::atomic_write(o.out, hashlab::json_text(j) + "\n");
 }
 
 struct IndexBuildOpts {
@@ -204,8 +205,8 @@ void run_index_build(const IndexBuildOpts& o) {
     index.add(c.codes);
   }
   index.save(o.out);
-  std::cout << nlohmann::json{{"index", o.out}, {"nbits", index.nbits()}, {"count", index.size()},
-                              {"inputs", o.inputs}}.dump()
+  std::cout << hashlab::json_text({{"index", o.out}, {"nbits", index.nbits()},
+                                    {"count", index.size()}, {"inputs", o.inputs}})
             << "\n";
 }
 
@@ -213,10 +214,11 @@ void run_index_info(const std::string& path) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto index = hs::BinaryIndex::load(path);  // mapped, checksum checked
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cout << nlohmann::json{{"index", path}, {"nbits", index.nbits()}, {"count", index.size()},
-                              {"bytes_per_code", index.codes().size(1)},
-                              {"bytes", index.codes().numel()}, {"checksum", "ok"},
-                              {"load_seconds", s}}.dump()
+  std::cout << hashlab::json_text({{"index", path}, {"nbits", index.nbits()},
+                                    {"count", index.size()},
+                                    {"bytes_per_code", index.codes().size(1)},
+                                    {"bytes", index.codes().numel()}, {"checksum", "ok"},
+                                    {"load_seconds", s}})
             << "\n";
 }
 
@@ -297,7 +299,7 @@ void add(CLI::App& app) {
                         {"version", i.version}, {"nbits", i.nbits}, {"count", i.count},
                         {"payload_bytes", i.payload_bytes}, {"crc32", i.crc32}};
     if (i.kind == hc::CodeKind::pq) j["M"] = i.M, j["K"] = i.K, j["dsub"] = i.dsub;
-    std::cout << j.dump() << "\n";
+    std::cout << hashlab::json_text(j) << "\n";
   });
 }
 

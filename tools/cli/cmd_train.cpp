@@ -4,6 +4,7 @@
 
 #include "csrc/core/distributed.h"
 #include "csrc/core/error.h"
+#include "csrc/core/json_text.h"
 #include "csrc/core/logging.h"
 #include "tools/cli/commands.h"
 #include "app/job.h"
@@ -39,7 +40,7 @@ void add(CLI::App& app) {
       return;
     }
     auto r = hashlab::run_train_job(*o);
-    if (!r.empty() && !o->print_config) std::cout << r.dump() << "\n";
+    if (!r.empty() && !o->print_config) std::cout << hashlab::json_text(r) << "\n";
   });
 }
 
