@@ -14,11 +14,13 @@
 #ifdef HASHLAB_WITH_FAISS
 #include <faiss/IndexBinaryFlat.h>
 #include <faiss/impl/FaissException.h>
+#include <faiss/impl/io.h>
 #include <faiss/index_io.h>
 #endif
 
 #include "csrc/codes/codes.h"
 #include "csrc/core/error.h"
+#include "csrc/core/fs_util.h"
 
 namespace hashlab::codes {
 namespace {
@@ -176,23 +178,13 @@ void write_atomically(const std::string& path, Header h, std::initializer_list<P
   h.crc32 = crc;
   h.payload_bytes = total;
   h.header_crc32 = crc_of(::crc32_z(0, Z_NULL, 0), &h, kHeaderCrcBytes);
-  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("code file {}: cannot create {}: {}", path, tmp, std::strerror(errno));
   try {
-    write_all(fd, tmp, &h, sizeof h);
-    for (const Piece& p : pieces) write_all(fd, tmp, p.data, p.bytes);
-    if (::fsync(fd) != 0) fail("code file {}: fsync failed: {}", tmp, std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    ::unlink(tmp.c_str());
-    fail("code file {}: cannot rename {} into place: {}", path, tmp, std::strerror(e));
+    AtomicFile f(path);
+    f.write(&h, sizeof h);
+    for (const Piece& p : pieces) f.write(p.data, p.bytes);
+    f.commit();
+  } catch (const Error& e) {
+    fail("code file {}", e.what());
   }
 }
 
@@ -357,14 +349,20 @@ void export_faiss_binary(const std::string& path, const BinaryCodes& codes) {
   try {
     faiss::IndexBinaryFlat index(codes.nbits);
     index.add(c.size(0), c.data_ptr<uint8_t>());
-    // Same atomic-replace discipline as our own files.
-    const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-    faiss::write_index_binary(&index, tmp.c_str());
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-      const int e = errno;
-      ::unlink(tmp.c_str());
-      fail("faiss file {}: cannot rename into place: {}", path, std::strerror(e));
-    }
+    // Same atomic-replace discipline as our own files: FAISS writes through
+    // an AtomicFile (every write checked; fsync, checked close, rename).
+    struct Writer : faiss::IOWriter {
+      explicit Writer(const std::string& p) : file(p) { name = p; }
+      size_t operator()(const void* ptr, size_t size, size_t nitems) override {
+        file.write(ptr, size * nitems);
+        return nitems;
+      }
+      AtomicFile file;
+    } writer(path);
+    faiss::write_index_binary(&index, &writer);
+    writer.file.commit();
+  } catch (const Error& e) {
+    fail("faiss file {}", e.what());
   } catch (const faiss::FaissException& e) {
     fail("faiss file {}: FAISS could not write the index: {}", path, e.what());
   }

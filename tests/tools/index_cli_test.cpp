@@ -2,6 +2,7 @@
 // concatenation of its inputs, searches equal the library's (and `hashlab
 // search`'s) results with every load mode, and bad input is named.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <filesystem>
@@ -103,6 +104,67 @@ TEST(IndexCli, BuildInfoSearchEqualTheLibrary) {
   fs::remove_all(d);
 }
 
+
+ino_t inode_of(const fs::path& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+// Every output file of search, index build and codes export/import: a
+// regular file is replaced by rename (a new inode, no temp file left); a
+// write that fails (/dev/full, reached through a symlink so that the old
+// code's rename cannot replace the device) is an error naming the file,
+// exit 1; so is a failed write of stdout; an --out in a missing directory is
+// refused (exit 2), the directory not created.
+TEST(IndexCli, OutputFilesAreReplacedByRenameAndFailedWritesAreErrors) {
+  const fs::path d = fs::temp_directory_path() / ("hl_index_out_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  hc::write_binary_codes((d / "a.hlc").string(), {64, random_codes(300, 64, 1)});
+  hc::write_binary_codes((d / "q.hlc").string(), {64, random_codes(7, 64, 3)});
+  const std::string a = (d / "a.hlc").string(), q = " --queries " + (d / "q.hlc").string();
+  std::vector<std::pair<std::string, std::string>> writers = {
+      {"index search " + a + q + " --k 5 --out ", ".npy"},
+      {"index search " + a + q + " --radius 20 --out ", ".json"},
+      {"search --db " + a + q + " --k 5 --out ", ".json"},
+      {"index build " + a + " --out ", ".hlc"},
+  };
+#ifdef HASHLAB_WITH_FAISS
+  writers.push_back({"codes export-faiss --in " + a + " --out ", ".faiss"});
+#endif
+  for (size_t i = 0; i < writers.size(); ++i) {
+    const auto& [cmd, ext] = writers[i];
+    SCOPED_TRACE(cmd + ext);
+    const fs::path out = d / ("out" + std::to_string(i) + ext);
+    auto r = run(cmd + out.string());
+    ASSERT_EQ(r.code, 0) << r.out;
+    const ino_t first = inode_of(out);
+    const std::string content = slurp(out);
+    r = run(cmd + out.string());
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(inode_of(out), first) << "rewritten in place, not replaced by rename";
+    if (ext != ".json") EXPECT_EQ(slurp(out), content);  // JSON holds the time taken
+    const fs::path full = d / ("full" + std::to_string(i) + ext);
+    fs::create_symlink("/dev/full", full);
+    r = run(cmd + full.string());
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_TRUE(contains(r.out, full.string()) && contains(r.out, "No space left on device"))
+        << r.out;
+    EXPECT_FALSE(contains(r.out, "wrote")) << r.out;
+    EXPECT_TRUE(fs::is_symlink(full));
+    r = run(cmd + (d / "missing" / ("x" + ext)).string());
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_TRUE(contains(r.out, "directory " + (d / "missing").string() + " of")) << r.out;
+    EXPECT_FALSE(fs::exists(d / "missing"));
+  }
+  for (const auto& e : fs::directory_iterator(d))
+    EXPECT_FALSE(contains(e.path().filename().string(), ".tmp.")) << e.path();
+  // Results on stdout that cannot be written.
+  auto r = hashlab::testing::sh("sh -c '" + hashlab::testing::cli() + " index search " + a + q +
+                                " --k 5 > /dev/full'");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "standard output: write failed")) << r.out;
+  fs::remove_all(d);
+}
 
 // Two Gloo ranks (each searching half of the index) give exactly the
 // one-process result, indices included, through the local launcher (file

@@ -431,6 +431,31 @@ TEST_F(RunDirTest, StaleTempFilesOfDeadWritersAreRemoved) {
   EXPECT_TRUE(contains(r.out, "last.pt.tmp.99999999")) << r.out;
 }
 
+// The output files of eval, encode, export and report: a write that fails
+// (/dev/full through a symlink) is an error naming the file; a missing
+// --out directory is refused, not created.
+TEST_F(RunDirTest, RunCommandOutputsReportFailedWritesAndMissingDirectories) {
+  auto d = dir_ / "outs";
+  ASSERT_EQ(run("train -c " + cfg("lsh.yaml") + " --run-dir " + d.string()).code, 0);
+  const fs::path full = dir_ / "full_out";
+  fs::create_symlink("/dev/full", full);
+  for (const std::string& cmd :
+       {"eval --run " + d.string() + " --from-codes --out ", "export --run " + d.string() + " --out ",
+        "encode --run " + d.string() + " --input " + (dir_ / "images.idx").string() + " --out ",
+        "report " + d.string() + " --out "}) {
+    auto r = run(cmd + full.string());
+    EXPECT_EQ(r.code, 1) << cmd << "\n" << r.out;
+    EXPECT_TRUE(contains(r.out, full.string()) && contains(r.out, "No space left on device"))
+        << cmd << "\n" << r.out;
+    EXPECT_TRUE(fs::is_symlink(full)) << cmd;
+    r = run(cmd + (dir_ / "nodir" / "x").string());
+    EXPECT_EQ(r.code, 2) << cmd << "\n" << r.out;
+    EXPECT_TRUE(contains(r.out, "directory " + (dir_ / "nodir").string())) << cmd << "\n" << r.out;
+    EXPECT_FALSE(fs::exists(dir_ / "nodir")) << cmd;
+  }
+  fs::remove(full);
+}
+
 #ifdef HASHLAB_WITH_FAISS
 TEST_F(RunDirTest, ImportFaissWithAForgedVectorLengthIsRefused) {
   hashlab::codes::BinaryCodes c;

@@ -41,7 +41,8 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// NumPy .npy v1.0 with a C-order array of the tensor's dtype (int32/int64).
+// NumPy .npy v1.0 with a C-order array of the tensor's dtype (int32/int64),
+// written atomically (AtomicFile: every write, the close and the rename checked).
 void write_npy(const std::string& path, const torch::Tensor& t) {
   const torch::Tensor c = t.cpu().contiguous();
   const char* descr = c.scalar_type() == torch::kInt64 ? "<i8" : "<i4";
@@ -54,14 +55,14 @@ void write_npy(const std::string& path, const torch::Tensor& t) {
   // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
   header.append(63 - (10 + header.size()) % 64, ' ');
   header += '\n';
-  std::ofstream f(path, std::ios::binary);
-  if (!f) hashlab::fail("cannot write {}", path);
-  f.write("\x93NUMPY\x01\x00", 8);
   const uint16_t len = static_cast<uint16_t>(header.size());
-  f.put(static_cast<char>(len & 0xff)).put(static_cast<char>(len >> 8));
-  f << header;
-  f.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
-  if (!f) hashlab::fail("cannot write {}", path);
+  const char preamble[10] = {'\x93', 'N', 'U', 'M', 'P', 'Y', '\x01', '\x00',
+                             static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
+  hashlab::AtomicFile f(path);
+  f.write(preamble, sizeof preamble);
+  f.write(header);
+  f.write(c.data_ptr(), c.nbytes());
+  f.commit();
 }
 
 hc::BinaryCodes load_binary(const std::string& path, const char* what) {
