@@ -5,6 +5,7 @@
 // named.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -179,6 +180,54 @@ TEST(BinaryIndex, BadArgumentsAndFilesAreNamed) {
   hashlab::codes::write_pq_codes((dir / "pq.hlc").string(), pq);
   EXPECT_NE(msg([&] { hs::BinaryIndex::load((dir / "pq.hlc").string()); }).find("holds PQ codes"),
             std::string::npos);
+  fs::remove_all(dir);
+}
+
+// A mapped index whose file is truncated, or rewritten in place as `cp`
+// does, after load (the moment a concurrent writer would hit) fails its next
+// search with an error naming the file, never SIGBUS; a file replaced by
+// rename (every hashlab writer) leaves the mapping searching the old codes.
+TEST(BinaryIndex, AMappedFileChangedOnDiskIsAnErrorNamingItNotASignal) {
+  const fs::path dir = temp_dir();
+  const std::string path = (dir / "changing.hlc").string();
+  const auto db = random_codes(20000, 64, 5), other = random_codes(20000, 64, 6);
+  const auto q = random_codes(9, 64, 7);
+  const auto want = hs::BinaryIndex::from_codes(db, 64).search(q, 4);
+  auto expect_changed = [&](auto&& fn, const char* what) {
+    try {
+      fn();
+      ADD_FAILURE() << what << ": no error";
+    } catch (const hashlab::Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(path), std::string::npos) << what << ": " << m;
+      EXPECT_NE(m.find("changed on disk"), std::string::npos) << what << ": " << m;
+    }
+  };
+  for (const char* change : {"truncate", "rewrite in place"}) {
+    SCOPED_TRACE(change);
+    hashlab::codes::write_binary_codes(path, {64, db});
+    // An index built a while ago (file times tick coarsely: a rewrite within
+    // the same tick as the last write keeps the time; see mapped_file.h).
+    fs::last_write_time(path, fs::file_time_type::clock::now() - std::chrono::hours(1));
+    const auto index = hs::BinaryIndex::load(path);  // mapped, checksum read
+    const auto in_memory = hs::BinaryIndex::load(path, {/*mmap=*/false, true, false});
+    if (std::string(change) == "truncate") {
+      fs::resize_file(path, 64 + 8 * 100);  // the pages past it are gone
+    } else {
+      hashlab::codes::write_binary_codes((dir / "other.hlc").string(), {64, other});
+      fs::copy_file(dir / "other.hlc", path, fs::copy_options::overwrite_existing);  // as cp
+    }
+    expect_changed([&] { index.search(q, 4); }, "search");
+    expect_changed([&] { index.range_search(q, 20); }, "range_search");
+    expect_changed([&] { index.shard(0, 10000).search(q, 4); }, "a shard's search");
+    // What was read into memory is a consistent copy.
+    expect_same(in_memory.search(q, 4), want);
+  }
+  // Replaced by rename: the mapping keeps the old inode, and its codes.
+  hashlab::codes::write_binary_codes(path, {64, db});
+  const auto index = hs::BinaryIndex::load(path);
+  hashlab::codes::write_binary_codes(path, {64, other});
+  expect_same(index.search(q, 4), want);
   fs::remove_all(dir);
 }
 

@@ -105,6 +105,31 @@ TEST(IndexCli, BuildInfoSearchEqualTheLibrary) {
 }
 
 
+// `cp other.hlc big.hlc` while `index search big.hlc` runs (cp truncates the
+// same inode and rewrites it): the search ends with an error naming the
+// file, never SIGBUS (exit 135, no message) and never results from a mix of
+// two files. The copies start once the process has mapped the index
+// (/proc/PID/maps) and go on until the mapping is gone.
+TEST(IndexCli, AnIndexOverwrittenByCpDuringASearchFailsNamingIt) {
+  const fs::path d = fs::temp_directory_path() / ("hl_index_cp_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  const std::string big = (d / "big.hlc").string(), other = (d / "other.hlc").string();
+  hc::write_binary_codes(big, {64, random_codes(1000000, 64, 11)});
+  hc::write_binary_codes(other, {64, random_codes(1000000, 64, 12)});
+  hc::write_binary_codes((d / "q.hlc").string(), {64, random_codes(1000, 64, 13)});
+  const auto r = hashlab::testing::sh(
+      "sh -c '" + hashlab::testing::cli() + " index search " + big + " --queries " +
+      (d / "q.hlc").string() + " --k 10 --threads 1 --no-verify --out " +
+      (d / "r.json").string() + " & p=$!; i=0; while ! grep -q big.hlc /proc/$p/maps " +
+      "2>/dev/null; do sleep 0.01; i=$((i+1)); [ $i -gt 3000 ] && break; done; " +
+      "while grep -q big.hlc /proc/$p/maps 2>/dev/null; do cp " + other + " " + big +
+      "; done; wait $p; echo rc=$?'");
+  EXPECT_TRUE(contains(r.out, "rc=1")) << r.out;  // not 135 (SIGBUS), not 0
+  EXPECT_TRUE(contains(r.out, big) && contains(r.out, "changed on disk")) << r.out;
+  EXPECT_FALSE(fs::exists(d / "r.json"));
+  fs::remove_all(d);
+}
+
 ino_t inode_of(const fs::path& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0 ? st.st_ino : 0;

@@ -62,6 +62,8 @@ void run_eval(const EvalCmd& c) {
              "--from-codes",
              c.run);
       r = evaluate_code_sets(q, db, ds, split, dopts, opts);
+      q.check_unchanged("during the evaluation");
+      db.check_unchanged("during the evaluation");
     } else {
       LoadedRun run = load_run(c.run, c.overrides, RunAccess::read, "hashlab eval");
       r = evaluate_run(*run.method, run.dataset, run.split, run.data_options,

@@ -136,6 +136,9 @@ void run_search(const SearchOpts& o) {
     indices = r.indices.cpu(), distances = r.distances.cpu();
     j["k"] = o.k;
   }
+  // The queries are mapped too: results from a query file that changed
+  // under the search are refused (the index checks its own file).
+  q.check_unchanged("during the search");
   if (!j.contains("search_seconds"))
     j["search_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   hashlab::log().info("searched {} queries x {} codes in {:.4f} s ({:.2f} Gdist/s{})", qt.size(0),
@@ -182,6 +185,7 @@ void run_index_build(const IndexBuildOpts& o) {
     HL_CHECK(c.nbits == index.nbits(), "{} has {}-bit codes but {} has {}-bit codes", path, c.nbits,
              o.inputs.front(), index.nbits());
     index.add(c.codes);
+    c.check_unchanged("while the index was built");
   }
   index.save(o.out);
   std::cout << nlohmann::json{{"index", o.out}, {"nbits", index.nbits()}, {"count", index.size()},
