@@ -96,6 +96,8 @@ BinaryIndex BinaryIndex::shard(int64_t begin, int64_t end) const {
 
 TopK BinaryIndex::search(const torch::Tensor& queries, int64_t k, int threads) const {
   const bool on_cuda = check_inputs("BinaryIndex::search", queries, codes_, nbits_);
+  TORCH_CHECK(size() >= 1, "BinaryIndex::search: the index", path().empty() ? "" : " ", path(),
+              " is empty (no codes to search)");
   TORCH_CHECK(k >= 1 && k <= size(), "BinaryIndex::search: k must be in [1, ", size(),
               "] (the index size), got ", k);
   if (on_cuda) return hamming_topk(queries, codes_, nbits_, k);
@@ -104,14 +106,13 @@ TopK BinaryIndex::search(const torch::Tensor& queries, int64_t k, int threads) c
   return r;
 }
 
-RadiusResult BinaryIndex::range_search(const torch::Tensor& queries, int radius,
-                                       int threads) const {
+RadiusResult BinaryIndex::range_search(const torch::Tensor& queries, int radius, int threads,
+                                       int64_t max_results) const {
   const bool on_cuda = check_inputs("BinaryIndex::range_search", queries, codes_, nbits_);
-  TORCH_CHECK(radius >= 0, "BinaryIndex::range_search: radius must be >= 0, got ", radius);
-  TORCH_CHECK(size() >= 1, "BinaryIndex::range_search: the index is empty");
-  if (on_cuda) return hamming_radius(queries, codes_, nbits_, radius);
-  RadiusResult r = cpu::radius(queries.contiguous(), codes_, nbits_, std::min(radius, nbits_),
-                               threads, release_pages_);
+  TORCH_CHECK(size() >= 1, "BinaryIndex::range_search: the index", path().empty() ? "" : " ",
+              path(), " is empty (no codes to search)");
+  RadiusResult r = radius_search("BinaryIndex::range_search", queries, codes_, nbits_, radius,
+                                 threads, max_results, on_cuda, release_pages_);
   check_file("during the search");
   return r;
 }

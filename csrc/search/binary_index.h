@@ -33,6 +33,7 @@ namespace hashlab::search {
 
 class BinaryIndex {
  public:
+  static constexpr int kMaxBits = 4096;
   BinaryIndex() = default;
   // An empty index of `nbits`-bit codes (1..4096) on the CPU.
   explicit BinaryIndex(int nbits);
@@ -78,8 +79,11 @@ class BinaryIndex {
   // file, after the search, instead of returning what it read (see
   // csrc/core/mapped_file.h: the reads never raise SIGBUS).
   TopK search(const torch::Tensor& queries, int64_t k, int threads = 0) const;
-  // Every code within Hamming distance <= radius of each query.
-  RadiusResult range_search(const torch::Tensor& queries, int radius, int threads = 0) const;
+  // Every code within Hamming distance <= radius of each query; at most
+  // max_results of them, all queries together (RadiusLimitExceeded past it:
+  // see hamming.h).
+  RadiusResult range_search(const torch::Tensor& queries, int radius, int threads = 0,
+                            int64_t max_results = kDefaultMaxRadiusResults) const;
   // Every code of the index per query, ordered (see hamming_rank_all).
   RankAll rank_all(const torch::Tensor& queries, int threads = 0) const;
 

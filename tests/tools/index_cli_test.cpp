@@ -104,7 +104,6 @@ TEST(IndexCli, BuildInfoSearchEqualTheLibrary) {
   fs::remove_all(d);
 }
 
-
 // `cp other.hlc big.hlc` while `index search big.hlc` runs (cp truncates the
 // same inode and rewrites it): the search ends with an error naming the
 // file, never SIGBUS (exit 135, no message) and never results from a mix of
@@ -188,6 +187,38 @@ TEST(IndexCli, OutputFilesAreReplacedByRenameAndFailedWritesAreErrors) {
                                 " --k 5 > /dev/full'");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "standard output: write failed")) << r.out;
+  fs::remove_all(d);
+}
+
+// Radius searches stop at --max-results; an empty index and one of codes too
+// wide for an index are named.
+TEST(IndexCli, RadiusResultsAreBoundedAndEmptyOrWideIndexesAreNamed) {
+  const fs::path d = fs::temp_directory_path() / ("hl_index_lim_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  const std::string a = (d / "a.hlc").string(), q = " --queries " + (d / "q.hlc").string();
+  hc::write_binary_codes(a, {64, random_codes(300, 64, 1)});
+  hc::write_binary_codes((d / "q.hlc").string(), {64, random_codes(7, 64, 3)});
+  for (const std::string cmd : {"index search " + a, "search --db " + a}) {
+    // Radius 64 finds all 7 x 300 = 2100.
+    auto r = run(cmd + q + " --radius 64 --max-results 2100");
+    EXPECT_EQ(r.code, 0) << r.out;
+    r = run(cmd + q + " --radius 64 --max-results 2099");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_TRUE(contains(r.out, "--radius 64 finds more than --max-results 2099 results")) << r.out;
+  }
+  const std::string empty = (d / "empty.hlc").string();
+  hc::write_binary_codes(empty, {64, torch::empty({0, 8}, torch::kUInt8)});
+  auto r = run("index search " + empty + q + " --k 1");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, empty + ": the index is empty")) << r.out;
+  const std::string wide = (d / "wide.hlc").string();
+  hc::write_binary_codes(wide, {5000, random_codes(3, 5000, 4)});
+  r = run("index search " + wide + " --queries " + wide + " --k 1");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, wide + ": nbits must be in [1, 4096]")) << r.out;
+  r = run("index build " + wide + " --out " + (d / "w.hlc").string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, wide + ": 5000-bit codes")) << r.out;
   fs::remove_all(d);
 }
 

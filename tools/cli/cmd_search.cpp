@@ -30,6 +30,7 @@ struct SearchOpts {
   std::string db, queries, out;
   int64_t k = 10;
   int radius = -1;
+  int64_t max_results = hs::kDefaultMaxRadiusResults;
   bool k_given = false, radius_given = false;
   int threads = 0;
   std::string device = "cpu";
@@ -92,6 +93,7 @@ void run_search(const SearchOpts& o) {
     return;
   }
   hs::BinaryIndex index = hs::BinaryIndex::load(o.db, lo);
+  HL_CHECK(index.size() > 0, "{}: the index is empty (0 codes): nothing to search", o.db);
   const auto q = load_binary(o.queries, "--queries");
   HL_CHECK(index.nbits() == q.nbits, "{} has {}-bit codes but --queries {} has {}-bit codes", o.db,
            index.nbits(), o.queries, q.nbits);
@@ -126,7 +128,16 @@ void run_search(const SearchOpts& o) {
     indices = r.indices, distances = r.distances;
   } else if (radius) {
     HL_CHECK(!ends_with(o.out, ".npy"), "--out {}: radius results are ragged; write .json", o.out);
-    auto r = index.range_search(qt, o.radius, o.threads);
+    HL_CHECK(o.max_results >= 1, "--max-results must be >= 1, got {}", o.max_results);
+    hs::RadiusResult r;
+    try {
+      r = index.range_search(qt, o.radius, o.threads, o.max_results);
+    } catch (const hs::RadiusLimitExceeded&) {
+      hashlab::fail("--radius {} finds more than --max-results {} results ({} queries over the {} "
+                    "codes of {}); lower --radius, search fewer queries at a time, or raise "
+                    "--max-results",
+                    o.radius, o.max_results, qt.size(0), index.size(), o.db);
+    }
     offsets = r.offsets.cpu(), indices = r.indices.cpu(), distances = r.distances.cpu();
     j["radius"] = o.radius;
   } else {
@@ -181,6 +192,9 @@ void run_index_build(const IndexBuildOpts& o) {
     const std::string path =
         fs::is_directory(in) ? (fs::path(in) / "codes" / "database.hlc").string() : in;
     const auto c = load_binary(path, "input");
+    HL_CHECK(c.nbits <= hs::BinaryIndex::kMaxBits,
+             "{}: {}-bit codes; a binary index holds codes of 1 to {} bits", path, c.nbits,
+             hs::BinaryIndex::kMaxBits);
     if (index.nbits() == 0) index = hs::BinaryIndex(c.nbits);
     HL_CHECK(c.nbits == index.nbits(), "{} has {}-bit codes but {} has {}-bit codes", path, c.nbits,
              o.inputs.front(), index.nbits());
@@ -216,6 +230,9 @@ void add(CLI::App& app) {
   auto* k_opt = s->add_option("--k", o->k, "neighbours per query")->capture_default_str();
   auto* r_opt =
       s->add_option("--radius", o->radius, "instead of top-k: everything within this distance");
+  s->add_option("--max-results", o->max_results,
+                "--radius: fail past this many results, all queries together (memory)")
+      ->capture_default_str();
   s->add_option("--out", o->out, "results.json, or results.npy (+ results.distances.npy); default: JSON on stdout");
   s->add_option("--threads", o->threads, "CPU threads (0 = all)")
       ->check(CLI::Range(0, 4096))
@@ -244,6 +261,9 @@ void add(CLI::App& app) {
   is->add_option("--queries", so->queries, "query codes (.hlc)")->required();
   auto* ik = is->add_option("--k", so->k, "neighbours per query")->capture_default_str();
   auto* ir = is->add_option("--radius", so->radius, "instead of top-k: everything within this distance");
+  is->add_option("--max-results", so->max_results,
+                 "--radius: fail past this many results, all queries together (memory)")
+      ->capture_default_str();
   is->add_option("--out", so->out, "results.json, or results.npy (+ results.distances.npy); default: JSON on stdout");
   is->add_option("--threads", so->threads, "CPU threads (0 = all)")->check(CLI::Range(0, 4096));
   is->add_option("--device", so->device, "cpu or cuda")->capture_default_str();
