@@ -28,7 +28,16 @@ AtomicFile::AtomicFile(std::string path, Parents parents) : path_(std::move(path
     if (fd_ < 0) fail("{}: cannot open for writing: {}", path_, std::strerror(errno));
     return;
   }
-  fs::path target(path_);
+  // A symlink to a file (results.json -> /data/r.json, /dev/stdout redirected
+  // to a file) is followed: the file it names is replaced, the link kept (and
+  // nothing is created beside the link, which may be in /dev).
+  target_ = path_;
+  std::error_code lec;
+  if (fs::is_symlink(fs::symlink_status(path_, lec))) {
+    const fs::path resolved = fs::canonical(path_, lec);
+    if (!lec) target_ = resolved.string();
+  }
+  fs::path target(target_);
   if (parents == Parents::create && target.has_parent_path()) {
     std::error_code ec;
     fs::create_directories(target.parent_path(), ec);
@@ -36,7 +45,7 @@ AtomicFile::AtomicFile(std::string path, Parents parents) : path_(std::move(path
       fail("{}: cannot create its directory {}: {}", path_, target.parent_path().string(),
            ec.message());
   }
-  tmp_ = path_ + ".tmp." + std::to_string(::getpid());
+  tmp_ = target_ + ".tmp." + std::to_string(::getpid());
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) fail("{}: cannot create temp file {}: {}", path_, tmp_, std::strerror(errno));
 }
@@ -82,7 +91,7 @@ void AtomicFile::commit() {
     ::unlink(tmp_.c_str());
     fail("{}: fsync/close failed: {}", path_, std::strerror(err));
   }
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+  if (::rename(tmp_.c_str(), target_.c_str()) != 0) {
     const int err = errno;
     ::unlink(tmp_.c_str());
     fail("{}: rename from {} failed: {}", path_, tmp_, std::strerror(err));

@@ -17,7 +17,8 @@ namespace hashlab {
 //
 // A path that exists and is not a regular file (a character device such as
 // /dev/null or /dev/full, a FIFO, a terminal) cannot be renamed over: it is
-// written in place, every write and the close checked.
+// written in place, every write and the close checked. A symlink to a regular
+// file is followed: the file is replaced, the link kept.
 //
 // Every failure (disk full, no permission) is a hashlab::Error naming NAME;
 // destroyed without commit() (an exception on the way), the temp file is
@@ -37,7 +38,7 @@ class AtomicFile {
 
  private:
   void abandon();
-  std::string path_, tmp_;  // tmp_ empty: written in place
+  std::string path_, target_, tmp_;  // target_: path_ with symlinks followed; tmp_ empty: in place
   int fd_ = -1;
 };
 

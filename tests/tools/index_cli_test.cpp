@@ -180,10 +180,17 @@ TEST(IndexCli, OutputFilesAreReplacedByRenameAndFailedWritesAreErrors) {
     EXPECT_TRUE(contains(r.out, "directory " + (d / "missing").string() + " of")) << r.out;
     EXPECT_FALSE(fs::exists(d / "missing"));
   }
+  // A symlink to a regular file is followed: the file is replaced, the link kept.
+  std::ofstream(d / "real.json") << "old";
+  fs::create_symlink(d / "real.json", d / "link.json");
+  auto r = run("index search " + a + q + " --k 5 --out " + (d / "link.json").string());
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(fs::is_symlink(d / "link.json"));
+  EXPECT_TRUE(contains(slurp(d / "real.json"), "\"results\"")) << slurp(d / "real.json");
   for (const auto& e : fs::directory_iterator(d))
     EXPECT_FALSE(contains(e.path().filename().string(), ".tmp.")) << e.path();
   // Results on stdout that cannot be written.
-  auto r = hashlab::testing::sh("sh -c '" + hashlab::testing::cli() + " index search " + a + q +
+  r = hashlab::testing::sh("sh -c '" + hashlab::testing::cli() + " index search " + a + q +
                                 " --k 5 > /dev/full'");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "standard output: write failed")) << r.out;
