@@ -159,6 +159,10 @@ torch::Tensor pool(std::vector<torch::Tensor>& parts, const std::vector<std::str
 
 }  // namespace
 
+torch::Tensor read_labels(const std::string& path, uint64_t max_bytes) {
+  return as_labels(read_array_auto(path, max_bytes), path);
+}
+
 Dataset load_dataset(const DataOptions& o) {
   if (o.files.empty()) fail("data: no files given");
   const uint64_t cap = static_cast<uint64_t>(o.max_file_gib * double(uint64_t{1} << 30));

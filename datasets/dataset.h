@@ -68,4 +68,9 @@ torch::Tensor to_tensor(const Array& a);
 // Reads an idx or npy file (chosen by content: npy magic, else idx), gzip or not.
 Array read_array_auto(const std::string& path, uint64_t max_bytes = kDefaultMaxBytes);
 
+// Reads a label file (idx or npy) as training does: int64 class ids [N]
+// (integers, 0 <= id < 2^24) or uint8 multi-hot [N, C] (0 or 1); anything
+// else (floats, negative or huge ids) is an error naming the file and the item.
+torch::Tensor read_labels(const std::string& path, uint64_t max_bytes = kDefaultMaxBytes);
+
 }  // namespace hashlab::data

@@ -1,7 +1,6 @@
 #include "csrc/codes/code_file.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -14,11 +13,13 @@
 #ifdef HASHLAB_WITH_FAISS
 #include <faiss/IndexBinaryFlat.h>
 #include <faiss/impl/FaissException.h>
+#include <faiss/impl/io.h>
 #include <faiss/index_io.h>
 #endif
 
 #include "csrc/codes/codes.h"
 #include "csrc/core/error.h"
+#include "csrc/core/fs_util.h"
 
 namespace hashlab::codes {
 namespace {
@@ -51,43 +52,32 @@ uint32_t crc_of(uint32_t crc, const void* data, size_t n) {
   return static_cast<uint32_t>(::crc32_z(crc, static_cast<const Bytef*>(data), n));
 }
 
-// A read-only-file, copy-on-write mapping that tensors keep alive.
-struct Mapping {
-  void* addr = MAP_FAILED;
-  size_t size = 0;
-  ~Mapping() {
-    if (addr != MAP_FAILED) ::munmap(addr, size);
-  }
-  const uint8_t* bytes() const { return static_cast<const uint8_t*>(addr); }
-};
-
-std::shared_ptr<Mapping> map_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("code file {}: cannot open: {}", path, std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    fail("code file {}: cannot stat: {}", path, std::strerror(e));
-  }
-  auto m = std::make_shared<Mapping>();
-  m->size = static_cast<size_t>(st.st_size);
-  if (m->size < kHeaderBytes) {
-    ::close(fd);
-    fail("code file {}: truncated: {} bytes, shorter than the {}-byte header", path, m->size,
+// The whole file, mapped (MappedFile: a change on disk while it is read is
+// an error naming the file, never a SIGBUS).
+std::shared_ptr<MappedFile> map_file(const std::string& path) {
+  auto m = MappedFile::open(path, "code file");
+  if (m->size() < kHeaderBytes)
+    fail("code file {}: truncated: {} bytes, shorter than the {}-byte header", path, m->size(),
          kHeaderBytes);
-  }
-  m->addr = ::mmap(nullptr, m->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  const int e = errno;
-  ::close(fd);
-  if (m->addr == MAP_FAILED) fail("code file {}: mmap failed: {}", path, std::strerror(e));
   return m;
 }
 
+// Runs a check that reads the mapping; when it fails because the file changed
+// under it (a read past a truncation sees zeros), says that instead.
+template <typename Fn>
+auto reading(const MappedFile& m, Fn fn) {
+  try {
+    return fn();
+  } catch (const Error&) {
+    m.check_unchanged("while it was read");
+    throw;
+  }
+}
+
 // Validates everything but the checksum.
-Header parse_header(const std::string& path, const Mapping& m) {
+Header parse_header(const std::string& path, const MappedFile& m) {
   Header h;
-  std::memcpy(&h, m.bytes(), sizeof h);
+  std::memcpy(&h, m.data(), sizeof h);
   if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0) {
     uint64_t magic;
     std::memcpy(&magic, h.magic, 8);
@@ -97,7 +87,7 @@ Header parse_header(const std::string& path, const Mapping& m) {
     fail("code file {}: offset 8: version {} not supported (this build reads versions 1 to {})",
          path, h.version, kCodeFileVersion);
   if (h.version >= 2) {
-    const uint32_t crc = crc_of(::crc32_z(0, Z_NULL, 0), m.bytes(), kHeaderCrcBytes);
+    const uint32_t crc = crc_of(::crc32_z(0, Z_NULL, 0), m.data(), kHeaderCrcBytes);
     if (crc != h.header_crc32)
       fail("code file {}: header checksum mismatch: bytes 0..51 have crc32 {:#010x}, offset 52 "
            "says {:#010x} (corrupt header)",
@@ -132,32 +122,19 @@ Header parse_header(const std::string& path, const Mapping& m) {
   if (h.payload_bytes != expect)
     fail("code file {}: header says {} payload bytes but its shape needs {}", path,
          h.payload_bytes, expect);
-  if (m.size != kHeaderBytes + h.payload_bytes)
+  if (m.size() != kHeaderBytes + h.payload_bytes)
     fail("code file {}: {}: {} bytes on disk, header says {}", path,
-         m.size < kHeaderBytes + h.payload_bytes ? "truncated" : "trailing bytes", m.size,
+         m.size() < kHeaderBytes + h.payload_bytes ? "truncated" : "trailing bytes", m.size(),
          kHeaderBytes + h.payload_bytes);
   return h;
 }
 
-void check_crc(const std::string& path, const Mapping& m, const Header& h) {
-  const uint32_t crc = crc_of(::crc32_z(0, Z_NULL, 0), m.bytes() + kHeaderBytes, h.payload_bytes);
+void check_crc(const std::string& path, const MappedFile& m, const Header& h) {
+  const uint32_t crc = crc_of(::crc32_z(0, Z_NULL, 0), m.data() + kHeaderBytes, h.payload_bytes);
   if (crc != h.crc32)
     fail("code file {}: checksum mismatch: payload crc32 {:#010x}, header says {:#010x} "
          "(corrupt file)",
          path, crc, h.crc32);
-}
-
-void write_all(int fd, const std::string& tmp, const void* data, size_t n) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      fail("code file {}: write failed: {}", tmp, std::strerror(errno));
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
 }
 
 struct Piece {
@@ -165,7 +142,9 @@ struct Piece {
   size_t bytes;
 };
 
-// Writes header + pieces to path.tmp.<pid>, fsyncs, renames over path.
+// Writes header + pieces with AtomicFile (path.tmp.<pid>, fsync, checked
+// close, rename over path): a reader that mapped the old file keeps its
+// inode, and the new one appears whole or not at all.
 void write_atomically(const std::string& path, Header h, std::initializer_list<Piece> pieces) {
   uint32_t crc = ::crc32_z(0, Z_NULL, 0);
   uint64_t total = 0;
@@ -176,23 +155,13 @@ void write_atomically(const std::string& path, Header h, std::initializer_list<P
   h.crc32 = crc;
   h.payload_bytes = total;
   h.header_crc32 = crc_of(::crc32_z(0, Z_NULL, 0), &h, kHeaderCrcBytes);
-  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("code file {}: cannot create {}: {}", path, tmp, std::strerror(errno));
   try {
-    write_all(fd, tmp, &h, sizeof h);
-    for (const Piece& p : pieces) write_all(fd, tmp, p.data, p.bytes);
-    if (::fsync(fd) != 0) fail("code file {}: fsync failed: {}", tmp, std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    ::unlink(tmp.c_str());
-    fail("code file {}: cannot rename {} into place: {}", path, tmp, std::strerror(e));
+    AtomicFile f(path);
+    f.write(&h, sizeof h);
+    for (const Piece& p : pieces) f.write(p.data, p.bytes);
+    f.commit();
+  } catch (const Error& e) {
+    fail("code file {}", e.what());
   }
 }
 
@@ -212,9 +181,9 @@ void check_binary(const BinaryCodes& c, const std::string& what) {
            "{}: codes must be uint8 [N, {}] for {} bits", what, code_bytes(c.nbits), c.nbits);
 }
 
-torch::Tensor view_of(const std::shared_ptr<Mapping>& m, size_t offset, at::IntArrayRef sizes,
+torch::Tensor view_of(const std::shared_ptr<MappedFile>& m, size_t offset, at::IntArrayRef sizes,
                       torch::Dtype dtype) {
-  void* p = static_cast<uint8_t*>(m->addr) + offset;
+  void* p = m->data() + offset;
   return torch::from_blob(p, sizes, [m](void*) {}, torch::TensorOptions().dtype(dtype));
 }
 
@@ -222,7 +191,7 @@ torch::Tensor view_of(const std::shared_ptr<Mapping>& m, size_t offset, at::IntA
 
 CodeFileInfo read_code_file_info(const std::string& path) {
   auto m = map_file(path);
-  const Header h = parse_header(path, *m);
+  const Header h = reading(*m, [&] { return parse_header(path, *m); });
   return {static_cast<CodeKind>(h.kind), h.version, static_cast<int>(h.nbits),
           static_cast<int>(h.M), static_cast<int>(h.K), static_cast<int>(h.dsub),
           static_cast<int64_t>(h.count), h.payload_bytes, h.crc32};
@@ -239,11 +208,13 @@ void write_binary_codes(const std::string& path, const BinaryCodes& codes) {
 
 BinaryCodes read_binary_codes(const std::string& path, bool verify_checksum) {
   auto m = map_file(path);
-  const Header h = parse_header(path, *m);
+  const Header h = reading(*m, [&] { return parse_header(path, *m); });
   if (h.kind != static_cast<uint32_t>(CodeKind::binary))
     fail("code file {}: holds PQ codes, expected binary codes", path);
-  if (verify_checksum) check_crc(path, *m, h);
+  if (verify_checksum) reading(*m, [&] { check_crc(path, *m, h); });
+  m->check_unchanged("while it was loaded");
   BinaryCodes out;
+  out.file = m;
   out.nbits = static_cast<int>(h.nbits);
   out.codes = view_of(m, kHeaderBytes,
                       {static_cast<int64_t>(h.count), code_bytes(h.nbits)}, torch::kUInt8);
@@ -277,11 +248,13 @@ void write_pq_codes(const std::string& path, const PQCodes& codes) {
 
 PQCodes read_pq_codes(const std::string& path) {
   auto m = map_file(path);
-  const Header h = parse_header(path, *m);
+  const Header h = reading(*m, [&] { return parse_header(path, *m); });
   if (h.kind != static_cast<uint32_t>(CodeKind::pq))
     fail("code file {}: holds binary codes, expected PQ codes", path);
-  check_crc(path, *m, h);
+  reading(*m, [&] { check_crc(path, *m, h); });
+  m->check_unchanged("while it was loaded");
   PQCodes out;
+  out.file = m;
   out.M = static_cast<int>(h.M);
   out.K = static_cast<int>(h.K);
   out.dsub = static_cast<int>(h.dsub);
@@ -357,14 +330,20 @@ void export_faiss_binary(const std::string& path, const BinaryCodes& codes) {
   try {
     faiss::IndexBinaryFlat index(codes.nbits);
     index.add(c.size(0), c.data_ptr<uint8_t>());
-    // Same atomic-replace discipline as our own files.
-    const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-    faiss::write_index_binary(&index, tmp.c_str());
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-      const int e = errno;
-      ::unlink(tmp.c_str());
-      fail("faiss file {}: cannot rename into place: {}", path, std::strerror(e));
-    }
+    // Same atomic-replace discipline as our own files: FAISS writes through
+    // an AtomicFile (every write checked; fsync, checked close, rename).
+    struct Writer : faiss::IOWriter {
+      explicit Writer(const std::string& p) : file(p) { name = p; }
+      size_t operator()(const void* ptr, size_t size, size_t nitems) override {
+        file.write(ptr, size * nitems);
+        return nitems;
+      }
+      AtomicFile file;
+    } writer(path);
+    faiss::write_index_binary(&index, &writer);
+    writer.file.commit();
+  } catch (const Error& e) {
+    fail("faiss file {}", e.what());
   } catch (const faiss::FaissException& e) {
     fail("faiss file {}: FAISS could not write the index: {}", path, e.what());
   }

@@ -18,9 +18,11 @@
 // = 8 M, K <= 256, dsub <= 2^20) before sizing anything by it.
 //   payload: binary: N * ceil(nbits/8) code bytes (FAISS layout, codes.h);
 //            pq: codebooks float32 [M, K, dsub], then ids uint8 [N, M].
-// Files are written atomically (path.tmp.<pid>, fsync, rename) and read by
-// memory-mapping (MAP_PRIVATE, so tensors from a file may be written to
-// without touching the file). Every problem with a file (missing, short,
+// Files are written atomically (AtomicFile: path.tmp.<pid>, fsync, rename) and
+// read by memory-mapping (MappedFile, MAP_PRIVATE, so tensors from a file may
+// be written to without touching the file; a file truncated or rewritten in
+// place while mapped is an error naming it, never a SIGBUS: see
+// check_unchanged). Every problem with a file (missing, short,
 // foreign, other version, checksum mismatch) is a hashlab::Error naming the
 // file and the problem.
 #pragma once
@@ -30,6 +32,8 @@
 
 #include <torch/torch.h>
 
+#include "csrc/core/mapped_file.h"
+
 namespace hashlab::codes {
 
 constexpr uint32_t kCodeFileVersion = 2;  // reads 1 and 2, writes 2
@@ -38,6 +42,14 @@ enum class CodeKind : uint32_t { binary = 1, pq = 2 };
 struct BinaryCodes {
   int nbits = 0;
   torch::Tensor codes;  // uint8 [N, ceil(nbits/8)], CPU
+  // Read from a file: the mapping `codes` views (null when in memory).
+  std::shared_ptr<const MappedFile> file;
+  // hashlab::Error naming the file when it changed on disk since it was read
+  // (a mapped file read afterwards gives no consistent answer): call after
+  // using the codes, `during` saying what for ("during the search").
+  void check_unchanged(const std::string& during) const {
+    if (file) file->check_unchanged(during);
+  }
 };
 
 // Product-quantisation codes: code n is ids[n] (one codebook entry per
@@ -48,6 +60,10 @@ struct PQCodes {
   int dsub = 0;          // dimensions per subspace
   torch::Tensor codebooks;  // float [M, K, dsub], CPU
   torch::Tensor ids;        // uint8 [N, M], CPU
+  std::shared_ptr<const MappedFile> file;  // as BinaryCodes::file
+  void check_unchanged(const std::string& during) const {
+    if (file) file->check_unchanged(during);
+  }
 };
 
 // One set of codes of either kind: what a method encodes, a code file holds
@@ -69,6 +85,10 @@ class Codes {
   const PQCodes& as_pq() const;
   // "64-bit binary" or "PQ (M=8, K=256)".
   std::string describe() const;
+  // BinaryCodes::check_unchanged for either kind.
+  void check_unchanged(const std::string& during) const {
+    kind_ == CodeKind::pq ? pq_.check_unchanged(during) : binary_.check_unchanged(during);
+  }
 
  private:
   CodeKind kind_ = CodeKind::binary;

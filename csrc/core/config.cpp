@@ -70,6 +70,35 @@ void merge(YAML::Node dst, const YAML::Node& src) {
   }
 }
 
+// yaml-cpp shares an anchor's node between its aliases, so a few hundred
+// bytes of nested aliases (a "billion laughs") load at once but stand for
+// billions of values, which everything that walks or copies the tree
+// (record_marks, merge, dump) would visit one by one until memory runs out.
+// A config has a few hundred values: a document standing for more than this
+// many nodes, aliases expanded, is refused after visiting at most this many.
+constexpr size_t kMaxConfigNodes = 100000;
+
+void check_expanded_size(const YAML::Node& root, const std::string& what) {
+  std::vector<YAML::Node> todo{root};  // iterative: an alias may even refer to itself
+  size_t seen = 0;
+  while (!todo.empty()) {
+    const YAML::Node n = todo.back();
+    todo.pop_back();
+    if (++seen > kMaxConfigNodes)
+      fail("config {}: holds more than {} values once its YAML aliases (*name) are expanded "
+           "(each alias repeats its anchor's whole value); a config needs far fewer: refusing it",
+           what, kMaxConfigNodes);
+    if (n.IsMap()) {
+      for (const auto& kv : n) {
+        todo.push_back(kv.first);
+        todo.push_back(kv.second);
+      }
+    } else if (n.IsSequence()) {
+      for (const auto& e : n) todo.push_back(e);
+    }
+  }
+}
+
 YAML::Node parse_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("config {}: cannot open file", path);
@@ -78,6 +107,7 @@ YAML::Node parse_file(const std::string& path) {
   std::string text = ss.str();
   try {
     YAML::Node n = YAML::Load(text);
+    check_expanded_size(n, path);
     if (n.IsNull()) return YAML::Node(YAML::NodeType::Map);
     if (!n.IsMap()) fail("config {}: top level must be a mapping of keys", path);
     return n;
@@ -202,6 +232,7 @@ Config Config::from_string(const std::string& text, const std::string& name) {
   } catch (const YAML::Exception& e) {
     fail("config {}: {}", mark_str(name, e.mark), e.msg);
   }
+  check_expanded_size(n, name);
   if (!n.IsNull()) {
     if (!n.IsMap()) fail("config {}: top level must be a mapping", name);
     merge(c.root_, n);
@@ -257,6 +288,7 @@ void Config::apply_override(const std::string& assignment) {
   } catch (const YAML::Exception& e) {
     fail("{}: value does not parse as YAML: {}", origin, e.msg);
   }
+  check_expanded_size(value, origin);
   if (key == "_base_") fail("{}: `_base_` cannot be overridden", origin);
   set(key, value, origin);
 }

@@ -19,35 +19,89 @@
 
 namespace hashlab {
 
-void atomic_write(const std::string& path, std::string_view data) {
+AtomicFile::AtomicFile(std::string path, Parents parents) : path_(std::move(path)) {
   namespace fs = std::filesystem;
-  fs::path target(path);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("{}: cannot create temp file {}: {}", path, tmp, std::strerror(errno));
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t w = ::write(fd, data.data() + off, data.size() - off);
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    // A device, FIFO or terminal: nothing to rename over; written in place.
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd_ < 0) fail("{}: cannot open for writing: {}", path_, std::strerror(errno));
+    return;
+  }
+  // A symlink to a file (results.json -> /data/r.json, /dev/stdout redirected
+  // to a file) is followed: the file it names is replaced, the link kept (and
+  // nothing is created beside the link, which may be in /dev).
+  target_ = path_;
+  std::error_code lec;
+  if (fs::is_symlink(fs::symlink_status(path_, lec))) {
+    const fs::path resolved = fs::canonical(path_, lec);
+    if (!lec) target_ = resolved.string();
+  }
+  fs::path target(target_);
+  if (parents == Parents::create && target.has_parent_path()) {
+    std::error_code ec;
+    fs::create_directories(target.parent_path(), ec);
+    if (ec)
+      fail("{}: cannot create its directory {}: {}", path_, target.parent_path().string(),
+           ec.message());
+  }
+  tmp_ = target_ + ".tmp." + std::to_string(::getpid());
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("{}: cannot create temp file {}: {}", path_, tmp_, std::strerror(errno));
+}
+
+AtomicFile::~AtomicFile() { abandon(); }
+
+void AtomicFile::abandon() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+    if (!tmp_.empty()) ::unlink(tmp_.c_str());
+  }
+}
+
+void AtomicFile::write(const void* data, size_t n) {
+  if (fd_ < 0) fail("{}: write after the file was committed or abandoned", path_);
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd_, p, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      fail("{}: write failed: {}", path, std::strerror(err));
+      const int err = errno;
+      abandon();
+      fail("{}: write failed: {}", path_, std::strerror(err));
     }
-    off += static_cast<size_t>(w);
+    p += w;
+    n -= static_cast<size_t>(w);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    fail("{}: fsync/close failed: {}", path, std::strerror(err));
+}
+
+void AtomicFile::commit() {
+  if (fd_ < 0) fail("{}: commit after the file was committed or abandoned", path_);
+  const int fd = fd_;
+  fd_ = -1;
+  // close(2) reports what the file system deferred (NFS, quotas): checked.
+  if (tmp_.empty()) {
+    if (::close(fd) != 0) fail("{}: close failed: {}", path_, std::strerror(errno));
+    return;
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    fail("{}: rename from {} failed: {}", path, tmp, std::strerror(err));
+  int err = ::fsync(fd) != 0 ? errno : 0;
+  if (::close(fd) != 0 && err == 0) err = errno;
+  if (err != 0) {
+    ::unlink(tmp_.c_str());
+    fail("{}: fsync/close failed: {}", path_, std::strerror(err));
   }
+  if (::rename(tmp_.c_str(), target_.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp_.c_str());
+    fail("{}: rename from {} failed: {}", path_, tmp_, std::strerror(err));
+  }
+}
+
+void atomic_write(const std::string& path, std::string_view data) {
+  AtomicFile f(path, AtomicFile::Parents::create);
+  f.write(data);
+  f.commit();
 }
 
 std::string read_file(const std::string& path) {

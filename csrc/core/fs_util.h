@@ -7,8 +7,43 @@
 
 namespace hashlab {
 
-// Writes `data` to `path` atomically: a temp file beside it, fsync, rename.
-// Readers never see a half-written file, and a crash leaves the old one.
+// An output file written atomically, in pieces: a temp file NAME.tmp.PID
+// beside it, then in commit() fsync, a checked close and rename over NAME.
+// Readers never see a half-written file (a reader that mapped the old file
+// keeps it: rename gives NAME a new inode), and a crash leaves the old one.
+// Missing parent directories are an error unless `parents` is create (the
+// command line refuses an --out in a missing directory before that:
+// tools/cli/main.cpp).
+//
+// A path that exists and is not a regular file (a character device such as
+// /dev/null or /dev/full, a FIFO, a terminal) cannot be renamed over: it is
+// written in place, every write and the close checked. A symlink to a regular
+// file is followed: the file is replaced, the link kept.
+//
+// Every failure (disk full, no permission) is a hashlab::Error naming NAME;
+// destroyed without commit() (an exception on the way), the temp file is
+// removed and NAME is untouched.
+class AtomicFile {
+ public:
+  enum class Parents { must_exist, create };
+  explicit AtomicFile(std::string path, Parents parents = Parents::must_exist);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(const void* data, size_t n);
+  void write(std::string_view s) { write(s.data(), s.size()); }
+  void commit();
+  const std::string& path() const { return path_; }
+
+ private:
+  void abandon();
+  std::string path_, target_, tmp_;  // target_: path_ with symlinks followed; tmp_ empty: in place
+  int fd_ = -1;
+};
+
+// Writes `data` to `path` atomically (an AtomicFile written at once),
+// creating missing parent directories.
 void atomic_write(const std::string& path, std::string_view data);
 
 // Reads a whole file; errors name the file.

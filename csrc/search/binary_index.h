@@ -17,7 +17,8 @@
 // Results are exact and ordered by (distance, index) on every device. On CUDA
 // (`to(device)`) the index holds the codes on the GPU and searches there.
 // Bad arguments (shape, dtype, k, radius, device) are c10::Error naming the
-// op and the value; file problems are hashlab::Error naming the file.
+// op and the value; file problems (a file changed on disk while mapped
+// included) are hashlab::Error naming the file.
 #pragma once
 
 #include <cstdint>
@@ -25,12 +26,14 @@
 
 #include <torch/torch.h>
 
+#include "csrc/codes/code_file.h"
 #include "csrc/search/hamming.h"
 
 namespace hashlab::search {
 
 class BinaryIndex {
  public:
+  static constexpr int kMaxBits = 4096;
   BinaryIndex() = default;
   // An empty index of `nbits`-bit codes (1..4096) on the CPU.
   explicit BinaryIndex(int nbits);
@@ -57,6 +60,8 @@ class BinaryIndex {
 
   int nbits() const { return nbits_; }
   int64_t size() const { return codes_.defined() ? codes_.size(0) : 0; }
+  // The file a loaded index maps, "" otherwise.
+  std::string path() const { return file_ ? file_->path() : std::string(); }
   torch::Device device() const { return codes_.defined() ? codes_.device() : torch::kCPU; }
   bool mapped() const { return mapped_; }
   // The codes, uint8 [size(), ceil(nbits/8)] (a view; do not write to it).
@@ -69,9 +74,16 @@ class BinaryIndex {
 
   // The k nearest codes of each query (uint8 [nq, ceil(nbits/8)], on the
   // index's device). 1 <= k <= size(). threads <= 0: at::get_num_threads() (CPU).
+  // A loaded, mapped index whose file is truncated or rewritten in place
+  // during a search (or since load) fails with a hashlab::Error naming the
+  // file, after the search, instead of returning what it read (see
+  // csrc/core/mapped_file.h: the reads never raise SIGBUS).
   TopK search(const torch::Tensor& queries, int64_t k, int threads = 0) const;
-  // Every code within Hamming distance <= radius of each query.
-  RadiusResult range_search(const torch::Tensor& queries, int radius, int threads = 0) const;
+  // Every code within Hamming distance <= radius of each query; at most
+  // max_results of them, all queries together (RadiusLimitExceeded past it:
+  // see hamming.h).
+  RadiusResult range_search(const torch::Tensor& queries, int radius, int threads = 0,
+                            int64_t max_results = kDefaultMaxRadiusResults) const;
   // Every code of the index per query, ordered (see hamming_rank_all).
   RankAll rank_all(const torch::Tensor& queries, int threads = 0) const;
 
@@ -80,6 +92,11 @@ class BinaryIndex {
   torch::Tensor storage_;  // capacity rows (add); codes_ is its first size() rows
   torch::Tensor codes_;
   bool mapped_ = false, release_pages_ = false;
+  // A mapped index's file: checked after every read of the codes.
+  std::shared_ptr<const MappedFile> file_;
+
+  BinaryIndex(int nbits, const std::string& path);  // path: named in errors
+  void check_file(const char* during) const;
 };
 
 }  // namespace hashlab::search

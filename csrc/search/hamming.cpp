@@ -48,16 +48,44 @@ TopK hamming_topk(const torch::Tensor& queries, const torch::Tensor& database, i
   return cpu::topk(queries.contiguous(), database.contiguous(), nbits, k, threads);
 }
 
-RadiusResult hamming_radius(const torch::Tensor& queries, const torch::Tensor& database,
-                            int nbits, int radius, int threads) {
-  const bool on_cuda = check_inputs("hamming_radius", queries, database, nbits);
-  TORCH_CHECK(radius >= 0, "hamming_radius: radius must be >= 0, got ", radius);
+void radius_limit_exceeded(const char* op, int64_t max_results, int radius, int64_t nq,
+                           int64_t n) {
+  throw RadiusLimitExceeded(
+      fmt::format("{}: more than {} results within radius {} ({} queries over {} codes); lower "
+                  "the radius or raise max_results",
+                  op, max_results, radius, nq, n),
+      max_results);
+}
+
+RadiusResult radius_search(const char* op, const torch::Tensor& queries,
+                           const torch::Tensor& database, int nbits, int radius, int threads,
+                           int64_t max_results, bool on_cuda, bool release_pages) {
+  TORCH_CHECK(radius >= 0, op, ": radius must be >= 0, got ", radius);
+  TORCH_CHECK(max_results >= 1, op, ": max_results must be >= 1, got ", max_results);
   radius = std::min(radius, nbits);
 #ifdef HASHLAB_WITH_CUDA
-  if (on_cuda) return cuda::radius(queries.contiguous(), database.contiguous(), nbits, radius);
+  if (on_cuda) {
+    // The CUDA twin counts before it collects, and device memory is bounded:
+    // the limit is checked on the whole result.
+    RadiusResult r = cuda::radius(queries.contiguous(), database.contiguous(), nbits, radius);
+    if (r.indices.size(0) > max_results)
+      radius_limit_exceeded(op, max_results, radius, queries.size(0), database.size(0));
+    return r;
+  }
 #endif
   (void)on_cuda;
-  return cpu::radius(queries.contiguous(), database.contiguous(), nbits, radius, threads);
+  RadiusResult r = cpu::radius(queries.contiguous(), database.contiguous(), nbits, radius,
+                               threads, release_pages, max_results);
+  if (!r.offsets.defined())
+    radius_limit_exceeded(op, max_results, radius, queries.size(0), database.size(0));
+  return r;
+}
+
+RadiusResult hamming_radius(const torch::Tensor& queries, const torch::Tensor& database,
+                            int nbits, int radius, int threads, int64_t max_results) {
+  const bool on_cuda = check_inputs("hamming_radius", queries, database, nbits);
+  return radius_search("hamming_radius", queries, database, nbits, radius, threads, max_results,
+                       on_cuda, false);
 }
 
 RankAll hamming_rank_all(const torch::Tensor& queries, const torch::Tensor& database, int nbits,

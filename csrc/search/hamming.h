@@ -21,6 +21,8 @@
 
 #include <torch/torch.h>
 
+#include "csrc/core/error.h"
+
 namespace hashlab::search {
 
 struct TopK {
@@ -41,8 +43,18 @@ struct RadiusResult {
   torch::Tensor indices;    // int64 [total]
   torch::Tensor distances;  // int32 [total]
 };
+// A wide radius over a large database matches nearly every code (nq * n
+// results), so a radius search holds at most `max_results` results (all
+// queries together, >= 1): past that it stops early and throws
+// RadiusLimitExceeded instead of growing until the machine runs out of memory.
+constexpr int64_t kDefaultMaxRadiusResults = 10'000'000;
+struct RadiusLimitExceeded : Error {
+  RadiusLimitExceeded(const std::string& msg, int64_t max) : Error(msg), max_results(max) {}
+  int64_t max_results;
+};
 RadiusResult hamming_radius(const torch::Tensor& queries, const torch::Tensor& database,
-                            int nbits, int radius, int threads = 0);
+                            int nbits, int radius, int threads = 0,
+                            int64_t max_results = kDefaultMaxRadiusResults);
 
 // Full ranking for mAP@all without a comparison sort: per query, every
 // database index ordered by (distance, index) (a counting sort over the

@@ -175,9 +175,14 @@ void release_rows(const DbView& db, int64_t r0, int64_t r1) {
 // layout); each group of kQueryGroup queries scans the super-chunk in
 // L1-sized chunks, so the group's selectors stay in L2 beside the codes and
 // the database is read from memory once per search.
+// budget (radius searches; null: none): how many more candidates all tasks
+// together may hold. Each task takes what its L1 chunks add; when it goes
+// below zero every task stops (the caller then reports the limit), so memory
+// stays bounded by the budget plus one chunk's candidates per thread.
 std::vector<std::vector<Candidate>> select_all(const Packed& q, const DbView& db, int nbits,
                                                int64_t k, int threshold, int threads,
-                                               int64_t* parts_out) {
+                                               int64_t* parts_out,
+                                               std::atomic<int64_t>* budget = nullptr) {
   constexpr int64_t kSuperBytes = 512 * 1024;
   constexpr int64_t kQueryGroup = 64;
   constexpr int64_t kReleaseRows = int64_t{1} << 20;  // rows per madvise
@@ -219,11 +224,23 @@ std::vector<std::vector<Candidate>> select_all(const Packed& q, const DbView& db
       }
       for (int64_t g0 = qa; g0 < qb; g0 += kQueryGroup) {
         const int64_t gn = std::min(kQueryGroup, qb - g0);
+        auto held = [&] {
+          int64_t h = 0;
+          for (int64_t i = 0; i < gn; ++i) h += sel[g0 - qa + i].held();
+          return h;
+        };
+        int64_t before = budget ? held() : 0;
         for (int64_t c0 = s0; c0 < s1; c0 += chunk_blocks) {
           const int64_t c1 = std::min(s1, c0 + chunk_blocks);
           kern.scan(&q.data[g0 * W], gn, blocks + (c0 - s0) * W * kBlock, W, c0, c1, &sel[g0 - qa]);
+          if (budget) {
+            const int64_t now = held();
+            if (budget->fetch_sub(now - before) - (now - before) < 0) return;
+            before = now;
+          }
         }
       }
+      if (budget && budget->load() < 0) return;
       // With the queries split, the threads scan the same rows at about the
       // same time; each drops what it scanned (a page another still needs is
       // read back from the page cache).
@@ -307,12 +324,15 @@ TopK topk(const torch::Tensor& queries, const torch::Tensor& database, int nbits
 }
 
 RadiusResult radius(const torch::Tensor& queries, const torch::Tensor& database, int nbits,
-                    int radius, int threads, bool release_pages) {
+                    int radius, int threads, bool release_pages, int64_t max_results) {
   threads = resolve_threads(threads);
   const Packed q = pack_rows(queries, nbits);
   const DbView db = view_of(database, nbits, release_pages);
   int64_t parts = 1;
-  auto found = select_all(q, db, nbits, Selector::kUnbounded, radius + 1, threads, &parts);
+  std::atomic<int64_t> budget{max_results};
+  auto found =
+      select_all(q, db, nbits, Selector::kUnbounded, radius + 1, threads, &parts, &budget);
+  if (budget.load() < 0) return {};  // past max_results: the caller says so
   std::vector<std::vector<Candidate>> hits(q.n);
   run_tasks(q.n, threads, [&](int64_t i) { hits[i] = merge_parts(found, i, parts, radius + 1); });
   RadiusResult out;

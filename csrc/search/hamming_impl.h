@@ -15,13 +15,21 @@ constexpr int kMaxBits = 4096;
 bool check_inputs(const char* op, const torch::Tensor& queries, const torch::Tensor& database,
                   int nbits);
 
+// A radius search on either twin after check_inputs: checks the radius and
+// max_results, and throws RadiusLimitExceeded (naming `op`) past the limit.
+RadiusResult radius_search(const char* op, const torch::Tensor& queries,
+                           const torch::Tensor& database, int nbits, int radius, int threads,
+                           int64_t max_results, bool on_cuda, bool release_pages);
+
 namespace cpu {
 // release_pages: the database is a memory-mapped file; drop the pages
 // scanned from the resident set as the search goes (bounded RSS).
 TopK topk(const torch::Tensor& queries, const torch::Tensor& database, int nbits, int64_t k,
           int threads, bool release_pages = false);
+// Stops early when the results pass max_results (all queries together) and
+// returns a RadiusResult with undefined tensors.
 RadiusResult radius(const torch::Tensor& queries, const torch::Tensor& database, int nbits,
-                    int radius, int threads, bool release_pages = false);
+                    int radius, int threads, bool release_pages, int64_t max_results);
 RankAll rank_all(const torch::Tensor& queries, const torch::Tensor& database, int nbits,
                  int threads);
 torch::Tensor distances(const torch::Tensor& queries, const torch::Tensor& database, int nbits,

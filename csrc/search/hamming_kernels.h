@@ -51,6 +51,8 @@ class Selector {
   }
 
   int threshold() const { return threshold_; }
+  // Candidates held now (a radius search: every one found so far).
+  int64_t held() const { return static_cast<int64_t>(cands_.size()); }
 
   // Precondition: distance < threshold().
   inline void push(int distance, int64_t index) {

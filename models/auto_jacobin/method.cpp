@@ -36,6 +36,11 @@ struct AutoJacoBinOptions {
     s.get("code_bias", o.code_bias);
     Section t = s.sub("tangents");
     t.get("neighbours", o.tangents.neighbours, Range{0, 1e9});
+    // k counts the point itself: one "neighbour" leaves no neighbourhood.
+    if (o.tangents.neighbours == 1)
+      fail("{}: 1 neighbour is the point alone (it counts itself); give at least 2, or 0 for "
+           "D + d",
+           t.where("neighbours"));
     t.get("energy", o.tangents.energy, Range{1e-9, 1});
     t.get("iters", o.tangents.iters, Range{0, 100});
     t.get("oversample", o.tangents.oversample, Range{0, 4096});

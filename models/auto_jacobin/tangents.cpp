@@ -24,7 +24,8 @@ Resolved resolve(const torch::Tensor& X, const TangentOptions& o) {
   r.k = o.neighbours > 0 ? o.neighbours : r.D + r.d;
   TORCH_CHECK(r.d >= 1 && r.d <= r.D, "local_tangents: d must be in [1, D = ", r.D, "], got ", r.d);
   TORCH_CHECK(r.k >= 2 && r.k <= r.N, "local_tangents: ", r.k,
-              " neighbours (D + d unless set) need at least that many points, got N = ", r.N);
+              " neighbours (the point itself included; D + d = ", r.D + r.d,
+              " unless set) must be at least 2 and at most the N = ", r.N, " points");
   TORCH_CHECK(o.energy > 0 && o.energy <= 1, "local_tangents: energy must be in (0, 1], got ",
               o.energy);
   TORCH_CHECK(o.iters >= 0 && o.oversample >= 0 && o.block >= 1,

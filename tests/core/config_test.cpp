@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -165,6 +166,40 @@ TEST_F(ConfigTest, YamlSyntaxErrorNamesPosition) {
   auto path = write("x.yaml", "model:\n  bits: [1, 2\n");
   std::string msg = message_of([&] { Config::load(path); });
   EXPECT_NE(msg.find(path + ":"), std::string::npos) << msg;
+}
+
+// A "billion laughs" of YAML aliases: each level lists the one before 8
+// times, so a few hundred bytes stand for 8^6 = 262,144 values (the 529-byte
+// bomb of issue 24 stood for billions). It is refused quickly, naming the
+// file, instead of being expanded by whatever walks the tree.
+TEST_F(ConfigTest, YamlAliasBombIsRefusedNamingTheFile) {
+  std::string text = "a0: &a0 [x, x, x, x, x, x, x, x]\n";
+  for (int level = 1; level <= 6; ++level) {
+    const std::string prev = "*a" + std::to_string(level - 1);
+    text += "a" + std::to_string(level) + ": &a" + std::to_string(level) + " [";
+    for (int i = 0; i < 8; ++i) text += (i ? ", " : "") + prev;
+    text += "]\n";
+  }
+  const std::string path = write("bomb.yaml", text);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string m = message_of([&] { Config::load(path); });
+  EXPECT_NE(m.find(path), std::string::npos) << m;
+  EXPECT_NE(m.find("aliases"), std::string::npos) << m;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+  // The same through a base file, a string and an override.
+  const std::string child = write("child.yaml", "_base_: bomb.yaml\n");
+  EXPECT_NE(message_of([&] { Config::load(child); }).find(path), std::string::npos);
+  EXPECT_NE(message_of([&] { Config::from_string(text, "inline"); }).find("inline"),
+            std::string::npos);
+  const std::string ok = write("ok.yaml", "a: 1\n");
+  std::string flow = "x=[";
+  for (int i = 0; i < 19; ++i) flow += std::string(i ? ", " : "") + "&v" + std::to_string(i) + " [" +
+                                        (i ? "*v" + std::to_string(i - 1) + ", *v" + std::to_string(i - 1) : "1, 1") + "]";
+  flow += "]";
+  EXPECT_NE(message_of([&] { Config::load(ok, {flow}); }).find("aliases"), std::string::npos);
+  // Aliases in a config of ordinary size still load.
+  const std::string small = write("small.yaml", "a: &w [1, 2]\nb: *w\n");
+  EXPECT_EQ(Config::load(small).node()["b"][1].as<int>(), 2);
 }
 
 TEST(DidYouMean, PicksNearestWithinDistance) {

@@ -317,6 +317,10 @@ TEST(AutoJacoBinMethod, BadOptionsAreNamed) {
   EXPECT_NE(msg("{bits: 6}").find("exceeds the input dimension 5"), std::string::npos);
   EXPECT_NE(msg("{bits: 3, tangents: {energyy: 0.9}}").find("energyy"), std::string::npos);
   EXPECT_NE(msg("{bits: 3, noise: 1.5}").find("noise"), std::string::npos);
+  // One neighbour is the point alone: the rule (at least 2, or 0) is stated.
+  const std::string one = msg("{bits: 3, tangents: {neighbours: 1}}");
+  EXPECT_NE(one.find("model.tangents.neighbours"), std::string::npos) << one;
+  EXPECT_NE(one.find("give at least 2, or 0 for D + d"), std::string::npos) << one;
   // Too few training items for D + d neighbours is named at the start of training.
   auto m = make("{bits: 3}", ctx);
   auto ds = surface(6, 5, 1);

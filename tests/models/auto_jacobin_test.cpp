@@ -195,6 +195,15 @@ TEST(LocalTangents, CoincidentNeighboursKeepNothingAndBadOptionsAreNamed) {
   } catch (const c10::Error& e) {
     EXPECT_NE(std::string(e.what()).find("31 neighbours"), std::string::npos) << e.what();
   }
+  o.neighbours = 1;  // the point alone: the message states the rule it breaks
+  try {
+    hashlab::models::local_tangents(X, o);
+    FAIL() << "expected an error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("must be at least 2 and at most the N = 30 points"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(JacobianTerm, CudaEqualsCpu_CUDA) {

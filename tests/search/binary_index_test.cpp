@@ -5,6 +5,7 @@
 // named.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -169,6 +170,10 @@ TEST(BinaryIndex, BadArgumentsAndFilesAreNamed) {
   EXPECT_NE(msg([&] { index.add(random_codes(3, 16, 2)); }).find("uint8 [m, 8]"), std::string::npos);
   EXPECT_NE(msg([] { hs::BinaryIndex bad(0); }).find("nbits must be in [1, 4096]"),
             std::string::npos);
+  // An empty index says so (not "k must be in [1, 0]").
+  hs::BinaryIndex empty(64);
+  EXPECT_NE(msg([&] { empty.search(random_codes(3, 64, 2), 1); }).find("the index is empty"),
+            std::string::npos);
   const fs::path dir = temp_dir();
   EXPECT_NE(msg([&] { hs::BinaryIndex::load((dir / "missing.hlc").string()); }).find("missing.hlc"),
             std::string::npos);
@@ -179,7 +184,84 @@ TEST(BinaryIndex, BadArgumentsAndFilesAreNamed) {
   hashlab::codes::write_pq_codes((dir / "pq.hlc").string(), pq);
   EXPECT_NE(msg([&] { hs::BinaryIndex::load((dir / "pq.hlc").string()); }).find("holds PQ codes"),
             std::string::npos);
+  // A code file too wide for an index is named.
+  const std::string wide = (dir / "wide.hlc").string();
+  hashlab::codes::write_binary_codes(wide, {5000, random_codes(3, 5000, 3)});
+  EXPECT_NE(msg([&] { hs::BinaryIndex::load(wide); }).find("BinaryIndex " + wide + ": nbits must be in [1, 4096]"),
+            std::string::npos)
+      << msg([&] { hs::BinaryIndex::load(wide); });
   fs::remove_all(dir);
+}
+
+// A mapped index whose file is truncated, or rewritten in place as `cp`
+// does, after load (the moment a concurrent writer would hit) fails its next
+// search with an error naming the file, never SIGBUS; a file replaced by
+// rename (every hashlab writer) leaves the mapping searching the old codes.
+TEST(BinaryIndex, AMappedFileChangedOnDiskIsAnErrorNamingItNotASignal) {
+  const fs::path dir = temp_dir();
+  const std::string path = (dir / "changing.hlc").string();
+  const auto db = random_codes(20000, 64, 5), other = random_codes(20000, 64, 6);
+  const auto q = random_codes(9, 64, 7);
+  const auto want = hs::BinaryIndex::from_codes(db, 64).search(q, 4);
+  auto expect_changed = [&](auto&& fn, const char* what) {
+    try {
+      fn();
+      ADD_FAILURE() << what << ": no error";
+    } catch (const hashlab::Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(path), std::string::npos) << what << ": " << m;
+      EXPECT_NE(m.find("changed on disk"), std::string::npos) << what << ": " << m;
+    }
+  };
+  for (const char* change : {"truncate", "rewrite in place"}) {
+    SCOPED_TRACE(change);
+    hashlab::codes::write_binary_codes(path, {64, db});
+    // An index built a while ago (file times tick coarsely: a rewrite within
+    // the same tick as the last write keeps the time; see mapped_file.h).
+    fs::last_write_time(path, fs::file_time_type::clock::now() - std::chrono::hours(1));
+    const auto index = hs::BinaryIndex::load(path);  // mapped, checksum read
+    const auto in_memory = hs::BinaryIndex::load(path, {/*mmap=*/false, true, false});
+    if (std::string(change) == "truncate") {
+      fs::resize_file(path, 64 + 8 * 100);  // the pages past it are gone
+    } else {
+      hashlab::codes::write_binary_codes((dir / "other.hlc").string(), {64, other});
+      fs::copy_file(dir / "other.hlc", path, fs::copy_options::overwrite_existing);  // as cp
+    }
+    expect_changed([&] { index.search(q, 4); }, "search");
+    expect_changed([&] { index.range_search(q, 20); }, "range_search");
+    expect_changed([&] { index.shard(0, 10000).search(q, 4); }, "a shard's search");
+    // What was read into memory is a consistent copy.
+    expect_same(in_memory.search(q, 4), want);
+  }
+  // Replaced by rename: the mapping keeps the old inode, and its codes.
+  hashlab::codes::write_binary_codes(path, {64, db});
+  const auto index = hs::BinaryIndex::load(path);
+  hashlab::codes::write_binary_codes(path, {64, other});
+  expect_same(index.search(q, 4), want);
+  fs::remove_all(dir);
+}
+
+// A range search holds at most max_results results (all queries together)
+// and says so past it, instead of growing without bound.
+TEST(BinaryIndex, RangeSearchResultsAreBounded) {
+  const auto db = random_codes(3000, 64, 8), q = random_codes(70, 64, 9);
+  const auto index = hs::BinaryIndex::from_codes(db, 64);
+  for (int threads : {1, 3}) {
+    // Radius 64: every code of every query, 70 x 3000 = 210,000 results.
+    EXPECT_EQ(index.range_search(q, 64, threads, 210000).indices.size(0), 210000);
+    try {
+      index.range_search(q, 64, threads, 209999);
+      ADD_FAILURE() << "no error";
+    } catch (const hs::RadiusLimitExceeded& e) {
+      EXPECT_NE(std::string(e.what()).find("more than 209999 results within radius 64"),
+                std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("max_results"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(hs::hamming_radius(q, db, 64, 64, threads, 1000), hs::RadiusLimitExceeded);
+  }
+  // The default bound stops a search that would return all of a large set.
+  EXPECT_EQ(hs::kDefaultMaxRadiusResults, 10000000);
 }
 
 TEST(BinaryIndex, CudaEqualsCpu_CUDA) {

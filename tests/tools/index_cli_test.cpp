@@ -2,6 +2,7 @@
 // concatenation of its inputs, searches equal the library's (and `hashlab
 // search`'s) results with every load mode, and bad input is named.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <filesystem>
@@ -103,6 +104,130 @@ TEST(IndexCli, BuildInfoSearchEqualTheLibrary) {
   fs::remove_all(d);
 }
 
+// `cp other.hlc big.hlc` while `index search big.hlc` runs (cp truncates the
+// same inode and rewrites it): the search ends with an error naming the
+// file, never SIGBUS (exit 135, no message) and never results from a mix of
+// two files. The copies start once the process has mapped the index
+// (/proc/PID/maps) and go on until the mapping is gone.
+TEST(IndexCli, AnIndexOverwrittenByCpDuringASearchFailsNamingIt) {
+  const fs::path d = fs::temp_directory_path() / ("hl_index_cp_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  const std::string big = (d / "big.hlc").string(), other = (d / "other.hlc").string();
+  hc::write_binary_codes(big, {64, random_codes(1000000, 64, 11)});
+  hc::write_binary_codes(other, {64, random_codes(1000000, 64, 12)});
+  hc::write_binary_codes((d / "q.hlc").string(), {64, random_codes(1000, 64, 13)});
+  const auto r = hashlab::testing::sh(
+      "sh -c '" + hashlab::testing::cli() + " index search " + big + " --queries " +
+      (d / "q.hlc").string() + " --k 10 --threads 1 --no-verify --out " +
+      (d / "r.json").string() + " & p=$!; i=0; while ! grep -q big.hlc /proc/$p/maps " +
+      "2>/dev/null; do sleep 0.01; i=$((i+1)); [ $i -gt 3000 ] && break; done; " +
+      "while grep -q big.hlc /proc/$p/maps 2>/dev/null; do cp " + other + " " + big +
+      "; done; wait $p; echo rc=$?'");
+  EXPECT_TRUE(contains(r.out, "rc=1")) << r.out;  // not 135 (SIGBUS), not 0
+  EXPECT_TRUE(contains(r.out, big) && contains(r.out, "changed on disk")) << r.out;
+  EXPECT_FALSE(fs::exists(d / "r.json"));
+  fs::remove_all(d);
+}
+
+ino_t inode_of(const fs::path& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+// Every output file of search, index build and codes export/import: a
+// regular file is replaced by rename (a new inode, no temp file left); a
+// write that fails (/dev/full, reached through a symlink so that the old
+// code's rename cannot replace the device) is an error naming the file,
+// exit 1; so is a failed write of stdout; an --out in a missing directory is
+// refused (exit 2), the directory not created.
+TEST(IndexCli, OutputFilesAreReplacedByRenameAndFailedWritesAreErrors) {
+  const fs::path d = fs::temp_directory_path() / ("hl_index_out_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  hc::write_binary_codes((d / "a.hlc").string(), {64, random_codes(300, 64, 1)});
+  hc::write_binary_codes((d / "q.hlc").string(), {64, random_codes(7, 64, 3)});
+  const std::string a = (d / "a.hlc").string(), q = " --queries " + (d / "q.hlc").string();
+  std::vector<std::pair<std::string, std::string>> writers = {
+      {"index search " + a + q + " --k 5 --out ", ".npy"},
+      {"index search " + a + q + " --radius 20 --out ", ".json"},
+      {"search --db " + a + q + " --k 5 --out ", ".json"},
+      {"index build " + a + " --out ", ".hlc"},
+  };
+#ifdef HASHLAB_WITH_FAISS
+  writers.push_back({"codes export-faiss --in " + a + " --out ", ".faiss"});
+#endif
+  for (size_t i = 0; i < writers.size(); ++i) {
+    const auto& [cmd, ext] = writers[i];
+    SCOPED_TRACE(cmd + ext);
+    const fs::path out = d / ("out" + std::to_string(i) + ext);
+    auto r = run(cmd + out.string());
+    ASSERT_EQ(r.code, 0) << r.out;
+    const ino_t first = inode_of(out);
+    const std::string content = slurp(out);
+    r = run(cmd + out.string());
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(inode_of(out), first) << "rewritten in place, not replaced by rename";
+    if (ext != ".json") EXPECT_EQ(slurp(out), content);  // JSON holds the time taken
+    const fs::path full = d / ("full" + std::to_string(i) + ext);
+    fs::create_symlink("/dev/full", full);
+    r = run(cmd + full.string());
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_TRUE(contains(r.out, full.string()) && contains(r.out, "No space left on device"))
+        << r.out;
+    EXPECT_FALSE(contains(r.out, "wrote")) << r.out;
+    EXPECT_TRUE(fs::is_symlink(full));
+    r = run(cmd + (d / "missing" / ("x" + ext)).string());
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_TRUE(contains(r.out, "directory " + (d / "missing").string() + " of")) << r.out;
+    EXPECT_FALSE(fs::exists(d / "missing"));
+  }
+  // A symlink to a regular file is followed: the file is replaced, the link kept.
+  std::ofstream(d / "real.json") << "old";
+  fs::create_symlink(d / "real.json", d / "link.json");
+  auto r = run("index search " + a + q + " --k 5 --out " + (d / "link.json").string());
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(fs::is_symlink(d / "link.json"));
+  EXPECT_TRUE(contains(slurp(d / "real.json"), "\"results\"")) << slurp(d / "real.json");
+  for (const auto& e : fs::directory_iterator(d))
+    EXPECT_FALSE(contains(e.path().filename().string(), ".tmp.")) << e.path();
+  // Results on stdout that cannot be written.
+  r = hashlab::testing::sh("sh -c '" + hashlab::testing::cli() + " index search " + a + q +
+                                " --k 5 > /dev/full'");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "standard output: write failed")) << r.out;
+  fs::remove_all(d);
+}
+
+// Radius searches stop at --max-results; an empty index and one of codes too
+// wide for an index are named.
+TEST(IndexCli, RadiusResultsAreBoundedAndEmptyOrWideIndexesAreNamed) {
+  const fs::path d = fs::temp_directory_path() / ("hl_index_lim_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  const std::string a = (d / "a.hlc").string(), q = " --queries " + (d / "q.hlc").string();
+  hc::write_binary_codes(a, {64, random_codes(300, 64, 1)});
+  hc::write_binary_codes((d / "q.hlc").string(), {64, random_codes(7, 64, 3)});
+  for (const std::string cmd : {"index search " + a, "search --db " + a}) {
+    // Radius 64 finds all 7 x 300 = 2100.
+    auto r = run(cmd + q + " --radius 64 --max-results 2100");
+    EXPECT_EQ(r.code, 0) << r.out;
+    r = run(cmd + q + " --radius 64 --max-results 2099");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_TRUE(contains(r.out, "--radius 64 finds more than --max-results 2099 results")) << r.out;
+  }
+  const std::string empty = (d / "empty.hlc").string();
+  hc::write_binary_codes(empty, {64, torch::empty({0, 8}, torch::kUInt8)});
+  auto r = run("index search " + empty + q + " --k 1");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, empty + ": the index is empty")) << r.out;
+  const std::string wide = (d / "wide.hlc").string();
+  hc::write_binary_codes(wide, {5000, random_codes(3, 5000, 4)});
+  r = run("index search " + wide + " --queries " + wide + " --k 1");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, wide + ": nbits must be in [1, 4096]")) << r.out;
+  r = run("index build " + wide + " --out " + (d / "w.hlc").string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, wide + ": 5000-bit codes")) << r.out;
+  fs::remove_all(d);
+}
 
 // Two Gloo ranks (each searching half of the index) give exactly the
 // one-process result, indices included, through the local launcher (file

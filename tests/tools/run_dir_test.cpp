@@ -431,6 +431,74 @@ TEST_F(RunDirTest, StaleTempFilesOfDeadWritersAreRemoved) {
   EXPECT_TRUE(contains(r.out, "last.pt.tmp.99999999")) << r.out;
 }
 
+// npy int64 [n] with given values.
+void write_npy_i64(const fs::path& path, const std::vector<int64_t>& v) {
+  std::string header = "{'descr': '<i8', 'fortran_order': False, 'shape': (" +
+                       std::to_string(v.size()) + ",), }";
+  header.append(63 - (10 + header.size()) % 64, ' ');
+  header += '\n';
+  std::ofstream f(path, std::ios::binary);
+  f.write("\x93NUMPY\x01\x00", 8);
+  const uint16_t len = static_cast<uint16_t>(header.size());
+  f.put(static_cast<char>(len & 0xff)).put(static_cast<char>(len >> 8));
+  f << header;
+  f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * 8));
+}
+
+// `eval --query-labels/--db-labels` reads labels as training does: floats
+// (NaN included), negative ids and ids past 2^24 are refused naming the file
+// and the item, instead of a meaningless mAP.
+TEST_F(RunDirTest, EvalLabelFilesAreCheckedAsTrainingChecksThem) {
+  hashlab::codes::BinaryCodes c;
+  c.nbits = 16;
+  c.codes = torch::randint(256, {6, 2}, torch::kUInt8);
+  const auto codes = dir_ / "l.hlc";
+  hashlab::codes::write_binary_codes(codes.string(), c);
+  write_npy_i64(dir_ / "good.npy", {0, 1, 2, 0, 1, 2});
+  write_npy_i64(dir_ / "negative.npy", {0, 1, -3, 0, 1, 2});
+  write_npy_i64(dir_ / "huge.npy", {0, 1, 2, 0, 1000000000000, 2});
+  write_npy_f32(dir_ / "float.npy", {0, 1, std::nanf(""), 0, 1, 2}, 6, 1);
+  const std::string base = "eval --query-codes " + codes.string() + " --db-codes " +
+                           codes.string() + " --query-labels " + (dir_ / "good.npy").string() +
+                           " --db-labels ";
+  auto r = run(base + (dir_ / "good.npy").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const auto& [file, what] : std::vector<std::pair<std::string, std::string>>{
+           {"negative.npy", "label -3 at index 2 is negative"},
+           {"huge.npy", "label 1000000000000 at index 4 is beyond the limit"},
+           {"float.npy", "must be integers"}}) {
+    r = run(base + (dir_ / file).string());
+    EXPECT_EQ(r.code, 1) << file << ": " << r.out;
+    EXPECT_TRUE(contains(r.out, (dir_ / file).string() + ": ") && contains(r.out, what))
+        << file << ": " << r.out;
+  }
+}
+
+// The output files of eval, encode, export and report: a write that fails
+// (/dev/full through a symlink) is an error naming the file; a missing
+// --out directory is refused, not created.
+TEST_F(RunDirTest, RunCommandOutputsReportFailedWritesAndMissingDirectories) {
+  auto d = dir_ / "outs";
+  ASSERT_EQ(run("train -c " + cfg("lsh.yaml") + " --run-dir " + d.string()).code, 0);
+  const fs::path full = dir_ / "full_out";
+  fs::create_symlink("/dev/full", full);
+  for (const std::string& cmd :
+       {"eval --run " + d.string() + " --from-codes --out ", "export --run " + d.string() + " --out ",
+        "encode --run " + d.string() + " --input " + (dir_ / "images.idx").string() + " --out ",
+        "report " + d.string() + " --out "}) {
+    auto r = run(cmd + full.string());
+    EXPECT_EQ(r.code, 1) << cmd << "\n" << r.out;
+    EXPECT_TRUE(contains(r.out, full.string()) && contains(r.out, "No space left on device"))
+        << cmd << "\n" << r.out;
+    EXPECT_TRUE(fs::is_symlink(full)) << cmd;
+    r = run(cmd + (dir_ / "nodir" / "x").string());
+    EXPECT_EQ(r.code, 2) << cmd << "\n" << r.out;
+    EXPECT_TRUE(contains(r.out, "directory " + (dir_ / "nodir").string())) << cmd << "\n" << r.out;
+    EXPECT_FALSE(fs::exists(dir_ / "nodir")) << cmd;
+  }
+  fs::remove(full);
+}
+
 #ifdef HASHLAB_WITH_FAISS
 TEST_F(RunDirTest, ImportFaissWithAForgedVectorLengthIsRefused) {
   hashlab::codes::BinaryCodes c;

@@ -29,13 +29,6 @@ struct EvalCmd {
   std::vector<std::string> overrides;
 };
 
-torch::Tensor read_labels(const std::string& path) {
-  auto t = data::to_tensor(data::read_array_auto(path));
-  if (t.dim() == 1) return t.to(torch::kInt64);
-  if (t.dim() == 2) return t.to(torch::kUInt8);
-  fail("{}: labels must be 1-D (class ids) or 2-D (multi-hot), got {} dims", path, t.dim());
-}
-
 void run_eval(const EvalCmd& c) {
   nlohmann::json r;
   if (!c.run.empty()) {
@@ -63,6 +56,8 @@ void run_eval(const EvalCmd& c) {
              "--from-codes",
              c.run);
       r = evaluate_code_sets(q, db, ds, split, dopts, opts);
+      q.check_unchanged("during the evaluation");
+      db.check_unchanged("during the evaluation");
     } else {
       LoadedRun run = load_run(c.run, c.overrides, RunAccess::read, "hashlab eval");
       r = evaluate_run(*run.method, run.dataset, run.split, run.data_options,
@@ -76,12 +71,16 @@ void run_eval(const EvalCmd& c) {
     auto db = codes::read_codes(c.dbcodes);
     if (q.kind() != db.kind() || q.nbits() != db.nbits())
       fail("{} has {} but {} has {}", c.qcodes, q.describe(), c.dbcodes, db.describe());
-    auto ql = read_labels(c.qlabels), dl = read_labels(c.dblabels);
+    // Checked as training checks them (integers, class ids in [0, 2^24),
+    // multi-hot 0/1), naming the file and the item.
+    auto ql = data::read_labels(c.qlabels), dl = data::read_labels(c.dblabels);
     if (ql.size(0) != q.size())
       fail("{}: {} labels for {} query codes", c.qlabels, ql.size(0), q.size());
     if (dl.size(0) != db.size())
       fail("{}: {} labels for {} database codes", c.dblabels, dl.size(0), db.size());
     r = eval::evaluate_codes(q, db, ql, dl, {});
+    q.check_unchanged("during the evaluation");
+    db.check_unchanged("during the evaluation");
   }
   if (!c.out.empty()) atomic_write(c.out, json_text(r, 2) + "\n");
   std::cout << json_text(r) << "\n";

@@ -31,6 +31,7 @@ struct SearchOpts {
   std::string db, queries, out;
   int64_t k = 10;
   int radius = -1;
+  int64_t max_results = hs::kDefaultMaxRadiusResults;
   bool k_given = false, radius_given = false;
   int threads = 0;
   std::string device = "cpu";
@@ -42,7 +43,8 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// NumPy .npy v1.0 with a C-order array of the tensor's dtype (int32/int64).
+// NumPy .npy v1.0 with a C-order array of the tensor's dtype (int32/int64),
+// written atomically (AtomicFile: every write, the close and the rename checked).
 void write_npy(const std::string& path, const torch::Tensor& t) {
   const torch::Tensor c = t.cpu().contiguous();
   const char* descr = c.scalar_type() == torch::kInt64 ? "<i8" : "<i4";
@@ -55,14 +57,14 @@ void write_npy(const std::string& path, const torch::Tensor& t) {
   // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
   header.append(63 - (10 + header.size()) % 64, ' ');
   header += '\n';
-  std::ofstream f(path, std::ios::binary);
-  if (!f) hashlab::fail("cannot write {}", path);
-  f.write("\x93NUMPY\x01\x00", 8);
   const uint16_t len = static_cast<uint16_t>(header.size());
-  f.put(static_cast<char>(len & 0xff)).put(static_cast<char>(len >> 8));
-  f << header;
-  f.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
-  if (!f) hashlab::fail("cannot write {}", path);
+  const char preamble[10] = {'\x93', 'N', 'U', 'M', 'P', 'Y', '\x01', '\x00',
+                             static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
+  hashlab::AtomicFile f(path);
+  f.write(preamble, sizeof preamble);
+  f.write(header);
+  f.write(c.data_ptr(), c.nbytes());
+  f.commit();
 }
 
 hc::BinaryCodes load_binary(const std::string& path, const char* what) {
@@ -92,6 +94,7 @@ void run_search(const SearchOpts& o) {
     return;
   }
   hs::BinaryIndex index = hs::BinaryIndex::load(o.db, lo);
+  HL_CHECK(index.size() > 0, "{}: the index is empty (0 codes): nothing to search", o.db);
   const auto q = load_binary(o.queries, "--queries");
   c10::intrusive_ptr<c10d::ProcessGroup> group;
   if (env.distributed()) {
@@ -147,7 +150,16 @@ void run_search(const SearchOpts& o) {
     indices = r.indices, distances = r.distances;
   } else if (radius) {
     HL_CHECK(!ends_with(o.out, ".npy"), "--out {}: radius results are ragged; write .json", o.out);
-    auto r = index.range_search(qt, o.radius, o.threads);
+    HL_CHECK(o.max_results >= 1, "--max-results must be >= 1, got {}", o.max_results);
+    hs::RadiusResult r;
+    try {
+      r = index.range_search(qt, o.radius, o.threads, o.max_results);
+    } catch (const hs::RadiusLimitExceeded&) {
+      hashlab::fail("--radius {} finds more than --max-results {} results ({} queries over the {} "
+                    "codes of {}); lower --radius, search fewer queries at a time, or raise "
+                    "--max-results",
+                    o.radius, o.max_results, qt.size(0), index.size(), o.db);
+    }
     offsets = r.offsets.cpu(), indices = r.indices.cpu(), distances = r.distances.cpu();
     j["radius"] = o.radius;
   } else {
@@ -157,6 +169,9 @@ void run_search(const SearchOpts& o) {
     indices = r.indices.cpu(), distances = r.distances.cpu();
     j["k"] = o.k;
   }
+  // The queries are mapped too: results from a query file that changed
+  // under the search are refused (the index checks its own file).
+  q.check_unchanged("during the search");
   if (!j.contains("search_seconds"))
     j["search_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   hashlab::log().info("searched {} queries x {} codes in {:.4f} s ({:.2f} Gdist/s{})", qt.size(0),
@@ -199,10 +214,14 @@ void run_index_build(const IndexBuildOpts& o) {
     const std::string path =
         fs::is_directory(in) ? (fs::path(in) / "codes" / "database.hlc").string() : in;
     const auto c = load_binary(path, "input");
+    HL_CHECK(c.nbits <= hs::BinaryIndex::kMaxBits,
+             "{}: {}-bit codes; a binary index holds codes of 1 to {} bits", path, c.nbits,
+             hs::BinaryIndex::kMaxBits);
     if (index.nbits() == 0) index = hs::BinaryIndex(c.nbits);
     HL_CHECK(c.nbits == index.nbits(), "{} has {}-bit codes but {} has {}-bit codes", path, c.nbits,
              o.inputs.front(), index.nbits());
     index.add(c.codes);
+    c.check_unchanged("while the index was built");
   }
   index.save(o.out);
   std::cout << hashlab::json_text({{"index", o.out}, {"nbits", index.nbits()},
@@ -234,6 +253,9 @@ void add(CLI::App& app) {
   auto* k_opt = s->add_option("--k", o->k, "neighbours per query")->capture_default_str();
   auto* r_opt =
       s->add_option("--radius", o->radius, "instead of top-k: everything within this distance");
+  s->add_option("--max-results", o->max_results,
+                "--radius: fail past this many results, all queries together (memory)")
+      ->capture_default_str();
   s->add_option("--out", o->out, "results.json, or results.npy (+ results.distances.npy); default: JSON on stdout");
   s->add_option("--threads", o->threads, "CPU threads (0 = all)")
       ->check(CLI::Range(0, 4096))
@@ -262,6 +284,9 @@ void add(CLI::App& app) {
   is->add_option("--queries", so->queries, "query codes (.hlc)")->required();
   auto* ik = is->add_option("--k", so->k, "neighbours per query")->capture_default_str();
   auto* ir = is->add_option("--radius", so->radius, "instead of top-k: everything within this distance");
+  is->add_option("--max-results", so->max_results,
+                 "--radius: fail past this many results, all queries together (memory)")
+      ->capture_default_str();
   is->add_option("--out", so->out, "results.json, or results.npy (+ results.distances.npy); default: JSON on stdout");
   is->add_option("--threads", so->threads, "CPU threads (0 = all)")->check(CLI::Range(0, 4096));
   is->add_option("--device", so->device, "cpu or cuda")->capture_default_str();

@@ -1,6 +1,9 @@
 // hashlab: the command-line entry point. Subcommands live in cmd_*.cpp.
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <vector>
 
@@ -57,6 +60,31 @@ std::vector<std::string> raw_args_without(const std::string& flag) {
   return out;
 }
 
+namespace {
+// Every command's --out: an output file whose directory must exist (a typo
+// in a path must not silently create directories). The file itself is
+// written atomically by the command (AtomicFile).
+std::string check_output_directory(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) return "";
+  std::error_code ec;
+  const auto st = fs::status(dir, ec);
+  if (!fs::exists(st))
+    return "directory " + dir.string() + " of " + path + " does not exist (create it first)";
+  if (!fs::is_directory(st)) return dir.string() + " (in " + path + ") is not a directory";
+  return "";
+}
+
+void check_out_options(CLI::App* app) {
+  for (CLI::Option* o : app->get_options())
+    if (o->get_name() == "--out")
+      o->check(CLI::Validator(check_output_directory, "FILE", "output file"));
+  for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; }))
+    check_out_options(sub);
+}
+}  // namespace
+
 }  // namespace hashlab::cli
 
 int main(int argc, char** argv) {
@@ -68,6 +96,7 @@ int main(int argc, char** argv) {
   std::stable_sort(reg.begin(), reg.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   for (auto& [order, adder] : reg) adder(app);
+  hashlab::cli::check_out_options(&app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -85,6 +114,16 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "hashlab: error: " << e.what() << "\n";
+    return 1;
+  }
+  // What went to stdout (JSON results, often redirected to a file) is still
+  // buffered: a failed flush (disk full) is an error, not a silent exit 0.
+  errno = 0;
+  std::cout.flush();
+  if (!std::cout) {
+    const int err = errno;
+    std::cerr << "hashlab: error: standard output: write failed"
+              << (err != 0 ? std::string(": ") + std::strerror(err) : std::string()) << "\n";
     return 1;
   }
   return 0;
