@@ -67,6 +67,15 @@ TEST(HammingCuda, RadiusRankAllDistancesEqualCpu_CUDA) {
       ASSERT_TRUE(torch::equal(gpu.offsets.cpu(), cpu.offsets)) << r;
       ASSERT_TRUE(torch::equal(gpu.indices.cpu(), cpu.indices)) << r;
       ASSERT_TRUE(torch::equal(gpu.distances.cpu(), cpu.distances)) << r;
+      // The result bound holds on both twins: exactly the count passes,
+      // one fewer is refused.
+      const int64_t n = cpu.indices.size(0);
+      if (n > 0) {
+        EXPECT_NO_THROW(hs::hamming_radius(q.cuda(), db.cuda(), nbits, r, 0, n)) << r;
+        EXPECT_THROW(hs::hamming_radius(q.cuda(), db.cuda(), nbits, r, 0, n - 1),
+                     hs::RadiusLimitExceeded) << r;
+        EXPECT_THROW(hs::hamming_radius(q, db, nbits, r, 0, n - 1), hs::RadiusLimitExceeded) << r;
+      }
     }
     auto cpu = hs::hamming_rank_all(q, db, nbits);
     auto gpu = hs::hamming_rank_all(q.cuda(), db.cuda(), nbits);
