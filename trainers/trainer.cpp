@@ -12,6 +12,7 @@
 
 #include "csrc/core/checkpoint.h"
 #include "csrc/core/device.h"
+#include "csrc/core/distributed.h"
 #include "csrc/core/error.h"
 #include "csrc/core/signals.h"
 
@@ -358,12 +359,8 @@ void Trainer::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what)
     comm_seconds_ += dt;
     comm_by_op_[what] += dt;
     return;
-  } catch (const c10::Error& e) {
-    why = e.what_without_backtrace();
-  } catch (const std::exception& e) {
-    why = e.what();
   } catch (...) {
-    why = "an unknown error";
+    why = dist::current_exception_text();
   }
   // Gloo's own words ("Connection closed by peer", "Timed out waiting ...")
   // with what was being done and the two usual causes.

@@ -143,12 +143,8 @@ c10::intrusive_ptr<c10d::ProcessGroup> make_gloo_group(const DistEnv& env) {
     std::string error;
     try {
       g = join_gloo_group(env);
-    } catch (const c10::Error& e) {
-      error = e.what_without_backtrace();
-    } catch (const std::exception& e) {
-      error = e.what();
     } catch (...) {
-      error = "an unknown error";
+      error = current_exception_text();
     }
     std::lock_guard<std::mutex> lk(j->m);
     j->group = std::move(g);
@@ -169,18 +165,26 @@ c10::intrusive_ptr<c10d::ProcessGroup> make_gloo_group(const DistEnv& env) {
   return j->group;
 }
 
+std::string current_exception_text() {
+  try {
+    throw;
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an unknown error";
+  }
+}
+
 void wait(const c10::intrusive_ptr<c10d::Work>& work, const c10d::ProcessGroup& group,
           const std::string& job, const std::string& what) {
   std::string why;
   try {
     work->wait();
     return;
-  } catch (const c10::Error& e) {
-    why = e.what_without_backtrace();
-  } catch (const std::exception& e) {
-    why = e.what();
   } catch (...) {
-    why = "an unknown error";
+    why = current_exception_text();
   }
   fail("{}, rank {} of {}: {} failed: another rank died or refused, or was busy longer than the "
        "job's timeout (HASHLAB_DIST_TIMEOUT). Gloo: {}",
@@ -194,14 +198,14 @@ template <typename Start>
 void collective(c10d::ProcessGroup& group, const std::string& job, const std::string& what,
                 Start start) {
   c10::intrusive_ptr<c10d::Work> work;
+  std::string why;
   try {
     work = start();
-  } catch (const c10::Error& e) {
-    fail("{}, rank {} of {}: {} failed: {}", job, group.getRank(), group.getSize(), what,
-         e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    fail("{}, rank {} of {}: {} failed: {}", job, group.getRank(), group.getSize(), what, e.what());
+  } catch (...) {
+    why = current_exception_text();
   }
+  if (!work)
+    fail("{}, rank {} of {}: {} failed: {}", job, group.getRank(), group.getSize(), what, why);
   wait(work, group, job, what);
 }
 

@@ -62,6 +62,11 @@ c10::intrusive_ptr<c10d::ProcessGroup> make_gloo_group(const DistEnv& env);
 // 2), unless HASHLAB_MAX_LOCAL_RANKS sets it. `why` gets how it was computed.
 int max_local_ranks(std::string* why = nullptr);
 
+// Inside a catch block: the text of the exception being handled (c10's
+// without its backtrace; "an unknown error" for a type that is not a
+// std::exception).
+std::string current_exception_text();
+
 // Waits for a collective of a multi-process `job` ("sharded search",
 // "data-parallel training"); a failure (a rank died, disagreed on a shape, or
 // was busy past the timeout) becomes a hashlab::Error naming the job, this

@@ -39,10 +39,11 @@ using hashlab::testing::run;
 using hashlab::testing::sh;
 using hashlab::testing::write_images;
 
-// npy float32 [n, d] with given values.
-void write_npy_f32(const fs::path& path, const std::vector<float>& v, int n, int d) {
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
-                       std::to_string(n) + ", " + std::to_string(d) + "), }";
+// An npy file of `descr` ('<f4', '<i8') and `shape` ("3," or "3, 4") holding `bytes`.
+void write_npy(const fs::path& path, const std::string& descr, const std::string& shape,
+               const void* data, size_t bytes) {
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + shape +
+                       "), }";
   header.append(63 - (10 + header.size()) % 64, ' ');
   header += '\n';
   std::ofstream f(path, std::ios::binary);
@@ -50,7 +51,12 @@ void write_npy_f32(const fs::path& path, const std::vector<float>& v, int n, int
   const uint16_t len = static_cast<uint16_t>(header.size());
   f.put(static_cast<char>(len & 0xff)).put(static_cast<char>(len >> 8));
   f << header;
-  f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
+  f.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+}
+
+// npy float32 [n, d] with given values.
+void write_npy_f32(const fs::path& path, const std::vector<float>& v, int n, int d) {
+  write_npy(path, "<f4", std::to_string(n) + ", " + std::to_string(d), v.data(), v.size() * 4);
 }
 
 int yaml_bits(const fs::path& config) {
@@ -433,16 +439,7 @@ TEST_F(RunDirTest, StaleTempFilesOfDeadWritersAreRemoved) {
 
 // npy int64 [n] with given values.
 void write_npy_i64(const fs::path& path, const std::vector<int64_t>& v) {
-  std::string header = "{'descr': '<i8', 'fortran_order': False, 'shape': (" +
-                       std::to_string(v.size()) + ",), }";
-  header.append(63 - (10 + header.size()) % 64, ' ');
-  header += '\n';
-  std::ofstream f(path, std::ios::binary);
-  f.write("\x93NUMPY\x01\x00", 8);
-  const uint16_t len = static_cast<uint16_t>(header.size());
-  f.put(static_cast<char>(len & 0xff)).put(static_cast<char>(len >> 8));
-  f << header;
-  f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * 8));
+  write_npy(path, "<i8", std::to_string(v.size()) + ",", v.data(), v.size() * 8);
 }
 
 // `eval --query-labels/--db-labels` reads labels as training does: floats
