@@ -8,12 +8,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <regex>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -667,14 +665,11 @@ class CurveBuilder {
 
   void add(double step, double v) {
     if (!std::isfinite(v)) return;
-    ++logged_;
     // A step at or before the last one: a resumed session repeats the steps
     // after its checkpoint, and its values replace the earlier session's.
-    if (have_last_ && step <= last_.first)
-      while (!pts_.empty() && pts_.back().first >= step) pts_.pop_back();
-    if (seen_++ % stride_ == 0) pts_.emplace_back(step, v);
+    while (!pts_.empty() && pts_.back().first >= step) pts_.pop_back();
+    if (logged_++ % stride_ == 0) pts_.emplace_back(step, v);
     last_ = {step, v};
-    have_last_ = true;
     if (pts_.size() >= 2 * static_cast<size_t>(keep_)) {
       size_t j = 0;
       for (size_t i = 0; i < pts_.size(); i += 2) pts_[j++] = pts_[i];
@@ -684,17 +679,16 @@ class CurveBuilder {
   }
 
   Curve finish(std::string event, std::string field) {
-    if (have_last_ && (pts_.empty() || pts_.back() != last_)) pts_.push_back(last_);
-    Curve c{std::move(event), std::move(field), thin(std::move(pts_), keep_), logged_};
-    return c;
+    if (logged_ > 0 && (pts_.empty() || pts_.back() != last_)) pts_.push_back(last_);
+    const bool thinned = stride_ > 1 || pts_.size() > static_cast<size_t>(keep_);
+    return Curve{std::move(event), std::move(field), thin(std::move(pts_), keep_), logged_, thinned};
   }
 
  private:
   int keep_;
   std::vector<std::pair<double, double>> pts_;
   std::pair<double, double> last_{0, 0};
-  bool have_last_ = false;
-  int64_t seen_ = 0, stride_ = 1, logged_ = 0;
+  int64_t stride_ = 1, logged_ = 0;
 };
 
 // metrics.jsonl, streamed a line at a time (a killed run can leave a cut
@@ -1035,7 +1029,7 @@ void training_charts(Page& page, const RunData& r) {
         }))
       continue;
     const std::string title = c.event == "train" ? c.field : c.event + ": " + c.field;
-    if (c.logged > static_cast<int64_t>(pts.size()))
+    if (c.thinned)
       thinned.push_back(fmt::format("{} ({} values, {} drawn)", title, c.logged, pts.size()));
     if (!any) {
       page.h2("Training curves");
@@ -1170,8 +1164,6 @@ std::string run_report_html(const RunData& r, const std::string& chartjs) {
       page.h3(string_at(rec, "event", "record"));
       page.table({"field", "value"}, kv, "kv");
     }
-    if (r.other_records_skipped > 0)
-      page.para(fmt::format("{} more records without a step are not shown.", r.other_records_skipped));
   }
   if (!r.config_text.empty()) {
     page.h2("Resolved config (config.yaml)");

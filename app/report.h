@@ -50,7 +50,8 @@ struct Curve {
   std::string event;  // "train", "code_histogram", ..., or "eval" (periodic evaluations)
   std::string field;
   std::vector<std::pair<double, double>> points;
-  int64_t logged = 0;  // values read for it (points.size() when not thinned)
+  int64_t logged = 0;    // values read for it (a resumed run's repeated steps included)
+  bool thinned = false;  // points were dropped for drawing (the page says so)
 };
 
 // Everything a report uses from one run directory.

@@ -205,7 +205,7 @@ Dataset load_dataset(const DataOptions& o) {
       fail("data: unknown format '{}'", o.format);
     }
     if (!own_labels && !o.labels.empty()) {
-      torch::Tensor l = as_labels(read_array_auto(o.labels[i], cap), o.labels[i]);
+      torch::Tensor l = read_labels(o.labels[i], cap);
       if (l.size(0) != feats.back().size(0))
         fail("{}: {} labels, but {} has {} items", o.labels[i], l.size(0), f,
              feats.back().size(0));

@@ -1,11 +1,5 @@
 #include "csrc/codes/code_file.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#include <zlib.h>
-
-#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -48,9 +42,6 @@ struct Header {
 #pragma pack(pop)
 static_assert(sizeof(Header) == kHeaderBytes, "code file header must be 64 bytes");
 
-uint32_t crc_of(uint32_t crc, const void* data, size_t n) {
-  return static_cast<uint32_t>(::crc32_z(crc, static_cast<const Bytef*>(data), n));
-}
 
 // The whole file, mapped (MappedFile: a change on disk while it is read is
 // an error naming the file, never a SIGBUS).
@@ -87,7 +78,7 @@ Header parse_header(const std::string& path, const MappedFile& m) {
     fail("code file {}: offset 8: version {} not supported (this build reads versions 1 to {})",
          path, h.version, kCodeFileVersion);
   if (h.version >= 2) {
-    const uint32_t crc = crc_of(::crc32_z(0, Z_NULL, 0), m.data(), kHeaderCrcBytes);
+    const uint32_t crc = crc32_of(m.data(), kHeaderCrcBytes);
     if (crc != h.header_crc32)
       fail("code file {}: header checksum mismatch: bytes 0..51 have crc32 {:#010x}, offset 52 "
            "says {:#010x} (corrupt header)",
@@ -130,7 +121,7 @@ Header parse_header(const std::string& path, const MappedFile& m) {
 }
 
 void check_crc(const std::string& path, const MappedFile& m, const Header& h) {
-  const uint32_t crc = crc_of(::crc32_z(0, Z_NULL, 0), m.data() + kHeaderBytes, h.payload_bytes);
+  const uint32_t crc = crc32_of(m.data() + kHeaderBytes, h.payload_bytes);
   if (crc != h.crc32)
     fail("code file {}: checksum mismatch: payload crc32 {:#010x}, header says {:#010x} "
          "(corrupt file)",
@@ -146,15 +137,15 @@ struct Piece {
 // close, rename over path): a reader that mapped the old file keeps its
 // inode, and the new one appears whole or not at all.
 void write_atomically(const std::string& path, Header h, std::initializer_list<Piece> pieces) {
-  uint32_t crc = ::crc32_z(0, Z_NULL, 0);
+  uint32_t crc = 0;
   uint64_t total = 0;
   for (const Piece& p : pieces) {
-    crc = crc_of(crc, p.data, p.bytes);
+    crc = crc32_of(p.data, p.bytes, crc);
     total += p.bytes;
   }
   h.crc32 = crc;
   h.payload_bytes = total;
-  h.header_crc32 = crc_of(::crc32_z(0, Z_NULL, 0), &h, kHeaderCrcBytes);
+  h.header_crc32 = crc32_of(&h, kHeaderCrcBytes);
   try {
     AtomicFile f(path);
     f.write(&h, sizeof h);

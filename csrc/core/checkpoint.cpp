@@ -1,6 +1,5 @@
 #include "csrc/core/checkpoint.h"
 
-#include <zlib.h>
 
 #include <cstring>
 
@@ -12,18 +11,6 @@ namespace {
 
 constexpr char kMagic[8] = {'H', 'L', 'C', 'K', 'P', 'T', '\r', '\n'};
 constexpr size_t kHeader = 32;
-
-uint32_t crc(const void* p, size_t n) {
-  uLong c = crc32(0L, Z_NULL, 0);
-  const auto* b = static_cast<const Bytef*>(p);
-  while (n > 0) {
-    uInt chunk = static_cast<uInt>(std::min<size_t>(n, 1u << 30));
-    c = crc32(c, b, chunk);
-    b += chunk;
-    n -= chunk;
-  }
-  return static_cast<uint32_t>(c);
-}
 
 template <typename T>
 void put(std::string& s, size_t off, T v) {
@@ -49,8 +36,8 @@ void write_checkpoint(const std::string& path, torch::serialize::OutputArchive& 
   put<uint32_t>(out, 8, kCheckpointVersion);
   put<uint32_t>(out, 12, 0);
   put<uint64_t>(out, 16, payload.size());
-  put<uint32_t>(out, 24, crc(payload.data(), payload.size()));
-  put<uint32_t>(out, 28, crc(out.data(), 24));
+  put<uint32_t>(out, 24, crc32_of(payload.data(), payload.size()));
+  put<uint32_t>(out, 28, crc32_of(out.data(), 24));
   out += payload;
   atomic_write(path, out);
 }
@@ -62,7 +49,7 @@ void read_checkpoint(const std::string& path, torch::serialize::InputArchive& ar
          data.size(), kHeader);
   if (std::memcmp(data.data(), kMagic, 8) != 0)
     fail("{}: not a hashlab checkpoint (bad magic at offset 0)", path);
-  if (get<uint32_t>(data, 28) != crc(data.data(), 24))
+  if (get<uint32_t>(data, 28) != crc32_of(data.data(), 24))
     fail("{}: checkpoint header is corrupted (header checksum mismatch)", path);
   uint32_t version = get<uint32_t>(data, 8);
   if (version != kCheckpointVersion)
@@ -72,7 +59,7 @@ void read_checkpoint(const std::string& path, torch::serialize::InputArchive& ar
   if (data.size() - kHeader != size)
     fail("{}: truncated or padded checkpoint: header says {} payload bytes, file has {}", path,
          size, data.size() - kHeader);
-  if (get<uint32_t>(data, 24) != crc(data.data() + kHeader, size))
+  if (get<uint32_t>(data, 24) != crc32_of(data.data() + kHeader, size))
     fail("{}: checkpoint payload is corrupted (crc32 mismatch)", path);
   try {
     archive.load_from(data.data() + kHeader, size);

@@ -17,14 +17,15 @@
 #include <random>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <zlib.h>
 
 #include "csrc/core/error.h"
+#include "csrc/core/fs_util.h"
 #include "csrc/core/logging.h"
 
 namespace hashlab::dist {
@@ -254,9 +255,7 @@ std::string broadcast_string(c10d::ProcessGroup& group, const std::string& s,
 }
 
 std::string checksum(const void* data, size_t n) {
-  uLong c = ::crc32_z(0L, Z_NULL, 0);
-  c = ::crc32_z(c, static_cast<const Bytef*>(data), n);
-  return fmt::format("crc32 {:08x} of {} bytes", static_cast<uint32_t>(c), n);
+  return fmt::format("crc32 {:08x} of {} bytes", crc32_of(data, n), n);
 }
 
 void agree_on_fingerprint(c10d::ProcessGroup& group, const Fingerprint& mine,
@@ -277,8 +276,8 @@ void agree_on_fingerprint(c10d::ProcessGroup& group, const Fingerprint& mine,
     if (t == v) continue;
     if (differing++ == 0) field = k, value_here = v, value_there = t;
   }
-  std::unordered_map<std::string, int> here;
-  for (const auto& kv : mine) here.emplace(kv.first, 0);
+  std::unordered_set<std::string> here;
+  for (const auto& kv : mine) here.insert(kv.first);
   for (const auto& [k, v] : theirs) {
     if (here.count(k)) continue;
     if (differing++ == 0) field = k, value_here = "(not set)", value_there = v;

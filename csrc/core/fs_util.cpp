@@ -1,5 +1,9 @@
 #include "csrc/core/fs_util.h"
 
+#include <zlib.h>
+
+#include <algorithm>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -102,6 +106,18 @@ void atomic_write(const std::string& path, std::string_view data) {
   AtomicFile f(path, AtomicFile::Parents::create);
   f.write(data);
   f.commit();
+}
+
+uint32_t crc32_of(const void* data, size_t n, uint32_t crc) {
+  uLong c = crc;
+  const auto* b = static_cast<const Bytef*>(data);
+  while (n > 0) {
+    const uInt chunk = static_cast<uInt>(std::min<size_t>(n, size_t{1} << 30));
+    c = ::crc32(c, b, chunk);
+    b += chunk;
+    n -= chunk;
+  }
+  return static_cast<uint32_t>(c);
 }
 
 std::string read_file(const std::string& path) {

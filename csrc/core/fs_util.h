@@ -1,6 +1,8 @@
 // Small filesystem helpers shared by everything that writes results.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,6 +50,10 @@ void atomic_write(const std::string& path, std::string_view data);
 
 // Reads a whole file; errors name the file.
 std::string read_file(const std::string& path);
+
+// zlib's crc32 of `n` bytes, continuing from `crc` (0 starts one); any size
+// (zlib's own takes at most 4 GiB a call on some builds).
+uint32_t crc32_of(const void* data, size_t n, uint32_t crc = 0);
 
 // "20261122-231501" in local time (run directory names).
 std::string timestamp_now();

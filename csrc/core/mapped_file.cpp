@@ -96,7 +96,6 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path, const std:
   struct stat st {};
   if (::fstat(m->fd_, &st) != 0) fail("{} {}: cannot stat: {}", what, path, std::strerror(errno));
   m->size_ = static_cast<size_t>(st.st_size);
-  m->size_at_open_ = st.st_size;
   m->mtime_ns_at_open_ = mtime_ns(st);
   if (m->size_ == 0) return m;
   install_handler();
@@ -142,21 +141,26 @@ MappedFile::~MappedFile() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-bool MappedFile::changed() const {
-  if (slot_ >= 0 && g_slots[slot_].faulted.load(std::memory_order_acquire) != 0) return true;
+bool MappedFile::changed(int64_t& size_now) const {
   struct stat st {};
-  if (::fstat(fd_, &st) != 0) return true;
-  return st.st_size != size_at_open_ || mtime_ns(st) != mtime_ns_at_open_;
+  const bool ok = ::fstat(fd_, &st) == 0;
+  size_now = ok ? static_cast<int64_t>(st.st_size) : -1;
+  if (slot_ >= 0 && g_slots[slot_].faulted.load(std::memory_order_acquire) != 0) return true;
+  return !ok || size_now != static_cast<int64_t>(size_) || mtime_ns(st) != mtime_ns_at_open_;
+}
+
+bool MappedFile::changed() const {
+  int64_t size_now = 0;
+  return changed(size_now);
 }
 
 void MappedFile::check_unchanged(const std::string& during) const {
-  if (!changed()) return;
-  struct stat st {};
-  const bool ok = ::fstat(fd_, &st) == 0;
+  int64_t size_now = 0;
+  if (!changed(size_now)) return;
   fail("{} {}: changed on disk {} ({} bytes when it was opened, {} now): it was truncated or "
        "rewritten in place (e.g. by cp). Replace files by renaming a new one over them (as "
        "hashlab's writers do), and retry",
-       what_, path_, during, size_at_open_, ok ? std::to_string(st.st_size) : "unknown");
+       what_, path_, during, size_, size_now >= 0 ? std::to_string(size_now) : "unknown");
 }
 
 }  // namespace hashlab

@@ -62,7 +62,9 @@ class MappedFile {
   size_t size_ = 0;
   int fd_ = -1;
   int slot_ = -1;  // in the SIGBUS registry; -1: read into memory, not mapped
-  int64_t size_at_open_ = 0, mtime_ns_at_open_ = 0;
+  int64_t mtime_ns_at_open_ = 0;
+  // changed(), with the file's size now (-1: fstat failed).
+  bool changed(int64_t& size_now) const;
 };
 
 }  // namespace hashlab

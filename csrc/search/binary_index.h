@@ -33,7 +33,7 @@ namespace hashlab::search {
 
 class BinaryIndex {
  public:
-  static constexpr int kMaxBits = 4096;
+  static constexpr int kMaxBits = search::kMaxBits;
   BinaryIndex() = default;
   // An empty index of `nbits`-bit codes (1..4096) on the CPU.
   explicit BinaryIndex(int nbits);

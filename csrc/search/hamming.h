@@ -25,6 +25,9 @@
 
 namespace hashlab::search {
 
+// The longest codes searched (bits).
+constexpr int kMaxBits = 4096;
+
 struct TopK {
   torch::Tensor distances;  // int32 [nq, k]
   torch::Tensor indices;    // int64 [nq, k]

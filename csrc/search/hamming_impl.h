@@ -8,8 +8,6 @@
 
 namespace hashlab::search {
 
-constexpr int kMaxBits = 4096;
-
 // The op-boundary checks of hamming.cpp (TORCH_CHECK naming the op and the
 // bad value). Returns true when the inputs are CUDA tensors.
 bool check_inputs(const char* op, const torch::Tensor& queries, const torch::Tensor& database,

@@ -68,6 +68,13 @@ inline int free_port() {
   return ntohs(a.sin_port);
 }
 
+// A shell snippet for inside `sh -c '...'`: waits (at most 60 s) until the
+// run's `metrics` file holds a "train" record, i.e. training has started.
+inline std::string wait_for_train_record(const std::string& metrics) {
+  return "i=0; while ! grep -q \\\"train\\\" " + metrics +
+         " 2>/dev/null; do sleep 0.05; i=$((i+1)); [ $i -gt 1200 ] && break; done; ";
+}
+
 // Runs `hashlab ARGS`.
 inline Result run(const std::string& args) { return sh(cli() + " " + args); }
 

@@ -265,8 +265,7 @@ TEST_F(DataParallel, AKilledRankMakesTheJobFailWithinTheTimeout) {
   const std::string metrics = (d / "metrics.jsonl").string();
   auto t0 = std::chrono::steady_clock::now();
   auto r = sh("sh -c '" + cli() + " train -c " + cfg() + args + " --run-dir " + d.string() +
-              " --nproc 2 & p=$!; i=0; while ! grep -q \\\"train\\\" " + metrics +
-              " 2>/dev/null; do sleep 0.05; i=$((i+1)); [ $i -gt 1200 ] && break; done; "
+              " --nproc 2 & p=$!; " + hashlab::testing::wait_for_train_record(metrics) +
               "kill -9 $(pgrep -P $p | tail -1); wait $p; echo rc=$?'");
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_TRUE(contains(r.out, "of 2 was killed by signal 9; stopping the other ranks")) << r.out;
@@ -283,9 +282,8 @@ TEST_F(DataParallel, AKilledRankMakesTheJobFailWithinTheTimeout) {
   const std::string args2 = args + " dist.timeout=20";
   r = sh("sh -c '" + env + "RANK=0 " + cli() + " train -c " + cfg() + args2 + " --run-dir " +
          d2.string() + " & a=$!; " + env + "RANK=1 " + cli() + " train -c " + cfg() + args2 +
-         " --run-dir " + d2.string() + " & b=$!; i=0; while ! grep -q \\\"train\\\" " +
-         (d2 / "metrics.jsonl").string() +
-         " 2>/dev/null; do sleep 0.05; i=$((i+1)); [ $i -gt 1200 ] && break; done; kill -9 $b; "
+         " --run-dir " + d2.string() + " & b=$!; " +
+         hashlab::testing::wait_for_train_record((d2 / "metrics.jsonl").string()) + "kill -9 $b; "
          "wait $a; echo rc0=$?'");
   s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_TRUE(contains(r.out, "rc0=1")) << r.out;

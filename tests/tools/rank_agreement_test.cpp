@@ -62,12 +62,17 @@ struct TwoRanks {
   double seconds = 0;
 };
 
-// Rank 0 runs `cmd0`, rank 1 `cmd1` (hashlab arguments), both started by
-// hand with a fresh file rendezvous, as torchrun would start them.
-TwoRanks start_two(const std::string& cmd0, const std::string& cmd1, const fs::path& store) {
+// The environment of a rank of two started by hand, as torchrun would start
+// it, over a fresh file rendezvous `store` (RANK= follows).
+std::string two_rank_env(const fs::path& store) {
   fs::remove(store);
-  const std::string env = "HASHLAB_DIST_TIMEOUT=20 WORLD_SIZE=2 GLOO_SOCKET_IFNAME=lo "
-                          "HASHLAB_STORE_FILE=" + store.string() + " ";
+  return "HASHLAB_DIST_TIMEOUT=20 WORLD_SIZE=2 GLOO_SOCKET_IFNAME=lo HASHLAB_STORE_FILE=" +
+         store.string() + " ";
+}
+
+// Rank 0 runs `cmd0`, rank 1 `cmd1` (hashlab arguments).
+TwoRanks start_two(const std::string& cmd0, const std::string& cmd1, const fs::path& store) {
+  const std::string env = two_rank_env(store);
   const auto t0 = std::chrono::steady_clock::now();
   auto r = sh("sh -c '" + env + "RANK=1 " + cli() + " " + cmd1 + " & b=$!; " + env + "RANK=0 " +
               cli() + " " + cmd0 + "; a=$?; wait $b; echo rc=$a,$?'");
@@ -212,9 +217,8 @@ TEST_F(RankAgreement, LocalRanksDieWithTheirLauncherAndTheirNumberIsCapped) {
   const std::string metrics = (run_dir / "metrics.jsonl").string();
   auto r = sh("sh -c '" + cli() + " train -c " + (dir_ / "hn.yaml").string() +
               " train.iterations=1000000 train.checkpoint_every=1000000 --run-dir " +
-              run_dir.string() + " --nproc 2 >/dev/null 2>&1 & p=$!; i=0; while ! grep -q "
-              "\\\"train\\\" " + metrics + " 2>/dev/null; do sleep 0.05; i=$((i+1)); "
-              "[ $i -gt 1200 ] && break; done; echo launcher=$p'");
+              run_dir.string() + " --nproc 2 >/dev/null 2>&1 & p=$!; " +
+              hashlab::testing::wait_for_train_record(metrics) + "echo launcher=$p'");
   const auto at = r.out.find("launcher=");
   ASSERT_NE(at, std::string::npos) << r.out;
   const int launcher = std::stoi(r.out.substr(at + 9));
@@ -246,15 +250,12 @@ TEST_F(RankAgreement, LocalRanksDieWithTheirLauncherAndTheirNumberIsCapped) {
 // directory").
 TEST_F(RankAgreement, AnInterruptOfOneRankIsExplainedOnEveryRank) {
   const fs::path run_dir = dir_ / "ctrl_c";
-  const fs::path store = dir_ / "store_int";
-  fs::remove(store);
-  const std::string env = "HASHLAB_DIST_TIMEOUT=20 WORLD_SIZE=2 GLOO_SOCKET_IFNAME=lo "
-                          "HASHLAB_STORE_FILE=" + store.string() + " ";
+  const std::string env = two_rank_env(dir_ / "store_int");
   const std::string cmd = cli() + " train -c " + (dir_ / "hn.yaml").string() +
                           " train.iterations=1000000 --run-dir " + run_dir.string();
   auto r = sh("sh -c '" + env + "RANK=0 " + cmd + " & a=$!; " + env + "RANK=1 " + cmd +
-              " & b=$!; i=0; while ! grep -q \\\"train\\\" " + (run_dir / "metrics.jsonl").string() +
-              " 2>/dev/null; do sleep 0.05; i=$((i+1)); [ $i -gt 1200 ] && break; done; "
+              " & b=$!; " +
+              hashlab::testing::wait_for_train_record((run_dir / "metrics.jsonl").string()) +
               "kill -INT $b; wait $a; a=$?; wait $b; echo rc=$a,$?'");
   EXPECT_TRUE(contains(r.out, "rc=130,130")) << r.out;
   EXPECT_TRUE(contains(r.out, "stopped because another rank of the job was interrupted")) << r.out;

@@ -311,14 +311,15 @@ TEST_F(ReportTest, KilledRunStillGetsAReportThatSaysWhatIsMissing) {
   const fs::path page = d / "report.html";
   ASSERT_TRUE(fs::exists(page));
   const std::string html = slurp(page);
-  const size_t at = html.find("id=\"report-notices\"");
-  ASSERT_NE(at, std::string::npos) << "no notices on the page";
-  const std::string notices = html.substr(at, html.find("</div>", at) - at);
+  const std::string notices = page_notices(html);
+  ASSERT_FALSE(notices.empty()) << "no notices on the page";
   EXPECT_TRUE(contains(notices, "line 4: not a JSON object")) << notices;
   EXPECT_TRUE(contains(notices, "line 12: cut short")) << notices;
   EXPECT_TRUE(contains(notices, "no final evaluation")) << notices;
   EXPECT_FALSE(contains(html, "Bit balance"));  // an unfinished run has no codes
   EXPECT_TRUE(contains(html, "resumed 1 times"));
+  // A resumed run's repeated steps are replaced, not thinned.
+  EXPECT_FALSE(contains(html, "Thinned")) << "a run of 8 records was said to be thinned";
   EXPECT_TRUE(contains(r.out, "cut short")) << r.out;  // and on the console
 
   report::RunData rd = report::read_run(d.string());

@@ -67,11 +67,19 @@ void write_npy(const std::string& path, const torch::Tensor& t) {
   f.commit();
 }
 
-hc::BinaryCodes load_binary(const std::string& path, const char* what) {
-  const auto info = hc::read_code_file_info(path);
-  if (info.kind != hc::CodeKind::binary)
+// `info` (when given) gets the file's header.
+hc::BinaryCodes load_binary(const std::string& path, const char* what,
+                            hc::CodeFileInfo* info = nullptr) {
+  const auto header = hc::read_code_file_info(path);
+  if (header.kind != hc::CodeKind::binary)
     hashlab::fail("{} {}: holds PQ codes; hashlab search ranks binary codes", what, path);
+  if (info) *info = header;
   return hc::read_binary_codes(path);
+}
+
+// A code file's contents, for the ranks' fingerprint: its header's payload crc32.
+std::string contents(const hc::CodeFileInfo& info) {
+  return fmt::format("crc32 {:08x} of {} bytes", info.crc32, info.payload_bytes);
 }
 
 void run_search(const SearchOpts& o) {
@@ -80,7 +88,8 @@ void run_search(const SearchOpts& o) {
   HL_CHECK(!o.radius_given || o.radius >= 0, "--radius must be >= 0 (a Hamming distance), got {}",
            o.radius);
   HL_CHECK(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda, got '{}'", o.device);
-  if (hc::read_code_file_info(o.db).kind != hc::CodeKind::binary)
+  const auto db_info = hc::read_code_file_info(o.db);
+  if (db_info.kind != hc::CodeKind::binary)
     hashlab::fail("{}: holds PQ codes; a binary index ranks binary codes", o.db);
   hs::BinaryIndex::LoadOptions lo;
   lo.mmap = !o.no_mmap;
@@ -95,7 +104,8 @@ void run_search(const SearchOpts& o) {
   }
   hs::BinaryIndex index = hs::BinaryIndex::load(o.db, lo);
   HL_CHECK(index.size() > 0, "{}: the index is empty (0 codes): nothing to search", o.db);
-  const auto q = load_binary(o.queries, "--queries");
+  hc::CodeFileInfo q_info{};
+  const auto q = load_binary(o.queries, "--queries", &q_info);
   c10::intrusive_ptr<c10d::ProcessGroup> group;
   if (env.distributed()) {
     // One rank of a sharded search. The ranks first agree on what they
@@ -103,16 +113,14 @@ void run_search(const SearchOpts& o) {
     // results of ranks that searched different files would be wrong, and
     // candidates of another size abort Gloo's transport.
     group = hashlab::dist::make_gloo_group(env);
-    const auto db_info = hc::read_code_file_info(o.db);
     hashlab::dist::agree_on_fingerprint(
         *group,
         {{"--db (codes)", std::to_string(index.size())},
          {"--db (bits)", std::to_string(index.nbits())},
-         {"--db (contents)", fmt::format("crc32 {:08x} of {} bytes", db_info.crc32, db_info.payload_bytes)},
+         {"--db (contents)", contents(db_info)},
          {"--queries (codes)", std::to_string(q.codes.size(0))},
          {"--queries (bits)", std::to_string(q.nbits)},
-         {"--queries (contents)",
-          hashlab::dist::checksum(q.codes.contiguous().data_ptr(), q.codes.contiguous().nbytes())},
+         {"--queries (contents)", contents(q_info)},
          {"--k", std::to_string(o.k)},
          {"--radius", o.radius_given ? std::to_string(o.radius) : "(not set)"},
          {"--device", o.device}},
