@@ -37,6 +37,7 @@ DataOptions DataOptions::from_yaml(Section s) {
   s.get("num_train", o.num_train, Range{0, 1e12});
   s.get("split_seed", o.split_seed);
   s.get("validation", o.validation);
+  s.get("classes", o.classes, Range{0, (1 << 24) - 1});
   s.get("max_file_gib", o.max_file_gib, Range{1e-6, 1024});
   s.get("center", o.vectors.center);
   s.get("l2_normalize", o.vectors.l2_normalize);
@@ -157,6 +158,42 @@ torch::Tensor pool(std::vector<torch::Tensor>& parts, const std::vector<std::str
   return parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
 }
 
+// data.classes: keeps the items of the listed classes, relabelled 0..k-1 in
+// the order listed. A class that has no item is an error (a typo would
+// otherwise leave a silently smaller problem).
+void keep_classes(Dataset& d, const std::vector<int64_t>& classes, const std::string& file) {
+  if (!d.labels.defined() || d.multi_label)
+    fail("data.classes: needs single-label data, but {} {}", file,
+         d.labels.defined() ? "has multi-hot labels" : "has no labels");
+  std::vector<int64_t> map(static_cast<size_t>(d.num_classes), -1);
+  for (size_t k = 0; k < classes.size(); ++k) {
+    const int64_t c = classes[k];
+    if (c >= d.num_classes)
+      fail("data.classes: class {} is not in {} (its classes are 0..{})", c, file,
+           d.num_classes - 1);
+    if (map[static_cast<size_t>(c)] >= 0) fail("data.classes: class {} is listed twice", c);
+    map[static_cast<size_t>(c)] = static_cast<int64_t>(k);
+  }
+  torch::Tensor new_label = torch::tensor(map).index_select(0, d.labels);
+  torch::Tensor keep = (new_label >= 0).nonzero().flatten();
+  torch::Tensor counts = torch::bincount(new_label.index_select(0, keep), {},
+                                         static_cast<int64_t>(classes.size()));
+  for (size_t k = 0; k < classes.size(); ++k)
+    if (counts[static_cast<int64_t>(k)].item<int64_t>() == 0)
+      fail("data.classes: class {} has no item in {}", classes[k], file);
+  d.labels = new_label.index_select(0, keep).contiguous();
+  d.num_classes = static_cast<int64_t>(classes.size());
+  if (d.features.defined()) d.features = d.features.index_select(0, keep).contiguous();
+  if (!d.image_paths.empty()) {
+    std::vector<std::string> paths;
+    paths.reserve(static_cast<size_t>(keep.size(0)));
+    for (int64_t i : std::vector<int64_t>(keep.data_ptr<int64_t>(),
+                                          keep.data_ptr<int64_t>() + keep.size(0)))
+      paths.push_back(std::move(d.image_paths[static_cast<size_t>(i)]));
+    d.image_paths = std::move(paths);
+  }
+}
+
 }  // namespace
 
 torch::Tensor read_labels(const std::string& path, uint64_t max_bytes) {
@@ -220,6 +257,7 @@ Dataset load_dataset(const DataOptions& o) {
                     : d.labels.numel() ? d.labels.max().item<int64_t>() + 1
                                        : 0;
   }
+  if (!o.classes.empty()) keep_classes(d, o.classes, o.labels.empty() ? o.files[0] : o.labels[0]);
   if (d.features.defined() && d.features.dim() == 2) {
     const auto& v = o.vectors;
     if (v.center || v.l2_normalize || v.max_norm_scale > 0)

@@ -50,6 +50,10 @@ struct DataOptions {
   // Hold out the query set and evaluate on validation queries drawn from the
   // database instead (datasets/splits.h): for choosing hyperparameters.
   bool validation = false;
+  // Keep only the items of these classes (single-label data), relabelled
+  // 0..k-1 in the order given: a class-disjoint regime, e.g. choose settings
+  // on [0, 1, 2, 3, 4] and check them on [5, 6, 7, 8, 9]. Empty: every class.
+  std::vector<int64_t> classes;
   double max_file_gib = 8;          // per-file cap (decompressed), see readers/bytes.h
   VectorTransformOptions vectors;   // keys center, l2_normalize, max_norm_scale
   ImageTransformOptions images;     // keys scale, resize, crop, random_crop, flip, mean, std

@@ -22,6 +22,7 @@ struct AutoJacoBinOptions {
   bool jacobian = true;
   double noise = 0, contractive = 0, scale = 0.8;
   bool code_bias = true;
+  int64_t input_pca = 0;
   models::TangentOptions tangents;
 
   static AutoJacoBinOptions from_yaml(Section& s) {
@@ -34,6 +35,7 @@ struct AutoJacoBinOptions {
     s.get("contractive", o.contractive, Range{0, 1e12});
     s.get("scale", o.scale, Range{1e-12, 1e12});
     s.get("code_bias", o.code_bias);
+    s.get("input_pca", o.input_pca, Range{0, 1e9});
     Section t = s.sub("tangents");
     t.get("neighbours", o.tangents.neighbours, Range{0, 1e9});
     // k counts the point itself: one "neighbour" leaves no neighbourhood.
@@ -82,13 +84,17 @@ class AutoJacoBinMethod : public Method {
  public:
   AutoJacoBinMethod(Section& cfg, const MethodContext& ctx)
       : o_(AutoJacoBinOptions::from_yaml(cfg)),
-        D_(flat_dim(ctx)),
+        D_in_(flat_dim(ctx)),
+        D_(o_.input_pca > 0 ? o_.input_pca : D_in_),
         seed_(ctx.seed),
         net_(D_, o_.bits) {
+    HL_CHECK(o_.input_pca <= D_in_,
+             "auto_jacobin: model.input_pca = {} exceeds the input dimension {}", o_.input_pca,
+             D_in_);
     HL_CHECK(o_.bits <= D_,
-             "auto_jacobin: model.bits = {} exceeds the input dimension {} (PCA initialisation "
+             "auto_jacobin: model.bits = {} exceeds the {} dimension {} (PCA initialisation "
              "needs d <= D)",
-             o_.bits, D_);
+             o_.bits, o_.input_pca > 0 ? "model.input_pca" : "input", D_);
     net_->to(ctx.device);
   }
 
@@ -103,8 +109,11 @@ class AutoJacoBinMethod : public Method {
   void before_train(Trainer& trainer) override {
     const TrainingSet& ts = trainer.training_set();
     torch::Tensor X = ts.x().flatten(1).to(torch::kFloat32);
-    HL_CHECK(X.size(1) == D_, "auto_jacobin: training items have {} values, the model expects {}",
-             X.size(1), D_);
+    HL_CHECK(X.size(1) == D_in_,
+             "auto_jacobin: training items have {} values, the model expects {}", X.size(1),
+             D_in_);
+    if (!initialised_ && o_.input_pca > 0) fit_input_pca(X);
+    X = project(X);
     if (!initialised_) initialise(X);
     if (trainer.world_size() > 1) {
       // The data scale: rank 0's, to the last bit (its parameters are broadcast by the trainer).
@@ -145,7 +154,7 @@ class AutoJacoBinMethod : public Method {
   void after_train(Trainer&) override { tangents_ = torch::Tensor(); }
 
   LossMap step(const Batch& batch, Trainer& trainer) override {
-    torch::Tensor x = batch.x.flatten(1).to(torch::kFloat32) * scale_;
+    torch::Tensor x = project(batch.x.flatten(1).to(torch::kFloat32)) * scale_;
     torch::Tensor T;
     if (o_.jacobian) {
       HL_CHECK(tangents_.defined(), "auto_jacobin: step before the tangents were computed");
@@ -186,6 +195,8 @@ class AutoJacoBinMethod : public Method {
     a.write("net", net);
     a.write("scale", torch::tensor(scale_, torch::kFloat64));
     a.write("initialised", torch::tensor(static_cast<int64_t>(initialised_)));
+    a.write("pca_mean", pca_mean_.defined() ? pca_mean_ : torch::zeros({0}, torch::kFloat64));
+    a.write("pca_dirs", pca_dirs_.defined() ? pca_dirs_ : torch::zeros({0}, torch::kFloat64));
   }
   void load(torch::serialize::InputArchive& a) override {
     torch::serialize::InputArchive net;
@@ -196,6 +207,19 @@ class AutoJacoBinMethod : public Method {
     net_->load(net);
     scale_ = scale.item<double>();
     initialised_ = init.item<int64_t>() != 0;
+    torch::Tensor pm, pd;
+    if (!a.try_read("pca_mean", pm) || !a.try_read("pca_dirs", pd))
+      fail("auto_jacobin state: missing 'pca_mean' or 'pca_dirs'");
+    if (pd.numel() > 0 && (pd.dim() != 2 || pd.size(0) != D_in_ || pd.size(1) != D_ ||
+                           pm.numel() != D_in_))
+      fail("auto_jacobin state: an input PCA of {} dimensions and {} values does not fit "
+           "model.input_pca = {} on {} values",
+           pd.dim(), pd.numel(), o_.input_pca, D_in_);
+    if (initialised_ && (pd.numel() > 0) != (o_.input_pca > 0))
+      fail("auto_jacobin state: trained {} an input PCA, but model.input_pca = {}",
+           pd.numel() > 0 ? "with" : "without", o_.input_pca);
+    pca_mean_ = pd.numel() > 0 ? pm.to(torch::kFloat64) : torch::Tensor();
+    pca_dirs_ = pd.numel() > 0 ? pd.to(torch::kFloat64) : torch::Tensor();
   }
 
   std::vector<std::string> encode_options() const override { return {"code_bias"}; }
@@ -207,15 +231,38 @@ class AutoJacoBinMethod : public Method {
   }
 
  private:
-  // The codes' linear function: W = s W1^T [D, d] and b1 (or undefined), float, CPU.
+  // The codes' linear function on raw inputs: W [D_in, d] and a bias (or
+  // undefined), float, CPU. Without the input PCA W = s W1^T, bias b1; with
+  // it W = s P W1^T and bias b1 - mu^T W (sign(W1 s P^T (x - mu) + b1)).
   std::pair<torch::Tensor, torch::Tensor> hash_function() const {
-    torch::Tensor W = (net_->W1.detach().to(torch::kCPU, torch::kFloat64) * scale_)
-                          .t()
-                          .contiguous()
-                          .to(torch::kFloat32);
+    torch::Tensor W = net_->W1.detach().to(torch::kCPU, torch::kFloat64).t() * scale_;
     torch::Tensor b;
-    if (o_.code_bias) b = net_->b1.detach().to(torch::kCPU, torch::kFloat32).clone();
-    return {W, b};
+    if (o_.code_bias) b = net_->b1.detach().to(torch::kCPU, torch::kFloat64);
+    if (pca_dirs_.defined()) {
+      W = pca_dirs_.matmul(W);
+      torch::Tensor shift = -pca_mean_.matmul(W);
+      b = b.defined() ? b + shift : shift;
+    }
+    return {W.contiguous().to(torch::kFloat32),
+            b.defined() ? b.to(torch::kFloat32).contiguous() : b};
+  }
+
+  // input_pca: the training set's mean and top principal directions.
+  void fit_input_pca(const torch::Tensor& X) {
+    torch::NoGradGuard no_grad;
+    torch::Tensor X64 = X.to(torch::kFloat64);
+    pca_mean_ = X64.mean(0);
+    pca_dirs_ = baselines::pca_directions(X64 - pca_mean_, o_.input_pca).to(torch::kFloat64);
+    log().info("auto_jacobin: inputs projected on the top {} of {} principal directions",
+               o_.input_pca, D_in_);
+  }
+
+  // The model's input: (x - mu) P [N, input_pca] with the input PCA, else x.
+  torch::Tensor project(const torch::Tensor& x) const {
+    if (!pca_dirs_.defined()) return x;
+    return (x.to(torch::kFloat64) - pca_mean_.to(x.device()))
+        .matmul(pca_dirs_.to(x.device()))
+        .to(torch::kFloat32);
   }
 
   // §III-B: s = scale / max ||x||; the tied PCA initialisation.
@@ -289,7 +336,9 @@ class AutoJacoBinMethod : public Method {
   bool supports_data_parallel() const override { return true; }
 
   AutoJacoBinOptions o_;
-  int64_t D_;
+  int64_t D_in_;  // values per raw item
+  int64_t D_;     // the auto-encoder's input: input_pca, or D_in_
+  torch::Tensor pca_mean_, pca_dirs_;  // input_pca: [D_in] and [D_in, D] float64, CPU
   uint64_t seed_;
   AutoEncoder net_;
   double scale_ = 1.0;

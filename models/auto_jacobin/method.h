@@ -2,7 +2,9 @@
 // as one Method: a two-layer tanh auto-encoder whose hidden signs are the codes
 // (../shared/papers/auto_jacobin.md, §III, eqs. 4-5, Algorithm 1).
 //
-//   x' = s x                         s = scale / max ||x|| over the training set (stored)
+//   p  = x, or (x - mu) P            input_pca: N > 0: the top N principal directions P
+//                                    [D_in, N] and mean mu of the training set (stored)
+//   x' = s p                         s = scale / max ||p|| over the training set (stored)
 //   y  = tanh(W1 x' + b1)            W1 [d, D], b1 [d]     d = bits
 //   z  = tanh(W2 y + b2)             W2 [D, d], b2 [D]
 //   codes: sign(W1 x' + b1) (code_bias: true) or sign(W1 x') (false, as the paper prints)
@@ -40,6 +42,8 @@
 //   contractive: 0        # λ: CAutoBin's weight
 //   scale: 0.8            # s = scale / max ||x||
 //   code_bias: true       # codes sign(W1 x' + b1); false: sign(W1 x'); changes only encoding
+//   input_pca: 0          # N > 0: the auto-encoder reads the top-N PCA projection (D = N);
+//                         # N = bits is the paper's d = D regime on high-dimensional data
 //   tangents:
 //     neighbours: 0       # 0: D + d
 //     energy: 0.98
@@ -50,7 +54,8 @@
 // Logged per step: loss (the cost), recon, jacobian, binary, contractive,
 // evals (closure evaluations of the step). Once: an "auto_jacobin" record with
 // the scale, the tangents' time and the kept-direction counts.
-// Export: a linear hasher with W = s W1^T and bias b1 (or none).
+// Export: a linear hasher with W = s W1^T and bias b1 (or none); with the
+// input PCA, W = s P W1^T and bias b1 - mu^T W (or -mu^T W).
 #pragma once
 
 #include "trainers/method.h"

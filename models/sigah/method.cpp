@@ -1,6 +1,9 @@
 #include "models/sigah/method.h"
 
+#include <cmath>
 #include <vector>
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "csrc/core/error.h"
 #include "csrc/core/logging.h"
@@ -17,6 +20,11 @@ struct SiGAHOptions {
   double alpha = 1e-3, lambda = 1e-4, beta = 0.1, gamma = 1e-4, adv_weight = 1.0;
   std::string quant = "bound", graph = "mean";
   double sigma = 0;
+  std::string sigma_rule = "knn";
+  int64_t sigma_k = 10;
+  std::string input_norm = "rms";
+  bool straight_through = false;
+  double init_gain = 0;
   std::string activation = "leaky_relu";
   double slope = 0.2;
   bool discriminator = true;
@@ -33,6 +41,11 @@ struct SiGAHOptions {
     s.get_choice("quant", o.quant, {"bound", "literal"});
     s.get_choice("graph", o.graph, {"mean", "paper"});
     s.get("sigma", o.sigma, Range{0, 1e12});
+    s.get_choice("sigma_rule", o.sigma_rule, {"knn", "mean"});
+    s.get("sigma_k", o.sigma_k, Range{1, 1e6});
+    s.get_choice("input_norm", o.input_norm, {"rms", "none"});
+    s.get("straight_through", o.straight_through);
+    s.get("init_gain", o.init_gain, Range{0, 1e6});
     s.get_choice("activation", o.activation, {"leaky_relu", "relu"});
     s.get("slope", o.slope, Range{0, 1});
     s.get("discriminator", o.discriminator);
@@ -64,7 +77,7 @@ struct FreezeGuard {
 class SiGAHMethod : public Method {
  public:
   SiGAHMethod(Section& cfg, const MethodContext& ctx)
-      : o_(SiGAHOptions::from_yaml(cfg)), net_(net_options(o_, ctx)) {
+      : o_(SiGAHOptions::from_yaml(cfg)), net_(net_options(o_, ctx)), seed_(ctx.seed) {
     net_->to(ctx.device);
   }
 
@@ -91,27 +104,49 @@ class SiGAHMethod : public Method {
                "'{}' is lbfgs, which re-evaluates it; use sgd, adam or adamw",
                n);
     const TrainingSet& ts = trainer.training_set();
-    if (!mean_.defined()) mean_ = ts.x().flatten(1).mean(0);
-    if (sigma_ <= 0) sigma_ = o_.sigma > 0 ? o_.sigma : sigma_from(ts, trainer.options().batch_size);
+    if (!mean_.defined()) {
+      torch::Tensor X = ts.x().flatten(1).to(torch::kFloat32);
+      mean_ = X.mean(0);
+      rho_ = 1;
+      if (o_.input_norm == "rms") {
+        // The root mean square of the centred values, over items and dimensions.
+        rho_ = std::sqrt((X - mean_).to(torch::kFloat64).pow(2).mean().item<double>());
+        HL_CHECK(rho_ > 0, "sigah: every training item is the same; nothing to hash");
+      }
+      if (o_.init_gain > 0) gaussian_init();
+    }
+    if (sigma_ <= 0)
+      sigma_ = o_.sigma > 0 ? o_.sigma : sigma_from(ts, trainer.options().batch_size);
     if (trainer.world_size() > 1) {
       // Every rank computed them from the same data; rank 0's, to the last bit.
       std::vector<torch::Tensor> shared = {mean_.to(torch::kCPU).contiguous(),
-                                           torch::tensor({sigma_}, torch::kFloat64)};
+                                           torch::tensor({sigma_, rho_}, torch::kFloat64)};
       trainer.broadcast(shared);
       mean_ = shared[0];
-      sigma_ = shared[1].item<double>();
+      sigma_ = shared[1][0].item<double>();
+      rho_ = shared[1][1].item<double>();
     }
     mean_ = mean_.to(trainer.device());
+    log().info("sigah: inputs (x - mean) / {:.6g}; graph sigma {:.6g} ({})", rho_, sigma_,
+               o_.sigma > 0 ? "given" : o_.sigma_rule == "knn"
+                                          ? fmt::format("1 / mean distance to the {}th nearest "
+                                                        "item of a batch",
+                                                        o_.sigma_k)
+                                          : std::string("1 / mean pairwise distance"));
     if (trainer.metrics())
-      trainer.metrics()->write("sigah", {{"sigma", sigma_}, {"train_size", ts.size()}});
+      trainer.metrics()->write("sigah",
+                               {{"sigma", sigma_}, {"rho", rho_}, {"train_size", ts.size()}});
   }
 
   LossMap step(const Batch& batch, Trainer& trainer) override {
-    torch::Tensor x = batch.x.flatten(1) - mean_;
+    torch::Tensor x = normalise(batch.x);
     // The forward pass, once: both updates use it (the discriminator's step
     // does not touch W, W_g, c_g).
     torch::Tensor h = torch::tanh(net_->project(x));
-    torch::Tensor g = net_->generate(h);
+    // straight_through: the generator reads the codes sign(h) (its input in
+    // the paper), the gradient passes through tanh as if it read h.
+    torch::Tensor g =
+        net_->generate(o_.straight_through ? h + (torch::sign(h) - h).detach() : h);
     torch::Tensor xhat = net_->reconstruct(g);
     LossMap out;
     if (o_.discriminator) {
@@ -162,7 +197,7 @@ class SiGAHMethod : public Method {
   torch::Tensor embed(const torch::Tensor& x) override {
     TORCH_CHECK(mean_.defined(), "sigah used before training");
     torch::NoGradGuard no_grad;
-    return linear().project(x.flatten(1).to(torch::kFloat32).to(mean_.device()));
+    return linear().project(x.flatten(1).to(torch::kFloat32).to(torch::kCPU));
   }
 
   void save(torch::serialize::OutputArchive& a) const override {
@@ -171,16 +206,19 @@ class SiGAHMethod : public Method {
     a.write("net", net);
     a.write("mean", mean_.defined() ? mean_.to(torch::kCPU) : torch::zeros({0}));
     a.write("sigma", torch::tensor(sigma_, torch::kFloat64));
+    a.write("rho", torch::tensor(rho_, torch::kFloat64));
   }
   void load(torch::serialize::InputArchive& a) override {
     torch::serialize::InputArchive net;
-    torch::Tensor mean, sigma;
-    if (!a.try_read("net", net) || !a.try_read("mean", mean) || !a.try_read("sigma", sigma))
-      fail("sigah state: missing 'net', 'mean' or 'sigma'");
+    torch::Tensor mean, sigma, rho;
+    if (!a.try_read("net", net) || !a.try_read("mean", mean) || !a.try_read("sigma", sigma) ||
+        !a.try_read("rho", rho))
+      fail("sigah state: missing 'net', 'mean', 'sigma' or 'rho'");
     net_->load(net);
     torch::Device device = net_->W->weight.device();
     mean_ = mean.numel() > 0 ? mean.to(device) : torch::Tensor();
     sigma_ = sigma.item<double>();
+    rho_ = rho.item<double>();
   }
 
   torch::jit::Module to_torchscript(const MethodContext& ctx) const override {
@@ -202,33 +240,74 @@ class SiGAHMethod : public Method {
     return n;
   }
 
-  // The codes' hash: (x - mean) W^T, with the same ATen calls as the export.
-  baselines::LinearHash linear() const {
-    return {mean_.to(torch::kCPU, torch::kFloat32),
-            net_->W->weight.detach().t().contiguous().to(torch::kCPU, torch::kFloat32)};
+  // The network's input: (x - mean) / rho, flattened [N, d].
+  torch::Tensor normalise(const torch::Tensor& x) const {
+    return (x.flatten(1).to(torch::kFloat32) - mean_) / rho_;
   }
 
-  // 1 / the mean distance between distinct items of the stream's first
-  // batches (up to 4).
-  static double sigma_from(const TrainingSet& ts, int64_t batch) {
+  // The codes' hash: (x - mean) W^T / rho, with the same ATen calls as the
+  // export (sign is unchanged by rho > 0; the projection is the network's).
+  baselines::LinearHash linear() const {
+    return {mean_.to(torch::kCPU, torch::kFloat32),
+            (net_->W->weight.detach().to(torch::kCPU, torch::kFloat64) / rho_)
+                .t()
+                .contiguous()
+                .to(torch::kFloat32)};
+  }
+
+  // init_gain > 0: every weight ~ N(0, gain^2 / fan_in), biases 0 (the
+  // paper's "random Gaussian matrices"; the gain sets how saturated tanh
+  // starts: W x has standard deviation ~gain on the normalised inputs).
+  void gaussian_init() {
+    torch::NoGradGuard no_grad;
+    auto g = at::make_generator<at::CPUGeneratorImpl>(seed_ ^ 0x9a55u);
+    for (torch::nn::Linear* l : {&net_->W, &net_->gen, &net_->enc, &net_->dec}) {
+      torch::Tensor w = (*l)->weight;
+      w.copy_(at::randn(w.sizes(), g, torch::TensorOptions().dtype(torch::kFloat32)) *
+              (o_.init_gain / std::sqrt(static_cast<double>(w.size(1)))));
+      if ((*l)->bias.defined()) (*l)->bias.zero_();
+    }
+  }
+
+  // sigma of S_ij = exp(-sigma ||x_i - x_j||) from the stream's first batches
+  // (up to 4) of normalised inputs. knn: 1 / the mean distance from an item
+  // to its sigma_k-th nearest other item of the batch, so S is e^-1 at the
+  // typical k-th neighbour and falls off beyond (a local scale: with the mean
+  // pairwise distance S is nearly flat across classes). mean: 1 / the mean
+  // distance between distinct items.
+  double sigma_from(const TrainingSet& ts, int64_t batch) const {
     torch::NoGradGuard no_grad;
     torch::Tensor rows = ts.epoch_rows(0);
     double sum = 0;
-    int64_t pairs = 0;
+    int64_t count = 0;
+    const bool knn = o_.sigma_rule == "knn";
+    HL_CHECK(!knn || o_.sigma_k < batch,
+             "sigah: model.sigma_k = {} needs batches of more than {} items (train.batch_size "
+             "is {})",
+             o_.sigma_k, o_.sigma_k, batch);
     for (int64_t b = 0; b < 4 && (b + 1) * batch <= rows.size(0); ++b) {
-      torch::Tensor x = ts.features(rows.narrow(0, b * batch, batch)).flatten(1);
-      sum += torch::cdist(x, x).sum().item<double>();
-      pairs += batch * (batch - 1);
+      torch::Tensor x = normalise(ts.features(rows.narrow(0, b * batch, batch)).to(mean_.device()));
+      torch::Tensor dist = torch::cdist(x, x);
+      if (knn) {
+        // The k-th smallest of each row after the item itself (distance 0).
+        sum += std::get<0>(torch::kthvalue(dist, o_.sigma_k + 1, 1)).sum().item<double>();
+        count += batch;
+      } else {
+        sum += dist.sum().item<double>();
+        count += batch * (batch - 1);
+      }
     }
-    HL_CHECK(pairs > 0 && sum > 0, "sigah: cannot estimate sigma (batches of {} items from {})",
+    HL_CHECK(count > 0 && sum > 0, "sigah: cannot estimate sigma (batches of {} items from {})",
              batch, rows.size(0));
-    return static_cast<double>(pairs) / sum;
+    return static_cast<double>(count) / sum;
   }
 
   SiGAHOptions o_;
   models::SiGAHNet net_;
   torch::Tensor mean_;  // [d] on the model's device
+  double rho_ = 1;      // input unit: RMS of the centred training values (input_norm: rms)
   double sigma_ = 0;
+  uint64_t seed_ = 0;
 };
 
 }  // namespace

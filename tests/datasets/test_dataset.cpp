@@ -45,6 +45,25 @@ TEST(Dataset, PoolsIdxFilesInOrder) {
   EXPECT_EQ(d.labels[32].item<int64_t>(), 2);
 }
 
+// data.classes keeps the listed classes' items in pool order, relabelled in
+// the order listed (a class-disjoint regime), and names a bad list.
+TEST(Dataset, ClassesKeepsAndRelabelsTheListedClasses) {
+  TempDir dir;
+  DataOptions o = two_idx_files(dir);
+  Dataset all = load_dataset(o);
+  o.classes = {3, 1};
+  Dataset d = load_dataset(o);
+  EXPECT_EQ(d.num_classes, 2);
+  auto keep = ((all.labels == 3) | (all.labels == 1)).nonzero().flatten();
+  ASSERT_EQ(d.size(), keep.size(0));
+  EXPECT_TRUE(torch::equal(d.features, all.features.index_select(0, keep)));
+  EXPECT_TRUE(torch::equal(d.labels, (all.labels.index_select(0, keep) == 1).to(torch::kLong)));
+  o.classes = {3, 7};
+  expect_error([&] { load_dataset(o); }, "data.classes: class 7 is not in");
+  o.classes = {3, 3};
+  expect_error([&] { load_dataset(o); }, "data.classes: class 3 is listed twice");
+}
+
 TEST(Dataset, LabelCountMismatchNamesBothFiles) {
   TempDir dir;
   DataOptions o = two_idx_files(dir);

@@ -252,7 +252,8 @@ TEST(AutoJacoBinMethod, ResumedRunIsBitIdenticalAndExportMatchesEncode) {
                                              steps(8, 50), lbfgs(), tmpdir(name), interrupt_at);
   };
   // Auto-JacoBin (tangents recomputed on resume) and DAutoBin (noise drawn from the restored RNG).
-  for (std::string yaml : {"{bits: 4}", "{bits: 4, jacobian: false, noise: 0.2}"}) {
+  for (std::string yaml :
+       {"{bits: 4}", "{bits: 4, jacobian: false, noise: 0.2}", "{bits: 4, input_pca: 6}"}) {
     SCOPED_TRACE(yaml);
     auto whole = run(yaml, "whole", -1);
     auto resumed = run(yaml, "cut", 3);
@@ -290,8 +291,75 @@ TEST(AutoJacoBinMethod, ResumedRunIsBitIdenticalAndExportMatchesEncode) {
     auto wb = with_b->embed(ds.features);
     EXPECT_TRUE(torch::allclose(bias ? wb : wb - params_of(*with_b).b1, v, 1e-5, 1e-6));
   }
+  // With the input PCA the exported hash is the composite sign(W1 s P^T (x - mu) + b1).
+  for (bool bias : {true, false}) {
+    SCOPED_TRACE(bias);
+    std::string yaml = bias ? "{bits: 4, input_pca: 6}" : "{bits: 4, input_pca: 6, code_bias: false}";
+    auto trained = run("{bits: 4, input_pca: 6}", "pca", -1);
+    auto m = make(yaml, ctx);
+    torch::serialize::OutputArchive out;
+    trained->save(out);
+    std::ostringstream buf;
+    out.save_to(buf);
+    torch::serialize::InputArchive in;
+    std::istringstream ibuf(buf.str());
+    in.load_from(ibuf);
+    m->load(in);
+    exporter::save_hasher(m->to_torchscript(ctx), (dir / "h.pt").string());
+    auto module = torch::jit::load((dir / "h.pt").string());
+    EXPECT_TRUE(torch::equal(module.run_method("encode", ds.features).toTensor(),
+                             m->encode(ds.features)));
+    // embed against the definition: PCA of the training set (all 200 items), then the net.
+    auto X = ds.features.to(torch::kFloat64);
+    auto mu = X.mean(0);
+    auto P = baselines::pca_directions(X - mu, 6).to(torch::kFloat64);
+    auto xp = (X - mu).matmul(P);
+    const double s = 0.8 / xp.norm(2, 1).max().item<double>();
+    Params p = params_of(*m);
+    auto expect = (xp * s).matmul(p.W1.to(torch::kFloat64).t());
+    if (bias) expect = expect + p.b1.to(torch::kFloat64);
+    EXPECT_TRUE(torch::allclose(m->embed(ds.features).to(torch::kFloat64), expect, 1e-4, 1e-5));
+  }
+  // A checkpoint without the input PCA is refused by a model that expects one, by name.
+  {
+    auto plain = run("{bits: 4}", "plain", -1);
+    torch::serialize::OutputArchive out;
+    plain->save(out);
+    std::ostringstream buf;
+    out.save_to(buf);
+    torch::serialize::InputArchive in;
+    std::istringstream ibuf(buf.str());
+    in.load_from(ibuf);
+    auto m = make("{bits: 4, input_pca: 6}", ctx);
+    try {
+      m->load(in);
+      ADD_FAILURE() << "no error";
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find("model.input_pca = 6"), std::string::npos) << e.what();
+    }
+  }
   EXPECT_EQ(make("{bits: 4}", ctx)->encode_options(), std::vector<std::string>{"code_bias"});
-  for (const char* name : {"whole", "cut", "b", "export"}) fs::remove_all(tmpdir(name));
+  for (const char* name : {"whole", "cut", "b", "export", "pca", "plain"})
+    fs::remove_all(tmpdir(name));
+}
+
+// The codes do not depend on the unit the data is stored in: the method scales
+// its input by 0.8 / max ||x|| (after the input PCA when there is one), so the
+// same items 255 times larger train to the same codes.
+TEST(AutoJacoBinMethod, UnitOfTheDataDoesNotChangeTheCodes) {
+  set_threads(1);
+  auto small = surface(200, 10, 5);
+  auto large = small;
+  large.features = small.features * 255;
+  for (std::string yaml : {"{bits: 4}", "{bits: 4, input_pca: 6}", "{bits: 4, jacobian: false}"}) {
+    SCOPED_TRACE(yaml);
+    auto a = make(yaml, ctx_for(10)), b = make(yaml, ctx_for(10));
+    train(*a, small, 6, 50);
+    train(*b, large, 6, 50);
+    auto ca = a->embed(small.features) >= 0, cb = b->embed(large.features) >= 0;
+    const double agree = ca.eq(cb).to(torch::kFloat64).mean().item<double>();
+    EXPECT_GE(agree, 0.99);
+  }
 }
 
 TEST(AutoJacoBinMethod, ToySimplexUsesSevenCodesOnAFixedSeed) {
@@ -315,6 +383,10 @@ TEST(AutoJacoBinMethod, BadOptionsAreNamed) {
     return std::string("no error");
   };
   EXPECT_NE(msg("{bits: 6}").find("exceeds the input dimension 5"), std::string::npos);
+  EXPECT_NE(msg("{bits: 3, input_pca: 6}").find("model.input_pca = 6 exceeds the input dimension 5"),
+            std::string::npos);
+  EXPECT_NE(msg("{bits: 4, input_pca: 3}").find("exceeds the model.input_pca dimension 3"),
+            std::string::npos);
   EXPECT_NE(msg("{bits: 3, tangents: {energyy: 0.9}}").find("energyy"), std::string::npos);
   EXPECT_NE(msg("{bits: 3, noise: 1.5}").find("noise"), std::string::npos);
   // One neighbour is the point alone: the rule (at least 2, or 0) is stated.
