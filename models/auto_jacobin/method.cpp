@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <vector>
 
 #include "csrc/core/error.h"
@@ -35,7 +36,21 @@ struct AutoJacoBinOptions {
     s.get("contractive", o.contractive, Range{0, 1e12});
     s.get("scale", o.scale, Range{1e-12, 1e12});
     s.get("code_bias", o.code_bias);
-    s.get("input_pca", o.input_pca, Range{0, 1e9});
+    // input_pca: 0 (off), a number of directions, or "bits" (the paper's d = D).
+    if (s.has("input_pca")) {
+      std::string v;
+      s.get("input_pca", v);
+      if (v == "bits") {
+        o.input_pca = o.bits;
+      } else {
+        char* end = nullptr;
+        const long long n = std::strtoll(v.c_str(), &end, 10);
+        if (v.empty() || *end != '\0' || n < 0 || n > 1000000000)
+          fail("{}: expected 0, a number of principal directions, or 'bits'; got '{}'",
+               s.where("input_pca"), v);
+        o.input_pca = n;
+      }
+    }
     Section t = s.sub("tangents");
     t.get("neighbours", o.tangents.neighbours, Range{0, 1e9});
     // k counts the point itself: one "neighbour" leaves no neighbourhood.

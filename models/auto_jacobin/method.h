@@ -43,7 +43,7 @@
 //   scale: 0.8            # s = scale / max ||x||
 //   code_bias: true       # codes sign(W1 x' + b1); false: sign(W1 x'); changes only encoding
 //   input_pca: 0          # N > 0: the auto-encoder reads the top-N PCA projection (D = N);
-//                         # N = bits is the paper's d = D regime on high-dimensional data
+//                         # bits: N = bits, the paper's d = D regime on high-dimensional data
 //   tangents:
 //     neighbours: 0       # 0: D + d
 //     energy: 0.98

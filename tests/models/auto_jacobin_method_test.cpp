@@ -387,6 +387,8 @@ TEST(AutoJacoBinMethod, BadOptionsAreNamed) {
             std::string::npos);
   EXPECT_NE(msg("{bits: 4, input_pca: 3}").find("exceeds the model.input_pca dimension 3"),
             std::string::npos);
+  EXPECT_NE(msg("{bits: 4, input_pca: four}").find("or 'bits'; got 'four'"), std::string::npos);
+  EXPECT_EQ(msg("{bits: 4, input_pca: bits}"), "no error");
   EXPECT_NE(msg("{bits: 3, tangents: {energyy: 0.9}}").find("energyy"), std::string::npos);
   EXPECT_NE(msg("{bits: 3, noise: 1.5}").find("noise"), std::string::npos);
   // One neighbour is the point alone: the rule (at least 2, or 0) is stated.
