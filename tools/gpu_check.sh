@@ -135,6 +135,12 @@ if [[ "${HL_SKIP_CLI:-0}" != 1 && "${HL_SKIP_TRAIN:-0}" != 1 && -f "$FMNIST/trai
   # Auto-JacoBin with its Jacobian term on the GPU (the tangents are computed on the CPU).
   "$BUILD/hashlab" train -c "$ROOT/configs/auto_jacobin_fmnist.yaml" device=cuda threads="$JOBS" \
     --runs-root "$BUILD/runs" "${FM_DATA[@]}"
+  # ... and in its d = D regime (the input PCA applied on the GPU each step).
+  "$BUILD/hashlab" train -c "$ROOT/configs/auto_jacobin_fmnist_pca.yaml" device=cuda threads="$JOBS" \
+    --runs-root "$BUILD/runs" "${FM_DATA[@]}"
+  # SiGAH's normalised inputs and kNN sigma on the GPU.
+  "$BUILD/hashlab" train -c "$ROOT/configs/sigah_fmnist.yaml" device=cuda threads="$JOBS" \
+    --runs-root "$BUILD/runs" "${FM_DATA[@]}"
 elif [[ "${HL_SKIP_TRAIN:-0}" != 1 ]]; then
   log "no Fashion-MNIST under $FMNIST: DeepQuan GPU runs skipped"
 fi

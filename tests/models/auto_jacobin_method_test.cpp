@@ -146,6 +146,18 @@ int64_t distinct_codes(Method& m, const torch::Tensor& x, bool with_bias) {
   return std::get<0>(at::_unique(key)).numel();
 }
 
+// Loads `from`'s saved state into `to` through an in-memory archive, as a checkpoint would.
+void load_state(Method& from, Method& to) {
+  torch::serialize::OutputArchive out;
+  from.save(out);
+  std::ostringstream buf;
+  out.save_to(buf);
+  torch::serialize::InputArchive in;
+  std::istringstream ibuf(buf.str());
+  in.load_from(ibuf);
+  to.load(in);
+}
+
 }  // namespace
 
 TEST(AutoJacoBinMethod, InitialisationIsTiedPCAWithTheStoredScale) {
@@ -271,14 +283,7 @@ TEST(AutoJacoBinMethod, ResumedRunIsBitIdenticalAndExportMatchesEncode) {
   for (bool bias : {true, false}) {
     SCOPED_TRACE(bias);
     auto m = make(bias ? "{bits: 4}" : "{bits: 4, code_bias: false}", ctx);
-    torch::serialize::OutputArchive out;
-    with_b->save(out);
-    std::ostringstream buf;
-    out.save_to(buf);
-    torch::serialize::InputArchive in;
-    std::istringstream ibuf(buf.str());
-    in.load_from(ibuf);
-    m->load(in);
+    load_state(*with_b, *m);
     exporter::save_hasher(m->to_torchscript(ctx), (dir / "h.pt").string());
     auto module = torch::jit::load((dir / "h.pt").string());
     EXPECT_TRUE(torch::equal(module.run_method("encode", ds.features).toTensor(),
@@ -297,14 +302,7 @@ TEST(AutoJacoBinMethod, ResumedRunIsBitIdenticalAndExportMatchesEncode) {
     std::string yaml = bias ? "{bits: 4, input_pca: 6}" : "{bits: 4, input_pca: 6, code_bias: false}";
     auto trained = run("{bits: 4, input_pca: 6}", "pca", -1);
     auto m = make(yaml, ctx);
-    torch::serialize::OutputArchive out;
-    trained->save(out);
-    std::ostringstream buf;
-    out.save_to(buf);
-    torch::serialize::InputArchive in;
-    std::istringstream ibuf(buf.str());
-    in.load_from(ibuf);
-    m->load(in);
+    load_state(*trained, *m);
     exporter::save_hasher(m->to_torchscript(ctx), (dir / "h.pt").string());
     auto module = torch::jit::load((dir / "h.pt").string());
     EXPECT_TRUE(torch::equal(module.run_method("encode", ds.features).toTensor(),
@@ -323,16 +321,9 @@ TEST(AutoJacoBinMethod, ResumedRunIsBitIdenticalAndExportMatchesEncode) {
   // A checkpoint without the input PCA is refused by a model that expects one, by name.
   {
     auto plain = run("{bits: 4}", "plain", -1);
-    torch::serialize::OutputArchive out;
-    plain->save(out);
-    std::ostringstream buf;
-    out.save_to(buf);
-    torch::serialize::InputArchive in;
-    std::istringstream ibuf(buf.str());
-    in.load_from(ibuf);
     auto m = make("{bits: 4, input_pca: 6}", ctx);
     try {
-      m->load(in);
+      load_state(*plain, *m);
       ADD_FAILURE() << "no error";
     } catch (const std::exception& e) {
       EXPECT_NE(std::string(e.what()).find("model.input_pca = 6"), std::string::npos) << e.what();
