@@ -222,9 +222,11 @@ class AutoJacoBinMethod : public Method {
     net_->load(net);
     scale_ = scale.item<double>();
     initialised_ = init.item<int64_t>() != 0;
-    torch::Tensor pm, pd;
-    if (!a.try_read("pca_mean", pm) || !a.try_read("pca_dirs", pd))
-      fail("auto_jacobin state: missing 'pca_mean' or 'pca_dirs'");
+    // States saved before input_pca existed have neither: no input PCA.
+    torch::Tensor pm = torch::zeros({0}, torch::kFloat64);
+    torch::Tensor pd = torch::zeros({0}, torch::kFloat64);  // not pm: reads fill in place
+    if (a.try_read("pca_dirs", pd) && !a.try_read("pca_mean", pm))
+      fail("auto_jacobin state: 'pca_dirs' without 'pca_mean'");
     if (pd.numel() > 0 && (pd.dim() != 2 || pd.size(0) != D_in_ || pd.size(1) != D_ ||
                            pm.numel() != D_in_))
       fail("auto_jacobin state: an input PCA of {} dimensions and {} values does not fit "

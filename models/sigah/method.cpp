@@ -211,14 +211,15 @@ class SiGAHMethod : public Method {
   void load(torch::serialize::InputArchive& a) override {
     torch::serialize::InputArchive net;
     torch::Tensor mean, sigma, rho;
-    if (!a.try_read("net", net) || !a.try_read("mean", mean) || !a.try_read("sigma", sigma) ||
-        !a.try_read("rho", rho))
-      fail("sigah state: missing 'net', 'mean', 'sigma' or 'rho'");
+    if (!a.try_read("net", net) || !a.try_read("mean", mean) || !a.try_read("sigma", sigma))
+      fail("sigah state: missing 'net', 'mean' or 'sigma'");
     net_->load(net);
     torch::Device device = net_->W->weight.device();
     mean_ = mean.numel() > 0 ? mean.to(device) : torch::Tensor();
     sigma_ = sigma.item<double>();
-    rho_ = rho.item<double>();
+    // Runs saved before the input unit existed were trained on x - mean: rho 1
+    // gives their codes back (a resumed run continues in that unit).
+    rho_ = a.try_read("rho", rho) ? rho.item<double>() : 1.0;
   }
 
   torch::jit::Module to_torchscript(const MethodContext& ctx) const override {

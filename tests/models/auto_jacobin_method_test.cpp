@@ -321,6 +321,22 @@ TEST(AutoJacoBinMethod, ResumedRunIsBitIdenticalAndExportMatchesEncode) {
   // A checkpoint without the input PCA is refused by a model that expects one, by name.
   {
     auto plain = run("{bits: 4}", "plain", -1);
+    // A state saved before input_pca existed (no PCA keys) loads as no input PCA.
+    torch::serialize::OutputArchive old, net;
+    plain->module()->save(net);
+    old.write("net", net);
+    old.write("scale", torch::tensor(0.125, torch::kFloat64));
+    old.write("initialised", torch::tensor(int64_t{1}));
+    std::ostringstream buf;
+    old.save_to(buf);
+    torch::serialize::InputArchive in;
+    std::istringstream ibuf(buf.str());
+    in.load_from(ibuf);
+    auto legacy = make("{bits: 4}", ctx);
+    legacy->load(in);
+    Params p = params_of(*plain);
+    EXPECT_TRUE(torch::allclose(legacy->embed(ds.features),
+                                torch::addmm(p.b1, ds.features * 0.125, p.W1.t()), 1e-5, 1e-5));
     auto m = make("{bits: 4, input_pca: 6}", ctx);
     try {
       load_state(*plain, *m);

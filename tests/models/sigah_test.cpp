@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <unistd.h>
 
@@ -172,6 +173,26 @@ TEST(SiGAHMethod, ResumedRunIsBitIdenticalAndExportMatchesEncode) {
   auto a = state_of(*whole->module()), b = state_of(*resumed->module());
   for (const auto& [k, v] : a) EXPECT_TRUE(torch::equal(v, b.at(k))) << k;
   EXPECT_TRUE(torch::equal(whole->encode(ds.features), resumed->encode(ds.features)));
+
+  // A state saved before the input unit existed (no 'rho') loads as rho 1: its
+  // codes are sign(W (x - mean)), as they were when it was trained.
+  {
+    torch::serialize::OutputArchive old, net;
+    whole->module()->save(net);
+    old.write("net", net);
+    old.write("mean", torch::full({d}, 0.25));
+    old.write("sigma", torch::tensor(0.5, torch::kFloat64));
+    std::ostringstream buf;
+    old.save_to(buf);
+    torch::serialize::InputArchive in;
+    std::istringstream ibuf(buf.str());
+    in.load_from(ibuf);
+    auto legacy = make_sigah("{bits: 6}", ctx);
+    legacy->load(in);
+    auto W = state_of(*whole->module()).at("W.weight");
+    EXPECT_TRUE(torch::allclose(legacy->embed(ds.features),
+                                torch::matmul(ds.features - 0.25, W.t()), 1e-5, 1e-5));
+  }
 
   // Export: the reloaded module and a Python client give encode()'s codes.
   auto dir = tmpdir("export");
