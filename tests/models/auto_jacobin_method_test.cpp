@@ -299,7 +299,8 @@ TEST(AutoJacoBinMethod, ResumedRunIsBitIdenticalAndExportMatchesEncode) {
   // With the input PCA the exported hash is the composite sign(W1 s P^T (x - mu) + b1).
   for (bool bias : {true, false}) {
     SCOPED_TRACE(bias);
-    std::string yaml = bias ? "{bits: 4, input_pca: 6}" : "{bits: 4, input_pca: 6, code_bias: false}";
+    std::string yaml =
+        bias ? "{bits: 4, input_pca: 6}" : "{bits: 4, input_pca: 6, code_bias: false}";
     auto trained = run("{bits: 4, input_pca: 6}", "pca", -1);
     auto m = make(yaml, ctx);
     load_state(*trained, *m);
@@ -390,8 +391,9 @@ TEST(AutoJacoBinMethod, BadOptionsAreNamed) {
     return std::string("no error");
   };
   EXPECT_NE(msg("{bits: 6}").find("exceeds the input dimension 5"), std::string::npos);
-  EXPECT_NE(msg("{bits: 3, input_pca: 6}").find("model.input_pca = 6 exceeds the input dimension 5"),
-            std::string::npos);
+  EXPECT_NE(
+      msg("{bits: 3, input_pca: 6}").find("model.input_pca = 6 exceeds the input dimension 5"),
+      std::string::npos);
   EXPECT_NE(msg("{bits: 4, input_pca: 3}").find("exceeds the model.input_pca dimension 3"),
             std::string::npos);
   EXPECT_NE(msg("{bits: 4, input_pca: four}").find("or 'bits'; got 'four'"), std::string::npos);
