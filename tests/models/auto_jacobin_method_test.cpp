@@ -150,12 +150,7 @@ int64_t distinct_codes(Method& m, const torch::Tensor& x, bool with_bias) {
 void load_state(Method& from, Method& to) {
   torch::serialize::OutputArchive out;
   from.save(out);
-  std::ostringstream buf;
-  out.save_to(buf);
-  torch::serialize::InputArchive in;
-  std::istringstream ibuf(buf.str());
-  in.load_from(ibuf);
-  to.load(in);
+  hashlab::testing::load_archive(out, to);
 }
 
 }  // namespace
@@ -328,13 +323,8 @@ TEST(AutoJacoBinMethod, ResumedRunIsBitIdenticalAndExportMatchesEncode) {
     old.write("net", net);
     old.write("scale", torch::tensor(0.125, torch::kFloat64));
     old.write("initialised", torch::tensor(int64_t{1}));
-    std::ostringstream buf;
-    old.save_to(buf);
-    torch::serialize::InputArchive in;
-    std::istringstream ibuf(buf.str());
-    in.load_from(ibuf);
     auto legacy = make("{bits: 4}", ctx);
-    legacy->load(in);
+    hashlab::testing::load_archive(old, *legacy);
     Params p = params_of(*plain);
     EXPECT_TRUE(torch::allclose(legacy->embed(ds.features),
                                 torch::addmm(p.b1, ds.features * 0.125, p.W1.t()), 1e-5, 1e-5));

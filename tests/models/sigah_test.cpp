@@ -4,7 +4,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include <unistd.h>
 
@@ -182,13 +181,8 @@ TEST(SiGAHMethod, ResumedRunIsBitIdenticalAndExportMatchesEncode) {
     old.write("net", net);
     old.write("mean", torch::full({d}, 0.25));
     old.write("sigma", torch::tensor(0.5, torch::kFloat64));
-    std::ostringstream buf;
-    old.save_to(buf);
-    torch::serialize::InputArchive in;
-    std::istringstream ibuf(buf.str());
-    in.load_from(ibuf);
     auto legacy = make_sigah("{bits: 6}", ctx);
-    legacy->load(in);
+    hashlab::testing::load_archive(old, *legacy);
     auto W = state_of(*whole->module()).at("W.weight");
     EXPECT_TRUE(torch::allclose(legacy->embed(ds.features),
                                 torch::matmul(ds.features - 0.25, W.t()), 1e-5, 1e-5));

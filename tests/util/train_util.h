@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -73,6 +74,17 @@ inline std::unique_ptr<Method> train_or_resume(const std::function<std::unique_p
   EXPECT_EQ(t.step(), interrupt_at);
   t.train();
   return r;
+}
+
+// Loads the archive `out` into `m` through memory, as a checkpoint file would
+// (a method's saved state, or one a test wrote by hand, e.g. an older format).
+inline void load_archive(torch::serialize::OutputArchive& out, Method& m) {
+  std::ostringstream buf;
+  out.save_to(buf);
+  torch::serialize::InputArchive in;
+  std::istringstream ibuf(buf.str());
+  in.load_from(ibuf);
+  m.load(in);
 }
 
 }  // namespace hashlab::testing
