@@ -123,36 +123,6 @@ MethodContext make_context(const data::Dataset& ds, const data::DataOptions& dop
   return ctx;
 }
 
-void write_method_file(const std::string& path, const Method& m, const std::string& build) {
-  torch::serialize::OutputArchive a, inner;
-  m.save(inner);
-  a.write("method", inner);
-  archive_write(a, "method_name", m.name());
-  archive_write(a, "nbits", static_cast<int64_t>(m.nbits()));
-  archive_write(a, "build", build);
-  write_checkpoint(path, a);
-}
-
-void check_model_file(const std::string& file, const std::string& saved,
-                      const std::string& current, torch::serialize::InputArchive& state,
-                      const Method& m, const std::string& what);
-
-// Loads `m` from a model file, refusing one built differently from `build`
-// (the record of the method the run's config builds).
-void read_method_file(const std::string& path, Method& m, const std::string& build,
-                      const std::string& config_path) {
-  torch::serialize::InputArchive a, inner;
-  read_checkpoint(path, a);
-  std::string name = archive_read_string(a, "method_name");
-  if (name != m.name())
-    fail("{}: holds a '{}' model but the run's config builds '{}'", path, name, m.name());
-  std::string saved;
-  archive_try_read_string(a, "build", saved);
-  if (!a.try_read("method", inner)) fail("{}: no method state inside", path);
-  check_model_file(path, saved, build, inner, m, config_path);
-  m.load(inner);
-}
-
 std::string summary_line(const nlohmann::json& r) {
   std::string s;
   for (const char* key : {"bits", "map_all", "map_all_tie_aware", "map_1000", "p_h2", "r_h2"}) {
@@ -254,206 +224,8 @@ nlohmann::json evaluate_run(Method& method, const data::Dataset& ds, const data:
 
 namespace {
 
-// Flattens a YAML value into dotted keys ("model.bits" -> "64"; sequences as
-// "key[0]"), for comparing what a model was built from.
-void flatten(const YAML::Node& n, const std::string& prefix,
-             std::map<std::string, std::string>& out) {
-  if (n.IsMap()) {
-    for (const auto& kv : n)
-      flatten(kv.second, prefix.empty() ? kv.first.Scalar() : prefix + "." + kv.first.Scalar(),
-              out);
-  } else if (n.IsSequence()) {
-    for (size_t i = 0; i < n.size(); ++i) flatten(n[i], fmt::format("{}[{}]", prefix, i), out);
-    if (n.size() == 0) out[prefix] = "[]";
-  } else if (n.IsScalar()) {
-    out[prefix] = n.Scalar();
-  } else {
-    out[prefix] = "~";
-  }
-}
-
-std::map<std::string, std::string> flat_keys(const Config& cfg,
-                                             const std::vector<std::string>& tops) {
-  std::map<std::string, std::string> out;
-  for (const auto& t : tops)
-    if (cfg.node()[t]) flatten(cfg.node()[t], t, out);
-  return out;
-}
-
-// "key: A -> B" for every key whose value differs between `a` and `b`.
-std::vector<std::string> differences(const std::map<std::string, std::string>& a,
-                                     const std::map<std::string, std::string>& b) {
-  std::vector<std::string> d;
-  auto show = [](const std::map<std::string, std::string>& m, const std::string& k) {
-    auto it = m.find(k);
-    return it == m.end() ? std::string("(not set)") : it->second;
-  };
-  std::set<std::string> keys;
-  for (const auto& kv : a) keys.insert(kv.first);
-  for (const auto& kv : b) keys.insert(kv.first);
-  for (const auto& k : keys)
-    if (show(a, k) != show(b, k)) d.push_back(fmt::format("{}: {} -> {}", k, show(a, k), show(b, k)));
-  return d;
-}
-
-// `model` (flattened model.* keys) without the options the method declares
-// encode-only (Method::encode_options): changing them needs no retraining.
-std::map<std::string, std::string> without_encode_options(std::map<std::string, std::string> model,
-                                                          const Method& m) {
-  for (const auto& k : m.encode_options()) model.erase("model." + k);
-  return model;
-}
-
-// What a model was built from, stored in every checkpoint and model file:
-// the method, its code length, the input shape it was built for, and every
-// model option but the encode-only ones (any of which may change a parameter's shape).
-std::string build_record(const Config& cfg, const Method& m, const MethodContext& ctx) {
-  nlohmann::json j;
-  j["method"] = m.name();
-  j["bits"] = m.nbits();
-  j["input_shape"] = ctx.input_shape;
-  nlohmann::json model = nlohmann::json::object();
-  for (const auto& [k, v] : without_encode_options(flat_keys(cfg, {"model"}), m)) model[k] = v;
-  j["model"] = model;
-  return json_text(j);
-}
-
-std::map<std::string, std::string> build_fields(const nlohmann::json& j) {
-  std::map<std::string, std::string> out;
-  for (const auto& [k, v] : j.items()) {
-    if (k == "model" && v.is_object()) {
-      for (const auto& [mk, mv] : v.items()) out[mk] = mv.is_string() ? mv.get<std::string>() : json_text(mv);
-    } else {
-      out[k] = v.is_string() ? v.get<std::string>() : json_text(v);
-    }
-  }
-  return out;
-}
-
-nlohmann::json parse_build(const std::string& file, const std::string& saved) {
-  try {
-    return nlohmann::json::parse(saved);
-  } catch (const nlohmann::json::exception&) {
-    fail("{}: its build record is not valid JSON (damaged file?)", file);
-  }
-}
-
-[[noreturn]] void refuse(const std::string& file, const std::string& what,
-                         const std::vector<std::string>& d) {
-  fail("{} was built with other settings than {} ({} field{} differ{}, file -> config): {}", file,
-       what, d.size(), d.size() == 1 ? "" : "s", d.size() == 1 ? "s" : "",
-       fmt::format("{}", fmt::join(d, "; ")));
-}
-
-// The fields of a build record that fix the model's shape: method, bits,
-// input shape (the model options are compared separately).
-std::map<std::string, std::string> shape_fields(const nlohmann::json& j) {
-  auto all = build_fields(j);
-  std::map<std::string, std::string> out;
-  for (const char* k : {"method", "bits", "input_shape"})
-    if (all.count(k)) out[k] = all[k];
-  return out;
-}
-
-// The shape of every tensor in a method's archive (nested archives included).
-void collect_shapes(torch::serialize::InputArchive& a, const std::string& prefix,
-                    std::map<std::string, std::vector<int64_t>>& out) {
-  for (const auto& key : a.keys()) {
-    torch::Tensor t;
-    torch::serialize::InputArchive sub;
-    if (a.try_read(key, t)) {
-      out[prefix + key] = t.sizes().vec();
-    } else if (a.try_read(key, sub)) {
-      collect_shapes(sub, prefix + key + ".", out);
-    }
-  }
-}
-
-// Every tensor that the freshly built `m` already has (parameters, fixed
-// buffers: non-empty before training) must have the same shape in `saved`:
-// an option that changes a parameter's shape is caught even where no record
-// names it. Tensors a fit fills in (codebooks, projections, per-item state)
-// are empty or absent in a fresh model and sized by the data: not compared.
-void check_state_shapes(const std::string& file, torch::serialize::InputArchive& saved,
-                        const Method& m, const std::string& what) {
-  torch::serialize::InputArchive fresh;
-  try {
-    torch::serialize::OutputArchive fresh_out;
-    m.save(fresh_out);
-    std::stringstream buf;
-    fresh_out.save_to(buf);
-    fresh.load_from(buf);
-  } catch (const c10::Error&) {
-    // A fit method's state is undefined until it is fitted (ITQ, LSH): it has
-    // no shapes to compare; its build record was checked.
-    return;
-  }
-  std::map<std::string, std::vector<int64_t>> a, b;
-  collect_shapes(saved, "", a);
-  collect_shapes(fresh, "", b);
-  std::map<std::string, std::string> in_file, in_config;
-  auto show = [](const std::vector<int64_t>& v) { return fmt::format("[{}]", fmt::join(v, ", ")); };
-  for (const auto& [k, shape] : b) {
-    auto it = a.find(k);
-    const bool empty = std::find(shape.begin(), shape.end(), 0) != shape.end();
-    if (it == a.end() || empty) continue;
-    in_file[k] = show(it->second);
-    in_config[k] = show(shape);
-  }
-  auto d = differences(in_file, in_config);
-  if (!d.empty()) refuse(file, what, d);
-}
-
-// Refuses model file `file` (build record `saved`, method state `state`) when
-// it was built differently from the run's config: method, bits, input shape,
-// any model option, or any tensor's shape. A file written before records
-// existed is checked by its tensor shapes alone, with a warning.
-void check_model_file(const std::string& file, const std::string& saved,
-                      const std::string& current, torch::serialize::InputArchive& state,
-                      const Method& m, const std::string& what) {
-  if (saved.empty()) {
-    log().warn("{}: written by an older hashlab without a build record; only its tensor shapes "
-               "are checked against the config",
-               file);
-  } else {
-    auto d = differences(build_fields(parse_build(file, saved)),
-                         build_fields(nlohmann::json::parse(current)));
-    if (!d.empty()) refuse(file, what, d);
-  }
-  check_state_shapes(file, state, m, what);
-}
-
 // What a resumed run may not change: the checkpoint was trained with them.
 const std::vector<std::string> kFixedOnResume = {"method", "data", "seed"};
-
-// On resume: the checkpoint must have been built as this run directory's
-// config.yaml says (method, bits, input shape, model options: otherwise it
-// came from another run), and the model built now, with any overrides, must
-// have the checkpoint's tensor shapes.
-void check_checkpoint(const std::string& file, const nlohmann::json& current,
-                      const std::map<std::string, std::string>& config_model, const Method& m) {
-  torch::serialize::InputArchive a, state;
-  read_checkpoint(file, a);
-  if (!a.try_read("method", state)) fail("{}: checkpoint has no method state", file);
-  std::string saved;
-  archive_try_read_string(a, "build", saved);
-  if (saved.empty()) {
-    log().warn("{}: written by an older hashlab without a build record; only its tensor shapes "
-               "are checked",
-               file);
-  } else {
-    nlohmann::json js = parse_build(file, saved);
-    auto d = differences(shape_fields(js), shape_fields(current));
-    if (!d.empty()) refuse(file, "this run", d);
-    std::map<std::string, std::string> ckpt_model;
-    for (const auto& [k, v] : build_fields(js))
-      if (k.rfind("model.", 0) == 0) ckpt_model[k] = v;
-    d = differences(ckpt_model, config_model);
-    if (!d.empty())
-      refuse(file, "this run directory's config.yaml (a checkpoint of another run?)", d);
-  }
-  check_state_shapes(file, state, m, "this run");
-}
 
 // What this rank is about to train, for the ranks of a data-parallel job to
 // compare before anything is written (dist::agree_on_fingerprint): every
@@ -535,7 +307,7 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     // the model's shape are refused once the model is built.
     Config before = Config::load(saved);
     saved_model = flat_keys(before, {"model"});
-    auto changed = differences(flat_keys(before, kFixedOnResume), flat_keys(cfg, kFixedOnResume));
+    auto changed = key_differences(flat_keys(before, kFixedOnResume), flat_keys(cfg, kFixedOnResume));
     if (!changed.empty())
       fail("--resume {}: the overrides change what the checkpoint was trained with ({}); start a "
            "new run instead",
@@ -543,7 +315,7 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     std::vector<std::string> all_tops;
     for (const auto& kv : cfg.node()) all_tops.push_back(kv.first.Scalar());
     for (const auto& kv : before.node()) all_tops.push_back(kv.first.Scalar());
-    resume_changes = differences(flat_keys(before, all_tops), flat_keys(cfg, all_tops));
+    resume_changes = key_differences(flat_keys(before, all_tops), flat_keys(cfg, all_tops));
   } else {
     if (jo.config_path.empty()) fail("hashlab train needs -c CONFIG");
     cfg = Config::load(jo.config_path, jo.overrides);
@@ -648,8 +420,8 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   const std::string build = build_record(cfg, *method, ctx);
   // Before anything is written: a checkpoint of another build is refused here.
   if (jo.resume && fs::exists(last_ckpt))
-    check_checkpoint(last_ckpt, nlohmann::json::parse(build),
-                       without_encode_options(saved_model, *method), *method);
+    Checkpointer::check_resumable(last_ckpt, build, without_encode_options(saved_model, *method),
+                                  *method);
 
   // ---- the ranks agree on what they train, or all refuse, before anything
   // is written or any collective whose sizes depend on it runs (Gloo's
@@ -696,16 +468,18 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     lo.images(dopts.images);
     lo.shard_rank(denv.rank).shard_count(denv.world_size);
     data::Loader train_loader(ds, split.train, lo);
-    Trainer trainer(*method, &train_loader, train_opts, optim_opts, device,
-                    writer ? (fs::path(run_dir) / "checkpoints").string() : std::string(),
-                    writer ? &metrics : nullptr);
-    if (group) trainer.set_process_group(group);
-    if (writer)
-      trainer.evaluate = [&] {
+    TrainerSetup setup;
+    if (writer) {
+      setup.checkpoint_dir = (fs::path(run_dir) / "checkpoints").string();
+      setup.metrics = &metrics;
+      setup.evaluate = [&] {
         return evaluate_run(*method, ds, split, dopts, cfg.section("eval"), device, eval_bs);
       };
-    trainer.resume_hint = fmt::format("hashlab train --resume --run-dir {}", run_dir);
-    trainer.build_record = build;
+    }
+    setup.build_record = build;
+    setup.resume_hint = fmt::format("hashlab train --resume --run-dir {}", run_dir);
+    setup.group = group;
+    Trainer trainer(*method, &train_loader, train_opts, optim_opts, device, setup);
     auto t_train = std::chrono::steady_clock::now();
     if (jo.resume) {
       if (fs::exists(last_ckpt)) {
@@ -713,7 +487,7 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
       } else {
         log().warn("--resume: {} does not exist (the run stopped before its first checkpoint); "
                    "{} from the start",
-                   last_ckpt, method->fits() ? "fitting" : "training");
+                   last_ckpt, trainer.fitting() ? "fitting" : "training");
       }
     }
     // Every rank resumes from the same step (a rank on another machine that
@@ -729,7 +503,7 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_train).count();
     const double train_seconds = trainer.train_seconds();
     if (!writer) return {};  // rank 0 evaluates and writes the run
-    write_method_file((fs::path(run_dir) / "model" / "method.pt").string(), *method, build);
+    write_model_file((fs::path(run_dir) / "model" / "method.pt").string(), *method, build);
 
     // ---- evaluate, save codes, export; the final evaluation is recorded
     // last, so "final" in metrics.jsonl means every file was written.
@@ -811,7 +585,7 @@ LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& o
     fail("{}: no trained model (the run has not finished; `hashlab train --resume --run-dir {}` "
          "completes it)",
          method_path, run_dir);
-  read_method_file(method_path, *r.method, build_record(r.config, *r.method, r.context),
+  read_model_file(method_path, *r.method, build_record(r.config, *r.method, r.context),
                    cfg_path + (overrides.empty() ? "" : " with the overrides"));
   if (auto* mod = r.method->module()) mod->to(device);
   return r;

@@ -21,7 +21,7 @@ bool is_log_step(Trainer& t) {
 
 bool is_checkpoint_step(Trainer& t) {
   const int64_t every = t.checkpoint_every();
-  return !t.last_checkpoint_path().empty() && every > 0 && t.step() % every == 0;
+  return t.checkpointer().enabled() && every > 0 && t.step() % every == 0;
 }
 
 double scalar(const torch::Tensor& v) {
@@ -30,25 +30,27 @@ double scalar(const torch::Tensor& v) {
 
 class MethodHook : public TrainerHook {
  public:
-  explicit MethodHook(Method& m) : m_(m) {}
-  void before_train(Trainer& t) override {
-    if (!t.fitting()) m_.before_train(t);
-  }
-  void after_step(Trainer& t, const LossMap&) override {
-    if (!t.fitting()) m_.after_step(t);
-  }
-  void after_epoch(Trainer& t) override { m_.after_epoch(t); }
-  void after_train(Trainer& t) override {
-    if (!t.fitting()) m_.after_train(t);
-  }
+  MethodHook(StepMethod& m, StepContext& ctx) : m_(m), ctx_(ctx) {}
+  void before_train(Trainer&) override { m_.before_train(ctx_); }
+  void after_step(Trainer&, const LossMap&) override { m_.after_step(ctx_); }
+  void after_epoch(Trainer&) override { m_.after_epoch(ctx_); }
+  void after_train(Trainer&) override { m_.after_train(ctx_); }
 
  private:
-  Method& m_;
+  StepMethod& m_;
+  StepContext& ctx_;
 };
 
 class LRScheduleHook : public TrainerHook {
  public:
-  void before_step(Trainer& t) override { t.apply_lr_schedule(); }
+  explicit LRScheduleHook(OptimizerSet& o) : o_(o) {}
+  void before_step(Trainer& t) override {
+    if (o_.switches_at(t.step()) && t.progress()) t.progress()->clear();
+    o_.apply_schedule(t.step());
+  }
+
+ private:
+  OptimizerSet& o_;
 };
 
 class FiniteGuardHook : public TrainerHook {
@@ -64,7 +66,7 @@ class MetricsHook : public TrainerHook {
   void before_train(Trainer& t) override {
     t_last_ = std::chrono::steady_clock::now();
     since_log_ = 0;
-    comm_last_ = t.comm_seconds();
+    comm_last_ = t.dp().comm_seconds();
   }
   void after_step(Trainer& t, const LossMap& losses) override {
     ++since_log_;
@@ -82,10 +84,10 @@ class MetricsHook : public TrainerHook {
         if (t.planned_steps() > 0) rec["planned_units"] = t.planned_steps();
       } else {
         rec["epoch"] = t.epoch();
-        const auto names = t.optimizer_names();
-        rec["lr"] = t.current_lr();
-        if (names.size() > 1)
-          for (const auto& n : names) rec["lr_" + n] = t.current_lr(n);
+        const OptimizerSet& o = *t.optimizers();
+        rec["lr"] = o.lr(t.step());
+        if (o.size() > 1)
+          for (const auto& n : o.names()) rec["lr_" + n] = o.lr(t.step(), n);
       }
       extra_.clear();
       for (const auto& [name, value] : losses) {
@@ -98,9 +100,9 @@ class MetricsHook : public TrainerHook {
         extra_ += fmt::format(" {} {:.4g}", name, value);
       }
       rec[t.fitting() ? "sec_per_unit" : "sec_per_step"] = sec;
-      if (t.world_size() > 1) {
-        rec["comm_sec_per_step"] = (t.comm_seconds() - comm_last_) / steps;
-        comm_last_ = t.comm_seconds();
+      if (t.dp().active()) {
+        rec["comm_sec_per_step"] = (t.dp().comm_seconds() - comm_last_) / steps;
+        comm_last_ = t.dp().comm_seconds();
       }
       if (t.metrics()) t.metrics()->write("train", rec);
     }
@@ -116,44 +118,59 @@ class MetricsHook : public TrainerHook {
 
 class EvalHook : public TrainerHook {
  public:
+  explicit EvalHook(std::function<nlohmann::json()> evaluate) : evaluate_(std::move(evaluate)) {}
   void after_step(Trainer& t, const LossMap&) override {
     const int64_t every = t.options().eval_every;
     const int64_t planned = t.planned_steps();
-    if (every <= 0 || t.step() % every != 0 || !t.evaluate) return;
+    if (every <= 0 || t.step() % every != 0 || !evaluate_) return;
     if (planned > 0 && t.step() >= planned) return;  // the final evaluation is the job's
     if (t.progress()) t.progress()->clear();
     auto* mod = t.method().module();
     if (mod) mod->eval();
-    nlohmann::json r = t.evaluate();
+    nlohmann::json r = evaluate_();
     r["step"] = t.step();
     if (t.metrics()) t.metrics()->write("eval", r);
     log().info("eval at {} {}: {}", t.fitting() ? "unit" : "step", t.step(), json_text(r));
     if (mod && !t.fitting()) mod->train();
   }
+
+ private:
+  std::function<nlohmann::json()> evaluate_;
 };
 
 class CheckpointHook : public TrainerHook {
  public:
   void after_step(Trainer& t, const LossMap&) override {
-    if (is_checkpoint_step(t)) t.save_checkpoint(t.last_checkpoint_path());
+    if (is_checkpoint_step(t)) t.checkpointer().save(t);
   }
   void after_train(Trainer& t) override {
-    t.stop_clock();  // before the final checkpoint records the time
-    if (!t.last_checkpoint_path().empty()) t.save_checkpoint(t.last_checkpoint_path());
+    if (t.checkpointer().enabled()) t.checkpointer().save(t);
   }
 };
 
 class InterruptHook : public TrainerHook {
  public:
+  explicit InterruptHook(std::string hint) : hint_(std::move(hint)) {}
   void after_step(Trainer& t, const LossMap& losses) override {
-    if (!t.stop_requested()) return;
+    if (t.dp().any_rank(interrupt_requested())) stop(t, losses);
+  }
+  // A fit without units sees the signal only when it ends: it stops there
+  // with its result saved (the checkpoint hook ran before), and a resume goes
+  // straight to the evaluation.
+  void after_train(Trainer& t) override {
+    if (t.fitting() && interrupt_requested()) stop(t, {});
+  }
+
+ private:
+  std::string hint_;
+  void stop(Trainer& t, const LossMap& losses) {
     if (t.progress()) t.progress()->finish();
     if (t.device().is_cuda() && !t.fitting()) t.check_finite(losses);
     std::string where = "no checkpoint directory";
-    if (!t.last_checkpoint_path().empty()) {
-      t.save_checkpoint(t.last_checkpoint_path());
-      where = t.last_checkpoint_path();
-    } else if (t.world_size() > 1 && t.rank() != 0) {
+    if (t.checkpointer().enabled()) {
+      if (t.checkpointer().last_good_step() != t.step()) t.checkpointer().save(t);
+      where = t.checkpointer().path();
+    } else if (t.dp().rank() != 0) {
       where = "rank 0's run directory (rank 0 writes it)";
     }
     // A data-parallel rank stops with the others when any one was signalled.
@@ -167,7 +184,7 @@ class InterruptHook : public TrainerHook {
     else
       log().warn("{} at {} {}/{}; checkpoint written to {}", why, t.fitting() ? "unit" : "step",
                  t.step(), planned > 0 ? std::to_string(planned) : std::string("?"), where);
-    if (!t.resume_hint.empty()) log().warn("resume with: {}", t.resume_hint);
+    if (!hint_.empty()) log().warn("resume with: {}", hint_);
     if (t.metrics()) t.metrics()->write("interrupt", {{"step", t.step()}});
     throw ExitStatus(130);
   }
@@ -175,14 +192,20 @@ class InterruptHook : public TrainerHook {
 
 }  // namespace
 
-std::shared_ptr<TrainerHook> method_hook(Method& method) {
-  return std::make_shared<MethodHook>(method);
+std::shared_ptr<TrainerHook> method_hook(StepMethod& method, StepContext& ctx) {
+  return std::make_shared<MethodHook>(method, ctx);
 }
-std::shared_ptr<TrainerHook> lr_schedule_hook() { return std::make_shared<LRScheduleHook>(); }
+std::shared_ptr<TrainerHook> lr_schedule_hook(OptimizerSet& optimizers) {
+  return std::make_shared<LRScheduleHook>(optimizers);
+}
 std::shared_ptr<TrainerHook> finite_guard_hook() { return std::make_shared<FiniteGuardHook>(); }
 std::shared_ptr<TrainerHook> metrics_hook() { return std::make_shared<MetricsHook>(); }
-std::shared_ptr<TrainerHook> eval_hook() { return std::make_shared<EvalHook>(); }
+std::shared_ptr<TrainerHook> eval_hook(std::function<nlohmann::json()> evaluate) {
+  return std::make_shared<EvalHook>(std::move(evaluate));
+}
 std::shared_ptr<TrainerHook> checkpoint_hook() { return std::make_shared<CheckpointHook>(); }
-std::shared_ptr<TrainerHook> interrupt_hook() { return std::make_shared<InterruptHook>(); }
+std::shared_ptr<TrainerHook> interrupt_hook(std::string resume_hint) {
+  return std::make_shared<InterruptHook>(std::move(resume_hint));
+}
 
 }  // namespace hashlab

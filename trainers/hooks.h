@@ -1,15 +1,22 @@
-// Trainer hooks: what runs around each step (or each unit of a fit). The
-// Trainer installs the built-in ones below, in this order; Trainer::add_hook
-// adds more before the checkpoint and interrupt hooks.
+// Trainer hooks: when the loop's services run, around each step (or each unit
+// of a fit). A hook holds the service it drives, or reads it from the Trainer
+// (trainers/trainer.h lists the order the Trainer installs them in);
+// Trainer::add_hook adds more before the checkpoint and interrupt hooks.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "trainers/method.h"
 
 namespace hashlab {
 
 class Trainer;
+class StepContext;
+class OptimizerSet;
 
 class TrainerHook {
  public:
@@ -22,20 +29,23 @@ class TrainerHook {
   virtual void after_train(Trainer&) {}
 };
 
-// Method::before_train / after_step / after_epoch / after_train (step loops only).
-std::shared_ptr<TrainerHook> method_hook(Method& method);
-// Before each step: optimizer stage switches and every optimizer's learning rate.
-std::shared_ptr<TrainerHook> lr_schedule_hook();
+// StepMethod::before_train / after_step / after_epoch / after_train, given `ctx`.
+std::shared_ptr<TrainerHook> method_hook(StepMethod& method, StepContext& ctx);
+// Before each step: the optimizer set's stage switches and learning rates.
+std::shared_ptr<TrainerHook> lr_schedule_hook(OptimizerSet& optimizers);
 // On CUDA, checks losses at log and checkpoint steps (CPU checks in the closure).
 std::shared_ptr<TrainerHook> finite_guard_hook();
 // "train" records (step, epoch, lr, losses, method status, sec_per_step) every
 // train.log_every steps (every unit of a fit) and the progress display.
 std::shared_ptr<TrainerHook> metrics_hook();
-// Trainer::evaluate every train.eval_every steps (units), not at the last one.
-std::shared_ptr<TrainerHook> eval_hook();
-// checkpoints/last.pt every checkpoint_every steps (a fit: its plan), and at the end.
+// `evaluate` every train.eval_every steps (units), not at the last one (the
+// final evaluation is the caller's); an "eval" record each time.
+std::shared_ptr<TrainerHook> eval_hook(std::function<nlohmann::json()> evaluate);
+// The trainer's checkpointer every checkpoint_every steps (a fit: its plan),
+// and at the end.
 std::shared_ptr<TrainerHook> checkpoint_hook();
-// SIGINT/SIGTERM: checkpoint, the resume hint, "interrupt" record, ExitStatus(130).
-std::shared_ptr<TrainerHook> interrupt_hook();
+// SIGINT/SIGTERM (on any rank): checkpoint, `resume_hint`, an "interrupt"
+// record, ExitStatus(130). A fit without units sees the signal when it ends.
+std::shared_ptr<TrainerHook> interrupt_hook(std::string resume_hint);
 
 }  // namespace hashlab

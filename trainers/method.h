@@ -2,29 +2,30 @@
 // method registry; each method folder (models/<method>/) registers its own
 // entries, and app/builtin_methods.cpp calls each folder's register function.
 //
-// A method builds its model from its `model:` config section, then trains in
-// one of three ways, all run by the Trainer (trainers/trainer.h) with the same
-// services (LR schedule, checkpoints, resume, periodic evaluation, metrics,
-// progress, NaN/inf guard, SIGINT; a fit gets them per unit of work, and one
-// without units only when it ends):
+// What every method is, a hasher (Method): it builds its model from its
+// `model:` config section, maps inputs to real-valued outputs (embed) and to
+// codes (encode: packed bits, or PQ codeword ids), saves/loads its state and
+// builds its TorchScript hasher. How it trains is one of two kinds, both run
+// by the Trainer (trainers/trainer.h) over the same hooks (LR schedule,
+// checkpoints, resume, periodic evaluation, metrics, progress, NaN/inf guard,
+// SIGINT):
 //
-//  1. Default step: param_groups() and training_step(batch) -> named losses,
-//     "loss" first. The Trainer zeroes the gradients, back-propagates "loss"
-//     and steps one optimizer (`optim:`), through a closure, so re-evaluating
-//     optimizers such as lbfgs work unchanged.
-//  2. Own step: parameter_sets() declares named optimizers over disjoint
-//     parameter sets (e.g. "generator", "discriminator"); step(batch, trainer)
-//     runs the updates with trainer.optimize(name, closure) and returns the
-//     losses to log. `optim.optimizers.<name>` overrides settings per optimizer.
-//  3. Fit: fits() == true; fit(training_set, trainer) runs the method's own
-//     optimisation (closed forms, bit-by-bit solvers) in units of work and
-//     calls trainer.unit_done() after each, which logs, evaluates, checkpoints
-//     and handles SIGINT; a resumed fit continues from trainer.units_done()
-//     with the state its save() wrote.
-//
-// Afterwards it maps inputs to real-valued outputs (embed) and to codes
-// (encode: packed bits, or PQ codeword ids), saves/loads its state, and builds
-// its TorchScript hasher.
+//  StepMethod: trains in optimizer steps and sees a StepContext
+//    (trainers/context.h), never the Trainer.
+//    - default step: param_groups() and training_step(batch, ctx) -> named
+//      losses, "loss" first, of the scope training_loss_scope() declares; the
+//      Trainer zeroes the gradients, back-propagates "loss" and steps one
+//      optimizer (`optim:`) through a closure, so re-evaluating optimizers
+//      such as lbfgs work unchanged.
+//    - own step: parameter_sets() declares named optimizers over disjoint
+//      parameter sets (e.g. "generator", "discriminator"); step(batch, ctx)
+//      runs the updates with ctx.optimize(name, closure, scope) and returns
+//      the losses to log. `optim.optimizers.<name>` overrides settings per
+//      optimizer.
+//  FitMethod: runs its own optimisation (closed forms, bit-by-bit solvers)
+//    in fit(training_set, ctx) in units of work, calling ctx.unit_done()
+//    after each, which logs, evaluates, checkpoints and handles SIGINT; a
+//    resumed fit continues from ctx.units_done() with the state its save() wrote.
 #pragma once
 
 #include <memory>
@@ -40,13 +41,13 @@
 #include "csrc/core/registry.h"
 #include "datasets/loader.h"
 #include "datasets/training_set.h"
+#include "trainers/data_parallel.h"
 
 namespace hashlab {
 
 using data::Batch;
 using data::Loader;
 using data::TrainingSet;
-class Trainer;
 
 // What a method knows about its input when it is built.
 struct MethodContext {
@@ -79,46 +80,16 @@ struct ParameterSet {
   std::vector<ParamGroup> groups;
 };
 
+class StepContext;
+class FitContext;
+
+// A hasher: what every method is.
 class Method {
  public:
   virtual ~Method() = default;
   virtual std::string name() const = 0;
   virtual int nbits() const = 0;
 
-  // ---- 1. default step
-  virtual std::vector<ParamGroup> param_groups() { return {}; }
-  virtual LossMap training_step(const Batch& /*batch*/, Trainer& /*trainer*/) {
-    fail("method '{}' has no training_step()", name());
-  }
-
-  // ---- 2. own step (named optimizers). The default implementations are the
-  // default step: one set named "model" over param_groups(), and a step that
-  // runs trainer.default_step(batch) (training_step through the closure).
-  virtual std::vector<ParameterSet> parameter_sets() { return {{"model", param_groups()}}; }
-  virtual LossMap step(const Batch& batch, Trainer& trainer);
-
-  // ---- data-parallel training (Trainer::set_process_group)
-  // Whether N ranks, each with 1/N of every global batch, train what one
-  // process trains on the whole batch: true when each closure's loss is a
-  // mean over the batch's items (a local loss: the trainer averages), or the
-  // global batch's loss built with Trainer::all_gather / mean_over_ranks /
-  // sum_over_ranks (a global loss: the trainer sums), random draws are made
-  // for the global batch (Trainer::local_rows), and epoch-level work is done
-  // once and shared (Trainer::broadcast). A method that says false is
-  // refused with more than one rank.
-  virtual bool supports_data_parallel() const { return false; }
-
-  // ---- 3. fit
-  virtual bool fits() const { return false; }
-  virtual void fit(const TrainingSet& /*data*/, Trainer& /*trainer*/) {
-    fail("method '{}' has no fit(): it trains in steps", name());
-  }
-
-  // ---- hooks around the step loop (not called for fits)
-  virtual void before_train(Trainer&) {}
-  virtual void after_step(Trainer&) {}
-  virtual void after_epoch(Trainer&) {}
-  virtual void after_train(Trainer&) {}
   // Extra scalars shown in progress/log lines (e.g. {"beta", 2.3}).
   virtual std::vector<std::pair<std::string, double>> status() const { return {}; }
   // The underlying torch module (device moves, train/eval mode); may be null.
@@ -148,6 +119,45 @@ class Method {
   // ---- export: a TorchScript module with forward(x) -> ±1 codes and
   // encode(x) -> packed codes (trainers/method_export.h builds the common parts).
   virtual torch::jit::Module to_torchscript(const MethodContext& ctx) const;
+};
+
+// A method that trains in optimizer steps. (Method is a virtual base, so a
+// shared hasher base such as a PQ method's can serve both kinds.)
+class StepMethod : public virtual Method {
+ public:
+  // ---- default step: one optimizer ("model") over param_groups(), a loss
+  // of the scope training_loss_scope() says (trainers/data_parallel.h).
+  virtual std::vector<ParamGroup> param_groups() { return {}; }
+  virtual LossMap training_step(const Batch& /*batch*/, StepContext& /*ctx*/) {
+    fail("method '{}' has no training_step(): it runs its own step()", name());
+  }
+  virtual LossScope training_loss_scope() const { return LossScope::local; }
+
+  // ---- own step (named optimizers). The defaults are the default step: one
+  // set named "model" over param_groups(), and a step that optimizes it on
+  // training_step().
+  virtual std::vector<ParameterSet> parameter_sets() { return {{"model", param_groups()}}; }
+  virtual LossMap step(const Batch& batch, StepContext& ctx);
+
+  // ---- data-parallel training: whether N ranks, each with 1/N of every
+  // global batch, train what one process trains on the whole batch: every
+  // closure's loss is of the scope it declares, random draws are made for the
+  // global batch (ctx.dp().local_rows), and epoch-level work is done once and
+  // shared (ctx.dp().broadcast). A method that says false is refused with
+  // more than one rank.
+  virtual bool supports_data_parallel() const { return false; }
+
+  // ---- around the loop
+  virtual void before_train(StepContext&) {}
+  virtual void after_step(StepContext&) {}
+  virtual void after_epoch(StepContext&) {}
+  virtual void after_train(StepContext&) {}
+};
+
+// A method that fits by its own optimisation, in units of work.
+class FitMethod : public virtual Method {
+ public:
+  virtual void fit(const TrainingSet& data, FitContext& ctx) = 0;
 };
 
 using MethodRegistry = Registry<Method, Section&, const MethodContext&>;

@@ -482,4 +482,45 @@ template Section& Section::get<std::vector<std::string>>(
 template std::vector<std::string> Section::require<std::vector<std::string>>(
     const std::string&);
 
+namespace {
+void flatten(const YAML::Node& n, const std::string& prefix,
+             std::map<std::string, std::string>& out) {
+  if (n.IsMap()) {
+    for (const auto& kv : n)
+      flatten(kv.second, prefix.empty() ? kv.first.Scalar() : prefix + "." + kv.first.Scalar(),
+              out);
+  } else if (n.IsSequence()) {
+    for (size_t i = 0; i < n.size(); ++i) flatten(n[i], fmt::format("{}[{}]", prefix, i), out);
+    if (n.size() == 0) out[prefix] = "[]";
+  } else if (n.IsScalar()) {
+    out[prefix] = n.Scalar();
+  } else {
+    out[prefix] = "~";
+  }
+}
+}  // namespace
+
+std::map<std::string, std::string> flat_keys(const Config& cfg,
+                                             const std::vector<std::string>& tops) {
+  std::map<std::string, std::string> out;
+  for (const auto& t : tops)
+    if (cfg.node()[t]) flatten(cfg.node()[t], t, out);
+  return out;
+}
+
+std::vector<std::string> key_differences(const std::map<std::string, std::string>& a,
+                                         const std::map<std::string, std::string>& b) {
+  std::vector<std::string> d;
+  auto show = [](const std::map<std::string, std::string>& m, const std::string& k) {
+    auto it = m.find(k);
+    return it == m.end() ? std::string("(not set)") : it->second;
+  };
+  std::set<std::string> keys;
+  for (const auto& kv : a) keys.insert(kv.first);
+  for (const auto& kv : b) keys.insert(kv.first);
+  for (const auto& k : keys)
+    if (show(a, k) != show(b, k)) d.push_back(fmt::format("{}: {} -> {}", k, show(a, k), show(b, k)));
+  return d;
+}
+
 }  // namespace hashlab

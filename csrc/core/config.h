@@ -110,4 +110,13 @@ std::string did_you_mean(const std::string& word,
 // "auto" or a positive integer; "auto" -> hardware concurrency.
 int resolve_threads(const std::string& value, const std::string& where);
 
+// The sections `tops` of `cfg` as dotted keys ("model.bits" -> "64";
+// sequences as "key[0]", an empty one as "[]"), for comparing configs.
+std::map<std::string, std::string> flat_keys(const Config& cfg,
+                                             const std::vector<std::string>& tops);
+// "key: A -> B" for every key whose value differs between `a` and `b`
+// ("(not set)" for a missing one).
+std::vector<std::string> key_differences(const std::map<std::string, std::string>& a,
+                                         const std::map<std::string, std::string>& b);
+
 }  // namespace hashlab

@@ -12,7 +12,7 @@
 #include "models/auto_jacobin/tangents.h"
 #include "models/common/shallow.h"
 #include "trainers/method_export.h"
-#include "trainers/trainer.h"
+#include "trainers/context.h"
 
 namespace hashlab {
 namespace {
@@ -95,7 +95,7 @@ torch::Tensor random_rotation(int64_t d, uint64_t seed) {
   return Q * torch::sign(R.diagonal()).unsqueeze(0);
 }
 
-class AutoJacoBinMethod : public Method {
+class AutoJacoBinMethod : public StepMethod {
  public:
   AutoJacoBinMethod(Section& cfg, const MethodContext& ctx)
       : o_(AutoJacoBinOptions::from_yaml(cfg)),
@@ -121,8 +121,8 @@ class AutoJacoBinMethod : public Method {
     return {{"weights", {net_->W1, net_->W2}, 1.0, 1.0}, {"biases", {net_->b1, net_->b2}, 1.0, 0.0}};
   }
 
-  void before_train(Trainer& trainer) override {
-    const TrainingSet& ts = trainer.training_set();
+  void before_train(StepContext& ctx) override {
+    const TrainingSet& ts = ctx.training_set();
     torch::Tensor X = ts.x().flatten(1).to(torch::kFloat32);
     HL_CHECK(X.size(1) == D_in_,
              "auto_jacobin: training items have {} values, the model expects {}", X.size(1),
@@ -130,10 +130,10 @@ class AutoJacoBinMethod : public Method {
     if (!initialised_ && o_.input_pca > 0) fit_input_pca(X);
     X = project(X);
     if (!initialised_) initialise(X);
-    if (trainer.world_size() > 1) {
+    if (ctx.dp().world_size() > 1) {
       // The data scale: rank 0's, to the last bit (its parameters are broadcast by the trainer).
       std::vector<torch::Tensor> shared = {torch::tensor({scale_}, torch::kFloat64)};
-      trainer.broadcast(shared);
+      ctx.dp().broadcast(shared);
       scale_ = shared[0].item<double>();
     }
     if (o_.jacobian) {
@@ -153,27 +153,27 @@ class AutoJacoBinMethod : public Method {
       log().info("auto_jacobin: tangents in {:.1f} s; kept directions: mean {:.2f}, min {}, max {}",
                  secs, kept.mean().item<double>(), t.kept.min().item<int64_t>(),
                  t.kept.max().item<int64_t>());
-      if (trainer.metrics())
-        trainer.metrics()->write("auto_jacobin",
+      if (ctx.metrics())
+        ctx.metrics()->write("auto_jacobin",
                                  {{"scale", scale_},
                                   {"train_size", X.size(0)},
                                   {"tangent_seconds", secs},
                                   {"kept_mean", kept.mean().item<double>()},
                                   {"kept_min", t.kept.min().item<int64_t>()},
                                   {"kept_max", t.kept.max().item<int64_t>()}});
-    } else if (trainer.metrics()) {
-      trainer.metrics()->write("auto_jacobin", {{"scale", scale_}, {"train_size", X.size(0)}});
+    } else if (ctx.metrics()) {
+      ctx.metrics()->write("auto_jacobin", {{"scale", scale_}, {"train_size", X.size(0)}});
     }
   }
 
-  void after_train(Trainer&) override { tangents_ = torch::Tensor(); }
+  void after_train(StepContext&) override { tangents_ = torch::Tensor(); }
 
-  LossMap step(const Batch& batch, Trainer& trainer) override {
+  LossMap step(const Batch& batch, StepContext& ctx) override {
     torch::Tensor x = project(batch.x.flatten(1).to(torch::kFloat32)) * scale_;
     torch::Tensor T;
     if (o_.jacobian) {
       HL_CHECK(tangents_.defined(), "auto_jacobin: step before the tangents were computed");
-      torch::Tensor rows = trainer.training_set().rows_of(batch.index.to(torch::kCPU));
+      torch::Tensor rows = ctx.training_set().rows_of(batch.index.to(torch::kCPU));
       HL_CHECK(rows.min().item<int64_t>() >= 0,
                "auto_jacobin: a batch item is not in the training set (no tangent basis)");
       T = tangents_.index_select(0, rows).to(x.device());
@@ -183,15 +183,19 @@ class AutoJacoBinMethod : public Method {
     // Data-parallel: drawn for the global batch, this rank's rows kept.
     torch::Tensor xin = x;
     if (o_.noise > 0) {
-      torch::Tensor u = trainer.local_rows(
-          torch::rand({x.size(0) * trainer.world_size(), x.size(1)}, x.options()));
+      torch::Tensor u = ctx.dp().local_rows(
+          torch::rand({x.size(0) * ctx.dp().world_size(), x.size(1)}, x.options()));
       xin = x * (u > o_.noise).to(x.scalar_type());
     }
     int64_t evals = 0;
-    LossMap out = trainer.optimize("model", [&] {
-      ++evals;
-      return cost(x, xin, T, trainer);
-    });
+    // Global: the cost's sums and Gram matrix run over the global batch.
+    LossMap out = ctx.optimize(
+        "model",
+        [&] {
+          ++evals;
+          return cost(x, xin, T, ctx);
+        },
+        LossScope::global);
     out.emplace_back("evals", torch::tensor(static_cast<double>(evals), torch::kFloat64));
     return out;
   }
@@ -308,13 +312,13 @@ class AutoJacoBinMethod : public Method {
   // matrix y^T y is one too, so this rank's sums and Gram are summed over
   // ranks in one collective (the global batch's cost on every rank).
   LossMap cost(const torch::Tensor& x, const torch::Tensor& xin, const torch::Tensor& T,
-               Trainer& trainer) {
+               StepContext& ctx) {
     const auto& W1 = net_->W1;
     const auto& b1 = net_->b1;
     const auto& W2 = net_->W2;
     const auto& b2 = net_->b2;
     const int64_t d = o_.bits;
-    const double B = static_cast<double>(x.size(0) * trainer.world_size());
+    const double B = static_cast<double>(x.size(0) * ctx.dp().world_size());
     torch::Tensor y = torch::tanh(torch::addmm(b1, xin, W1.t()));
     torch::Tensor z = torch::tanh(torch::addmm(b2, y, W2.t()));
     std::vector<torch::Tensor> local = {torch::mm(y.t(), y).reshape({-1}),
@@ -326,7 +330,7 @@ class AutoJacoBinMethod : public Method {
       torch::Tensor s2 = (1 - yc * yc).pow(2);  // [B, d]
       local.push_back(torch::mv(s2, W1.pow(2).sum(1)).sum().reshape({1}));
     }
-    torch::Tensor sums = trainer.sum_over_ranks(torch::cat(local));
+    torch::Tensor sums = ctx.dp().sum_over_ranks(torch::cat(local));
     torch::Tensor M = sums.narrow(0, 0, d * d).reshape({d, d}) - B * torch::eye(d, y.options());
     torch::Tensor recon = sums[d * d];
     torch::Tensor binary = torch::sqrt(M * M + o_.epsilon).sum();

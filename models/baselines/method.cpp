@@ -2,14 +2,14 @@
 
 #include "models/common/shallow.h"
 #include "trainers/method_export.h"
-#include "trainers/trainer.h"
+#include "trainers/context.h"
 
 namespace hashlab {
 namespace {
 
 // What every baseline shares: bits, max_train, the fit on flattened float
 // features and the "fit" metrics event.
-class ShallowMethod : public Method {
+class ShallowMethod : public FitMethod {
  public:
   ShallowMethod(std::string name, Section& s, const MethodContext& ctx)
       : name_(std::move(name)), seed_(ctx.seed) {
@@ -18,14 +18,13 @@ class ShallowMethod : public Method {
   }
   std::string name() const override { return name_; }
   int nbits() const override { return static_cast<int>(bits_); }
-  bool fits() const override { return true; }
 
-  void fit(const TrainingSet& data, Trainer& trainer) override {
+  void fit(const TrainingSet& data, FitContext& ctx) override {
     auto x = data.x().flatten(1).to(torch::kCPU, torch::kFloat32);
     if (max_train_ > 0 && x.size(0) > max_train_) x = x.narrow(0, 0, max_train_);
     fit_features(x);
-    if (trainer.metrics())
-      trainer.metrics()->write("fit", {{"method", name_}, {"train_size", x.size(0)},
+    if (ctx.metrics())
+      ctx.metrics()->write("fit", {{"method", name_}, {"train_size", x.size(0)},
                                        {"dim", x.size(1)}, {"bits", bits_}});
   }
 

@@ -1,4 +1,4 @@
-// LSH, PCAH, ITQ and SH as methods: closed-form fits (Method::fits) on the
+// LSH, PCAH, ITQ and SH as methods: closed-form fits (FitMethod) on the
 // training set's features, flattened (shallow.h holds the maths). One class
 // per baseline, each registered under its name.
 //

@@ -13,7 +13,7 @@
 #include "models/deepquan/deepquan.h"
 #include "models/deepquan/export.h"
 #include "trainers/method_export.h"
-#include "trainers/trainer.h"
+#include "trainers/context.h"
 
 namespace hashlab {
 
@@ -86,7 +86,7 @@ struct DeepQuanOptions {
 };
 
 // Codebooks + the quantised codes z of a PQ method, shared by the three methods.
-class PQMethodBase : public Method {
+class PQMethodBase : public virtual Method {
  public:
   PQMethodBase(int64_t M, int64_t K, int kmeans_iters, uint64_t seed)
       : M_(M), K_(K), kmeans_iters_(kmeans_iters), seed_(seed) {}
@@ -111,14 +111,15 @@ class PQMethodBase : public Method {
  protected:
   // Fits the codebooks on z float [N, L] (any device); returns the ids of z
   // (uint8 [N, M], CPU) and writes the "codebook_refresh" event.
-  torch::Tensor fit_codebooks(const torch::Tensor& z, Trainer* trainer) {
+  torch::Tensor fit_codebooks(const torch::Tensor& z, MetricsWriter* metrics, int64_t step,
+                              int64_t epoch) {
     HL_CHECK(z.size(0) >= K_, "method '{}': {} training items for K = {} codewords", name(),
              z.size(0), K_);
     auto pq = search::pq_train(z, static_cast<int>(M_), static_cast<int>(K_), kmeans_iters_,
                                seed_ + static_cast<uint64_t>(refreshes_));
     ++refreshes_;
     codebooks_ = pq.codebooks.to(z.device());
-    if (trainer != nullptr && trainer->metrics() != nullptr && trainer->metrics()->is_open()) {
+    if (metrics != nullptr && metrics->is_open()) {
       torch::NoGradGuard no_grad;
       auto zc = z.to(torch::kCPU, torch::kFloat);
       auto q = search::pq_decode(pq, pq.ids);
@@ -127,10 +128,10 @@ class PQMethodBase : public Method {
       auto c = pq.codebooks;
       auto d = (c.unsqueeze(2) - c.unsqueeze(1)).pow(2).sum(-1).sqrt();  // [M, K, K]
       double cw = d.sum().item<double>() / (double(M_) * K_ * std::max<int64_t>(K_ - 1, 1));
-      nlohmann::json rec = {{"step", trainer->step()},        {"epoch", trainer->epoch()},
+      nlohmann::json rec = {{"step", step},                    {"epoch", epoch},
                             {"refresh", refreshes_},           {"quantization_error", qerr},
                             {"codeword_distance", cw}};
-      trainer->metrics()->write("codebook_refresh", rec);
+      metrics->write("codebook_refresh", rec);
     }
     return pq.ids;
   }
@@ -163,7 +164,7 @@ class PQMethodBase : public Method {
 
 // ------------------------------------------------------------------ deepquan / dae_pq
 
-class DeepQuanMethod : public PQMethodBase {
+class DeepQuanMethod : public PQMethodBase, public StepMethod {
  public:
   DeepQuanMethod(Section& cfg, const MethodContext& ctx, bool pretrain_only)
       : DeepQuanMethod(DeepQuanOptions::from_yaml(cfg, pretrain_only), ctx, pretrain_only) {}
@@ -185,8 +186,8 @@ class DeepQuanMethod : public PQMethodBase {
     return {ParamGroup{"autoencoder", net_->parameters(), 1.0, 1.0}};
   }
 
-  void before_train(Trainer& trainer) override {
-    cache_training_set(trainer);
+  void before_train(StepContext& ctx) override {
+    cache_training_set(ctx);
     if (codebooks_.defined()) {
       // Resumed: the assignments of the last refresh, as saved; recomputed from
       // the restored codebooks only when the checkpoint lacks them or was made
@@ -194,35 +195,35 @@ class DeepQuanMethod : public PQMethodBase {
       codebooks_ = codebooks_.to(device());
       if (!train_ids_.defined() || train_ids_.size(0) != train_x_.size(0))
         train_ids_ = search::pq_encode(pq_codebooks(), codes_of_cache());
-    } else if (!pretrain_only_ && opts_.pretrain_steps <= trainer.step()) {
-      refresh(trainer);
+    } else if (!pretrain_only_ && opts_.pretrain_steps <= ctx.step()) {
+      refresh(ctx);
     }
   }
 
-  void after_step(Trainer& trainer) override {
-    if (!pretrain_only_ && !codebooks_.defined() && trainer.step() >= opts_.pretrain_steps)
-      refresh(trainer);
+  void after_step(StepContext& ctx) override {
+    if (!pretrain_only_ && !codebooks_.defined() && ctx.step() >= opts_.pretrain_steps)
+      refresh(ctx);
   }
 
-  void after_epoch(Trainer& trainer) override {
+  void after_epoch(StepContext& ctx) override {
     // Skipped when pretraining ended on this very step (just refreshed).
-    if (codebooks_.defined() && !pretrain_only_ && last_refresh_step_ != trainer.step())
-      refresh(trainer);
+    if (codebooks_.defined() && !pretrain_only_ && last_refresh_step_ != ctx.step())
+      refresh(ctx);
   }
 
-  void after_train(Trainer& trainer) override {
+  void after_train(StepContext& ctx) override {
     // Final codebooks for the evaluation and the checkpoint; a refresh at this
     // very step (end of pretraining or of an epoch) already fitted the final z,
     // and a second k-means (next seed) would make a resumed run start from other
     // codebooks than an uninterrupted one.
-    if (train_x_.defined() && last_refresh_step_ != trainer.step()) refresh(trainer);
+    if (train_x_.defined() && last_refresh_step_ != ctx.step()) refresh(ctx);
   }
 
   // Its losses are means over the batch's items (local); the negatives are
   // drawn for the global batch and the k-means refresh is rank 0's, broadcast.
   bool supports_data_parallel() const override { return true; }
 
-  LossMap training_step(const Batch& batch, Trainer& trainer) override {
+  LossMap training_step(const Batch& batch, StepContext& ctx) override {
     torch::Tensor x = batch.x.flatten(1);
     torch::Tensor z = net_->encode(x);
     torch::Tensor rec = models::deepquan_reconstruction_loss(x, net_->decode(z));
@@ -239,7 +240,7 @@ class DeepQuanMethod : public PQMethodBase {
       // Drawn for the global batch (every rank draws what one process
       // draws), this rank's rows kept.
       torch::Tensor neg_ids =
-          trainer.local_rows(models::sample_negative_ids(trainer.all_gather(pos_ids), K_));
+          ctx.dp().local_rows(models::sample_negative_ids(ctx.dp().all_gather(pos_ids), K_));
       torch::Tensor c_neg = models::gather_codewords(codebooks_, neg_ids);
       quant = models::deepquan_triplet_loss(z, c_pos, c_neg, opts_.margin, opts_.lambda, M_, form_);
     }
@@ -296,8 +297,8 @@ class DeepQuanMethod : public PQMethodBase {
   torch::Device device() const { return net_->parameters().front().device(); }
 
   // One epoch of the training stream, in the loader's order (CPU).
-  void cache_training_set(Trainer& trainer) {
-    const TrainingSet& ts = trainer.training_set();
+  void cache_training_set(StepContext& ctx) {
+    const TrainingSet& ts = ctx.training_set();
     torch::Tensor rows = ts.epoch_rows(0);
     HL_CHECK(rows.size(0) > 0, "{}: empty training set", name());
     train_x_ = ts.features(rows).flatten(1);
@@ -316,21 +317,21 @@ class DeepQuanMethod : public PQMethodBase {
 
   // Codebooks and assignments from the current network. Data-parallel: rank
   // 0 fits them and broadcasts both (the other ranks wait).
-  void refresh(Trainer& trainer) {
+  void refresh(StepContext& ctx) {
     // Checked on every rank (rank 0 alone fits; the others must not wait for a failure).
     HL_CHECK(train_x_.size(0) >= K_, "method '{}': {} training items for K = {} codewords",
              name(), train_x_.size(0), K_);
-    if (trainer.rank() == 0) {
+    if (ctx.dp().rank() == 0) {
       torch::Tensor z = codes_of_cache();
-      train_ids_ = fit_codebooks(z, &trainer);
+      train_ids_ = fit_codebooks(z, ctx.metrics(), ctx.step(), ctx.epoch());
     } else {
       codebooks_ = torch::empty({M_, K_, opts_.code_dim / M_}, torch::kFloat32);
       train_ids_ = torch::empty({train_x_.size(0), M_}, torch::kUInt8);
       ++refreshes_;
     }
     std::vector<torch::Tensor> shared = {codebooks_, train_ids_};
-    trainer.broadcast(shared);  // in place; nothing with one process
-    last_refresh_step_ = trainer.step();
+    ctx.dp().broadcast(shared);  // in place; nothing with one process
+    last_refresh_step_ = ctx.step();
   }
 
   // The codeword ids each item of the batch was assigned to at the last
@@ -370,19 +371,18 @@ class DeepQuanMethod : public PQMethodBase {
 
 // ------------------------------------------------------------------ pq (raw features)
 
-class RawPQMethod : public PQMethodBase {
+class RawPQMethod : public PQMethodBase, public FitMethod {
  public:
   RawPQMethod(Section& cfg, const MethodContext& ctx)
       : RawPQMethod(parse(cfg), ctx) {}
 
   std::string name() const override { return "pq"; }
-  bool fits() const override { return true; }
 
-  void fit(const TrainingSet& data, Trainer& trainer) override {
+  void fit(const TrainingSet& data, FitContext& ctx) override {
     torch::Tensor x = data.x().flatten(1).to(torch::kFloat);
     HL_CHECK(x.size(1) == dim_, "pq: features have {} values, the context said {}", x.size(1),
              dim_);
-    fit_codebooks(x, &trainer);
+    fit_codebooks(x, ctx.metrics(), ctx.units_done(), -1);
   }
 
   torch::Tensor embed(const torch::Tensor& x) override { return x.flatten(1).to(torch::kFloat); }

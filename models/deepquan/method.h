@@ -32,7 +32,7 @@
 //
 // Refresh. before_train caches the training features: the items of the
 // training stream's first epoch in the order the loader yields them
-// (trainer.training_set().epoch_rows(0), drop_last applied), on the CPU. The first refresh happens when
+// (ctx.training_set().epoch_rows(0), drop_last applied), on the CPU. The first refresh happens when
 // pretraining ends (or in before_train when pretrain_steps is 0), then on
 // every epoch change, and once more in after_train so the codebooks quantise
 // the final encoder's codes. Each refresh runs search::pq_train (k-means++,

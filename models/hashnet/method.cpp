@@ -7,7 +7,7 @@
 #include "models/hashnet/hashnet.h"
 #include "trainers/method_export.h"
 #include "trainers/schedules.h"
-#include "trainers/trainer.h"
+#include "trainers/context.h"
 
 namespace hashlab {
 
@@ -41,7 +41,7 @@ struct HashNetOptions {
   }
 };
 
-class HashNetMethod : public Method {
+class HashNetMethod : public StepMethod {
  public:
   HashNetMethod(Section& cfg, const MethodContext& ctx)
       : opts_(HashNetOptions::from_yaml(cfg)),
@@ -63,16 +63,16 @@ class HashNetMethod : public Method {
             ParamGroup{"fch", net_->fch->parameters(), opts_.hash_lr_mult, 1.0}};
   }
 
-  LossMap training_step(const Batch& batch, Trainer& trainer) override {
+  LossMap training_step(const Batch& batch, StepContext& ctx) override {
     HL_CHECK(batch.labels.defined(), "hashnet: needs labelled training data");
-    beta_ = opts_.continuation->at(trainer.step(), trainer.total_steps());
+    beta_ = opts_.continuation->at(ctx.step(), ctx.total_steps());
     torch::Tensor z = net_->forward(batch.x);
     // Pairs span the whole global batch: with several ranks, every rank's
     // codes and labels (the gradient flows through this rank's rows).
-    const torch::Tensor zg = trainer.all_gather(z);
+    const torch::Tensor zg = ctx.dp().all_gather(z);
     torch::Tensor g = torch::tanh(beta_ * zg);
     torch::Tensor h = ((zg >= 0).to(g.dtype()) * 2 - 1).detach();  // sgn, sgn(0) = +1
-    const torch::Tensor labels = trainer.all_gather(batch.labels);
+    const torch::Tensor labels = ctx.dp().all_gather(batch.labels);
     const int64_t n = g.size(0);
     auto loss_on = [&](const torch::Tensor& codes) {
       if (opts_.pairs == "halves") {
@@ -99,31 +99,33 @@ class HashNetMethod : public Method {
     return {{"loss", loss}, {"loss_binary", loss_binary}};
   }
 
-  // Its pairs span the global batch through Trainer::all_gather.
+  // Its pairs span the global batch through ctx.dp().all_gather.
   bool supports_data_parallel() const override { return true; }
+  // Global: the loss couples every item of the global batch (gathered rows).
+  LossScope training_loss_scope() const override { return LossScope::global; }
 
   std::vector<std::pair<std::string, double>> status() const override {
     return {{"beta", beta_}};
   }
 
-  void after_train(Trainer& trainer) override {
-    MetricsWriter* metrics = trainer.metrics();
-    if (metrics == nullptr || !metrics->is_open() || trainer.loader() == nullptr) return;
-    const TrainingSet& ts = trainer.training_set();
+  void after_train(StepContext& ctx) override {
+    MetricsWriter* metrics = ctx.metrics();
+    if (metrics == nullptr || !metrics->is_open() || !ctx.has_training_data()) return;
+    const TrainingSet& ts = ctx.training_set();
     torch::Tensor rows = ts.epoch_rows(0);
     rows = rows.narrow(0, 0, std::min<int64_t>(rows.size(0), 512));
     if (rows.size(0) == 0) return;
     torch::Tensor x = ts.features(rows);
     std::vector<torch::Tensor> g;
-    for (int64_t r = 0; r < x.size(0); r += trainer.options().batch_size)
-      g.push_back(embed(x.slice(0, r, r + trainer.options().batch_size).to(trainer.device()))
+    for (int64_t r = 0; r < x.size(0); r += ctx.batch_size())
+      g.push_back(embed(x.slice(0, r, r + ctx.batch_size()).to(ctx.device()))
                       .abs()
                       .to(torch::kCPU));
     torch::Tensor all = torch::cat(g).to(torch::kFloat32).flatten();
     torch::Tensor counts = torch::histc(all, 100, 0.0, 1.0).to(torch::kInt64).contiguous();
     std::vector<int64_t> c(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + 100);
     double binary = (all > 0.99).to(torch::kFloat64).mean().item<double>();
-    metrics->write("code_histogram", {{"step", trainer.step()},
+    metrics->write("code_histogram", {{"step", ctx.step()},
                                       {"beta", beta_},
                                       {"bins", 100},
                                       {"range", {0.0, 1.0}},

@@ -27,7 +27,7 @@
 // two meet when the codes are binary). status(): beta. after_train writes the
 // metrics event "code_histogram": counts of |tanh(beta z)| in 100 bins over
 // [0, 1] on the first 512 items of the training stream's first epoch (from
-// trainer.training_set(), without augmentation), plus the fraction with |g| > 0.99.
+// ctx.training_set(), without augmentation), plus the fraction with |g| > 0.99.
 // embed(x) = tanh(beta z); encode = sign bits of it (= bits of z).
 #pragma once
 

@@ -10,7 +10,7 @@
 #include "models/common/shallow.h"
 #include "models/sigah/sigah.h"
 #include "trainers/method_export.h"
-#include "trainers/trainer.h"
+#include "trainers/context.h"
 
 namespace hashlab {
 namespace {
@@ -74,7 +74,7 @@ struct FreezeGuard {
   }
 };
 
-class SiGAHMethod : public Method {
+class SiGAHMethod : public StepMethod {
  public:
   SiGAHMethod(Section& cfg, const MethodContext& ctx)
       : o_(SiGAHOptions::from_yaml(cfg)), net_(net_options(o_, ctx)), seed_(ctx.seed) {
@@ -97,13 +97,13 @@ class SiGAHMethod : public Method {
     return sets;
   }
 
-  void before_train(Trainer& trainer) override {
-    for (const auto& n : trainer.optimizer_names())
-      HL_CHECK(dynamic_cast<torch::optim::LBFGS*>(&trainer.optimizer(n)) == nullptr,
+  void before_train(StepContext& ctx) override {
+    for (const auto& n : ctx.optimizer_names())
+      HL_CHECK(!ctx.reevaluates(n),
                "sigah: each loss is evaluated once per step (one forward pass), but optimizer "
                "'{}' is lbfgs, which re-evaluates it; use sgd, adam or adamw",
                n);
-    const TrainingSet& ts = trainer.training_set();
+    const TrainingSet& ts = ctx.training_set();
     if (!mean_.defined()) {
       torch::Tensor X = ts.x().flatten(1).to(torch::kFloat32);
       mean_ = X.mean(0);
@@ -116,29 +116,29 @@ class SiGAHMethod : public Method {
       if (o_.init_gain > 0) gaussian_init();
     }
     if (sigma_ <= 0)
-      sigma_ = o_.sigma > 0 ? o_.sigma : sigma_from(ts, trainer.options().batch_size);
-    if (trainer.world_size() > 1) {
+      sigma_ = o_.sigma > 0 ? o_.sigma : sigma_from(ts, ctx.batch_size());
+    if (ctx.dp().world_size() > 1) {
       // Every rank computed them from the same data; rank 0's, to the last bit.
       std::vector<torch::Tensor> shared = {mean_.to(torch::kCPU).contiguous(),
                                            torch::tensor({sigma_, rho_}, torch::kFloat64)};
-      trainer.broadcast(shared);
+      ctx.dp().broadcast(shared);
       mean_ = shared[0];
       sigma_ = shared[1][0].item<double>();
       rho_ = shared[1][1].item<double>();
     }
-    mean_ = mean_.to(trainer.device());
+    mean_ = mean_.to(ctx.device());
     log().info("sigah: inputs (x - mean) / {:.6g}; graph sigma {:.6g} ({})", rho_, sigma_,
                o_.sigma > 0 ? "given" : o_.sigma_rule == "knn"
                                           ? fmt::format("1 / mean distance to the {}th nearest "
                                                         "item of a batch",
                                                         o_.sigma_k)
                                           : std::string("1 / mean pairwise distance"));
-    if (trainer.metrics())
-      trainer.metrics()->write("sigah",
+    if (ctx.metrics())
+      ctx.metrics()->write("sigah",
                                {{"sigma", sigma_}, {"rho", rho_}, {"train_size", ts.size()}});
   }
 
-  LossMap step(const Batch& batch, Trainer& trainer) override {
+  LossMap step(const Batch& batch, StepContext& ctx) override {
     torch::Tensor x = normalise(batch.x);
     // The forward pass, once: both updates use it (the discriminator's step
     // does not touch W, W_g, c_g).
@@ -150,17 +150,17 @@ class SiGAHMethod : public Method {
     torch::Tensor xhat = net_->reconstruct(g);
     LossMap out;
     if (o_.discriminator) {
-      LossMap d = trainer.optimize("discriminator", [&] {
+      LossMap d = ctx.optimize("discriminator", [&] {
         torch::Tensor e_real = net_->energy(x), e_fake = net_->energy(xhat.detach());
         torch::Tensor loss = e_real.mean() + torch::relu(o_.beta - e_fake).mean();
         return LossMap{{"loss", loss},
                        {"energy_real", e_real.mean().detach()},
                        {"energy_fake", e_fake.mean().detach()}};
-      });
+      }, LossScope::local);
       out.emplace_back("loss_d", d[0].second.detach());
       out.insert(out.end(), d.begin() + 1, d.end());
     }
-    LossMap gl = trainer.optimize("generator", [&] {
+    LossMap gl = ctx.optimize("generator", [&] {
       FreezeGuard frozen({net_->enc->weight, net_->enc->bias, net_->dec->weight, net_->dec->bias});
       // The batch means, over the global batch when data-parallel (one
       // collective for the four); the graph couples items, so it is built
@@ -169,22 +169,21 @@ class SiGAHMethod : public Method {
                                     ? net_->energy(xhat).mean()
                                     : torch::zeros({}, x.options());
       std::vector<torch::Tensor> means =
-          trainer
-              .mean_over_ranks(torch::stack({(xhat - x).norm(2, 1).mean(),
+          ctx.dp().mean_over_ranks(torch::stack({(xhat - x).norm(2, 1).mean(),
                                              models::sigah_quantization(h, o_.quant),
                                              g.norm(2, 1).mean(), adv_local}))
               .unbind();
       const torch::Tensor &recon = means[0], &quant = means[1], &sparsity = means[2],
                           &adv = means[3];
       torch::Tensor graph = models::sigah_graph_loss(
-          trainer.all_gather(h),
-          models::sigah_similarity(trainer.all_gather(x.detach()), sigma_), o_.graph);
+          ctx.dp().all_gather(h),
+          models::sigah_similarity(ctx.dp().all_gather(x.detach()), sigma_), o_.graph);
       torch::Tensor loss = recon + o_.alpha * quant + o_.lambda * sparsity + o_.gamma * graph +
                            o_.adv_weight * adv;
       return LossMap{{"loss", loss},           {"recon", recon.detach()},
                      {"quant", quant.detach()}, {"sparsity", sparsity.detach()},
                      {"graph", graph.detach()}, {"adv", adv.detach()}};
-    });
+    }, LossScope::global);
     out.emplace_back("loss_g", gl[0].second.detach());
     out.insert(out.end(), gl.begin() + 1, gl.end());
     return out;

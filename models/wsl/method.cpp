@@ -19,7 +19,7 @@
 #include "models/common/shallow.h"
 #include "models/wsl/wsl.h"
 #include "trainers/method_export.h"
-#include "trainers/trainer.h"
+#include "trainers/context.h"
 
 namespace hashlab {
 namespace {
@@ -74,7 +74,7 @@ double mma_objective(unsigned n, const double* x, double* grad, void* data) {
   return v;
 }
 
-class WSLMethod : public Method {
+class WSLMethod : public FitMethod {
  public:
   WSLMethod(Section& cfg, const MethodContext& ctx)
       : o_(WSLOptions::from_yaml(cfg)), seed_(ctx.seed) {
@@ -87,9 +87,8 @@ class WSLMethod : public Method {
 
   std::string name() const override { return "wsl"; }
   int nbits() const override { return static_cast<int>(o_.bits); }
-  bool fits() const override { return true; }
 
-  void fit(const TrainingSet& data, Trainer& trainer) override {
+  void fit(const TrainingSet& data, FitContext& ctx) override {
     torch::NoGradGuard no_grad;
     torch::Tensor x = data.x().flatten(1).to(torch::kFloat64);
     const int64_t n_all = x.size(0), K = o_.bits;
@@ -104,8 +103,8 @@ class WSLMethod : public Method {
     const torch::Tensor X = (x - mean_).contiguous();
     auto t0 = std::chrono::steady_clock::now();
     models::KnnGraph graph = models::knn_heat_graph(X, o_.knn, o_.heat_t);
-    if (trainer.metrics())
-      trainer.metrics()->write(
+    if (ctx.metrics())
+      ctx.metrics()->write(
           "wsl_graph",
           {{"train_size", X.size(0)}, {"dim", X.size(1)}, {"knn", o_.knn}, {"t", graph.t},
            {"mean_degree", graph.mean_degree()},
@@ -114,8 +113,8 @@ class WSLMethod : public Method {
     if (!W_.defined()) W_ = initial_projections(X);
     torch::Tensor F = X.mm(W_);  // [N, K]: every bit's outputs, updated as bits are accepted
 
-    trainer.begin_units({o_.max_rounds * K, "bit", 1});
-    for (int64_t u = trainer.units_done(); u < o_.max_rounds * K; ++u) {
+    ctx.begin_units({o_.max_rounds * K, "bit", 1});
+    for (int64_t u = ctx.units_done(); u < o_.max_rounds * K; ++u) {
       const int64_t round = u / K, k = u % K;
       if (k == 0) {
         if (round > 0 && accepted_in_round_ == 0) {
@@ -166,7 +165,7 @@ class WSLMethod : public Method {
       }
       const models::WSLTerms& kept = accept ? after : before;
       auto val = [](double v) { return torch::tensor(v, torch::kFloat64); };
-      trainer.unit_done({{"lagrangian", val(accept ? lag_new : lag_prev)},
+      ctx.unit_done({{"lagrangian", val(accept ? lag_new : lag_prev)},
                          {"loss", val(kept.loss_ln)},
                          {"loss_quartic", val(kept.loss_quartic)},
                          {"consistency", val(kept.consistency)},
@@ -279,7 +278,7 @@ struct WSLDeepOptions {
   }
 };
 
-class WSLDeepMethod : public Method {
+class WSLDeepMethod : public StepMethod {
  public:
   WSLDeepMethod(Section& cfg, const MethodContext& ctx)
       : o_(WSLDeepOptions::from_yaml(cfg)),
@@ -297,11 +296,13 @@ class WSLDeepMethod : public Method {
   // Every term is the global batch's: the kNN graph and the orthogonality
   // couple items, so the outputs and inputs of every rank are gathered.
   bool supports_data_parallel() const override { return true; }
+  // Global: the loss couples every item of the global batch (gathered rows).
+  LossScope training_loss_scope() const override { return LossScope::global; }
 
-  LossMap training_step(const Batch& batch, Trainer& trainer) override {
-    HL_CHECK(batch.x.size(0) * trainer.world_size() > 1, "wsl_mlp: batches need at least 2 items");
-    torch::Tensor F = trainer.all_gather(net_->forward(batch.x));
-    const torch::Tensor x = trainer.all_gather(batch.x.detach().flatten(1).to(torch::kCPU));
+  LossMap training_step(const Batch& batch, StepContext& ctx) override {
+    HL_CHECK(batch.x.size(0) * ctx.dp().world_size() > 1, "wsl_mlp: batches need at least 2 items");
+    torch::Tensor F = ctx.dp().all_gather(net_->forward(batch.x));
+    const torch::Tensor x = ctx.dp().all_gather(batch.x.detach().flatten(1).to(torch::kCPU));
     // The batch's kNN graph on its inputs (no gradient through it).
     models::KnnGraph g = models::knn_heat_graph(x, std::min<int64_t>(o_.knn, x.size(0) - 1));
     g.src = g.src.to(F.device());

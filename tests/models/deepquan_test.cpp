@@ -324,7 +324,7 @@ TEST(DeepQuanMethod, TrainingRefreshesCodebooksAndLowersTheLoss) {
   LossMap got;
   {
     torch::NoGradGuard no_grad;
-    got = m->training_step(b, trainer);
+    got = dynamic_cast<StepMethod&>(*m).training_step(b, trainer);
   }
   EXPECT_NEAR(loss_named(got, "quantization"), want.item<double>(), 1e-5);
 }
@@ -363,12 +363,14 @@ TEST(DeepQuanMethod, ResumedRunsMatchAnUninterruptedRun) {
       data::Loader loader(ds, torch::arange(n, torch::kLong), lo);
       TrainOptions opts = short_run(interrupt ? steps : pretrain);
       opts.eval_every = interrupt ? stop : 0;
-      Trainer t(*first, &loader, opts, plain_sgd(0.01), torch::kCPU, dir.path.string(),
-                &metrics);
-      t.evaluate = [] {
+      TrainerSetup setup;
+      setup.checkpoint_dir = dir.path.string();
+      setup.metrics = &metrics;
+      setup.evaluate = [] {
         request_interrupt(SIGINT);
         return nlohmann::json::object();
       };
+      Trainer t(*first, &loader, opts, plain_sgd(0.01), torch::kCPU, setup);
       EXPECT_EQ(interrupt, [&] {
         try {
           t.train();
@@ -420,7 +422,7 @@ TEST(DeepQuanMethod, QuadAndNoReconstructionVariantsTrain) {
     Trainer trainer(*m, &loader, short_run(10), plain_sgd(0.01), torch::kCPU, "", nullptr);
     EXPECT_NO_THROW(trainer.train()) << yaml;
     // Without the reconstruction term the loss is the quantization term alone.
-    auto losses = m->training_step(loader.batch_at(0), trainer);
+    auto losses = dynamic_cast<StepMethod&>(*m).training_step(loader.batch_at(0), trainer);
     EXPECT_NEAR(loss_named(losses, "loss"), loss_named(losses, "quantization"), 1e-6) << yaml;
     EXPECT_GT(loss_named(losses, "reconstruction"), 0.0) << yaml;
   }
@@ -537,7 +539,7 @@ TEST(DeepQuanAblations, RawPQFitsAndExports) {
   auto ds = toy_dataset(300);
   auto ctx = toy_context();
   auto m = make("pq", "{bits: 32, K: 16, kmeans_iters: 5}", ctx);
-  EXPECT_TRUE(m->fits());
+  EXPECT_NE(dynamic_cast<FitMethod*>(m.get()), nullptr);
   EXPECT_EQ(m->nbits(), 32);
   data::LoaderOptions lo;
   lo.batch_size(32).prefetch(0);

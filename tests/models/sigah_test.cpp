@@ -135,13 +135,13 @@ TEST(SiGAHMethod, EachUpdateMovesOnlyItsOwnSetAndPsiNeverMoves) {
     auto* sm = dynamic_cast<SiGAHNetImpl*>(&net);
     auto e = sm->energy(x);
     return LossMap{{"loss", e.mean()}};
-  });
+  }, LossScope::local);
   auto mid = state_of(net);
   for (const char* k : {"W.weight", "gen.weight", "gen.bias", "psi"})
     EXPECT_TRUE(torch::equal(before.at(k), mid.at(k))) << k << " moved in the discriminator step";
   EXPECT_FALSE(torch::equal(before.at("enc.weight"), mid.at("enc.weight")));
   // A full method step afterwards: Psi still the same, both sets moved.
-  m->step(b, t);
+  dynamic_cast<StepMethod&>(*m).step(b, t);
   auto after = state_of(net);
   EXPECT_TRUE(torch::equal(after.at("psi"), psi0));
   EXPECT_FALSE(torch::equal(mid.at("W.weight"), after.at("W.weight")));
@@ -150,7 +150,7 @@ TEST(SiGAHMethod, EachUpdateMovesOnlyItsOwnSetAndPsiNeverMoves) {
     return LossMap{{"loss", torch::tanh(sm->project(x)).pow(2).mean() +
                                 sm->energy(sm->reconstruct(sm->generate(torch::tanh(sm->project(x)))))
                                     .mean()}};
-  });
+  }, LossScope::local);
   auto last = state_of(net);
   for (const char* k : {"enc.weight", "enc.bias", "dec.weight", "dec.bias", "psi"})
     EXPECT_TRUE(torch::equal(after.at(k), last.at(k))) << k << " moved in the generator step";
@@ -215,7 +215,7 @@ TEST(SiGAHMethod, WithoutDiscriminatorAndBadOptions) {
   const int64_t d = 20;
   auto ctx = ctx_for(d);
   auto m = make_sigah("{bits: 6, discriminator: false}", ctx);
-  auto sets = m->parameter_sets();
+  auto sets = dynamic_cast<StepMethod&>(*m).parameter_sets();
   ASSERT_EQ(sets.size(), 1u);
   EXPECT_EQ(sets[0].name, "generator");
   EXPECT_THROW(make_sigah("{bits: 6, quant: other}", ctx), Error);

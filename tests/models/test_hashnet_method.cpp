@@ -75,7 +75,7 @@ TEST(HashNetMethod, ShortTrainingLowersLossAndLogsHistogram) {
       toy_context(side, steps));
   EXPECT_EQ(m->name(), "hashnet");
   EXPECT_EQ(m->nbits(), 16);
-  auto groups = m->param_groups();
+  auto groups = dynamic_cast<StepMethod&>(*m).param_groups();
   ASSERT_EQ(groups.size(), 2u);
   EXPECT_EQ(groups[0].lr_mult, 1.0);
   EXPECT_EQ(groups[1].lr_mult, 10.0);
@@ -101,7 +101,7 @@ TEST(HashNetMethod, ShortTrainingLowersLossAndLogsHistogram) {
   auto measure = [&] {
     torch::NoGradGuard no_grad;
     m->module()->train();
-    return m->training_step(fixed, trainer);
+    return dynamic_cast<StepMethod&>(*m).training_step(fixed, trainer);
   };
   auto before = measure();
   trainer.train();
@@ -157,7 +157,7 @@ TEST(HashNetMethod, HalvesPairingAndWeightingsGiveFiniteLosses) {
     t.checkpoint_every = 0;
     t.prefetch = 0;
     Trainer trainer(*m, &loader, t, OptimOptions(), torch::kCPU, "", nullptr);
-    auto losses = m->training_step(loader.batch_at(0), trainer);
+    auto losses = dynamic_cast<StepMethod&>(*m).training_step(loader.batch_at(0), trainer);
     ASSERT_EQ(losses[0].first, "loss") << yaml;
     EXPECT_TRUE(std::isfinite(loss_named(losses, "loss"))) << yaml;
     EXPECT_TRUE(std::isfinite(loss_named(losses, "loss_binary"))) << yaml;

@@ -6,6 +6,8 @@
 // term is refused on every rank, naming the method.
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <filesystem>
@@ -28,14 +30,20 @@ enum class Mode { local, global, mixed };
 
 // A linear map trained on a squared error to one-hot targets (a mean over
 // items) plus, in the global modes, a pairwise term over the whole batch.
-class PairToy : public Method {
+class PairToy : public StepMethod {
  public:
   explicit PairToy(Mode mode) : mode_(mode), net_(torch::nn::Linear(16, 8)) {}
   std::string name() const override { return "pair_toy"; }
   int nbits() const override { return 8; }
   std::vector<ParamGroup> param_groups() override { return {{"all", net_->parameters(), 1, 1}}; }
   bool supports_data_parallel() const override { return true; }
-  LossMap training_step(const Batch& b, Trainer& t) override {
+  // Local only in the local mode; `declared` overrides it (a wrong declaration).
+  LossScope training_loss_scope() const override {
+    if (declared) return *declared;
+    return mode_ == Mode::local ? LossScope::local : LossScope::global;
+  }
+  LossMap training_step(const Batch& b, StepContext& c) override {
+    DataParallel& t = c.dp();
     auto h = torch::tanh(net_->forward(b.x));
     auto target = torch::nn::functional::one_hot(b.labels, 8).to(torch::kFloat32) * 2 - 1;
     auto mse = (h - target).pow(2).mean();
@@ -47,13 +55,14 @@ class PairToy : public Method {
     auto pairs = (ip - (s.to(torch::kFloat32) * 2 - 1)).pow(2).mean();
     return {{"loss", mse + pairs}, {"mse", mse.detach()}, {"pairs", pairs.detach()}};
   }
-  LossMap step(const Batch& b, Trainer& t) override {
-    LossMap l = t.default_step(b);
+  LossMap step(const Batch& b, StepContext& c) override {
+    LossMap l = StepMethod::step(b, c);
     std::vector<double> v;
     for (const auto& kv : l) v.push_back(kv.second.item<double>());
     logged.push_back(v);
     return l;
   }
+  std::optional<LossScope> declared;
   torch::nn::Module* module() override { return net_.ptr().get(); }
   torch::Tensor embed(const torch::Tensor& x) override { return net_->forward(x); }
   void save(torch::serialize::OutputArchive& a) const override { net_->save(a); }
@@ -104,15 +113,16 @@ Result run_rank(Mode mode, int rank, int world, const std::string& store) {
     lo.batch_size(32).shuffle(true).drop_last(true).seed(3).prefetch(0);
     lo.shard_rank(rank).shard_count(world);
     data::Loader l(ds, torch::arange(200, torch::kLong), lo);
-    Trainer t(m, &l, opts(32), sgd(), torch::kCPU, "", nullptr);
+    TrainerSetup setup;
     if (world > 1) {
       dist::DistEnv env;
       env.rank = rank;
       env.world_size = world;
       env.store_file = store;
       env.timeout = std::chrono::milliseconds(60000);
-      t.set_process_group(dist::make_gloo_group(env));
+      setup.group = dist::make_gloo_group(env);
     }
+    Trainer t(m, &l, opts(32), sgd(), torch::kCPU, setup);
     t.train();
     r.logged = m.logged;
     std::vector<torch::Tensor> ps;
@@ -170,7 +180,7 @@ TEST(DataParallelEngine, GlobalLossSumsAndFollowsOneProcess) {
 TEST(DataParallelEngine, AGlobalLossWithALocalTermIsRefusedOnEveryRank) {
   auto [r0, r1] = two_ranks(Mode::mixed, "mixed");
   for (const auto* r : {&r0, &r1}) {
-    EXPECT_NE(r->error.find("method 'pair_toy' (optimizer 'model') computed a global loss"),
+    EXPECT_NE(r->error.find("method 'pair_toy' (optimizer 'model') declared a global loss"),
               std::string::npos)
         << r->error;
     EXPECT_NE(r->error.find("differs across ranks"), std::string::npos) << r->error;
@@ -184,15 +194,46 @@ TEST(DataParallelEngine, HelpersAreIdentitiesInOneProcess) {
   lo.batch_size(32).prefetch(0);
   data::Loader l(ds, torch::arange(200, torch::kLong), lo);
   Trainer t(m, &l, opts(32), sgd(), torch::kCPU, "", nullptr);
+  DataParallel& dp = t.dp();
   auto x = torch::randn({4, 3});
-  EXPECT_TRUE(torch::equal(t.all_gather(x), x));
-  EXPECT_TRUE(torch::equal(t.sum_over_ranks(x), x));
-  EXPECT_TRUE(torch::equal(t.mean_over_ranks(x), x));
-  EXPECT_TRUE(torch::equal(t.local_rows(x), x));
+  EXPECT_TRUE(torch::equal(dp.all_gather(x), x));
+  EXPECT_TRUE(torch::equal(dp.sum_over_ranks(x), x));
+  EXPECT_TRUE(torch::equal(dp.mean_over_ranks(x), x));
+  EXPECT_TRUE(torch::equal(dp.local_rows(x), x));
   std::vector<torch::Tensor> v = {x.clone()};
-  t.broadcast(v);
+  dp.broadcast(v);
   EXPECT_TRUE(torch::equal(v[0], x));
-  EXPECT_EQ(t.world_size(), 1);
+  EXPECT_EQ(dp.world_size(), 1);
+  EXPECT_FALSE(dp.active());
+}
+
+// A loss built from gathered rows but declared local is refused where it is
+// made, in one process too (no ranks needed to catch the declaration); the
+// same loss declared global trains.
+TEST(DataParallelEngine, AGatheredLossDeclaredLocalIsRefused) {
+  auto ds = toy_dataset();
+  data::LoaderOptions lo;
+  lo.batch_size(32).prefetch(0);
+  for (bool wrong : {true, false}) {
+    PairToy m(Mode::global);
+    if (wrong) m.declared = LossScope::local;
+    data::Loader l(ds, torch::arange(200, torch::kLong), lo);
+    Trainer t(m, &l, opts(32), sgd(), torch::kCPU, "", nullptr);
+    if (!wrong) {
+      EXPECT_NO_THROW(t.train());
+      continue;
+    }
+    try {
+      t.train();
+      ADD_FAILURE() << "a gathered loss declared local trained";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("method 'pair_toy' (optimizer 'model') declared its loss local"),
+                std::string::npos)
+          << msg;
+      EXPECT_NE(msg.find("LossScope::global"), std::string::npos) << msg;
+    }
+  }
 }
 
 }  // namespace

@@ -22,7 +22,7 @@ namespace {
 
 // A tiny method for exercising the loop: linear layer + dropout (so the RNG
 // state matters) trained with a pairwise-free squared loss.
-class ToyMethod : public Method {
+class ToyMethod : public StepMethod {
  public:
   explicit ToyMethod(int64_t dim) : net_(torch::nn::Linear(dim, 8)) {}
   std::string name() const override { return "toy"; }
@@ -30,14 +30,14 @@ class ToyMethod : public Method {
   std::vector<ParamGroup> param_groups() override {
     return {{"w", {net_->weight}, 1.0, 1.0}, {"b", {net_->bias}, 10.0, 0.0}};
   }
-  LossMap training_step(const Batch& b, Trainer& t) override {
+  LossMap training_step(const Batch& b, StepContext& t) override {
     auto h = torch::dropout(net_->forward(b.x), 0.3, true);
     auto target = torch::nn::functional::one_hot(b.labels, 8).to(torch::kFloat32) * 2 - 1;
     auto loss = (h - target).pow(2).mean();
     if (nan_at >= 0 && t.step() == nan_at) loss = loss * std::numeric_limits<float>::quiet_NaN();
     return {{"loss", loss}, {"aux", h.abs().mean()}};
   }
-  void after_step(Trainer& t) override {
+  void after_step(StepContext& t) override {
     if (interrupt_at >= 0 && t.step() == interrupt_at) request_interrupt(SIGINT);
   }
   torch::nn::Module* module() override { return net_.ptr().get(); }
@@ -357,7 +357,7 @@ TEST(ScalarScheduleTest, BuiltInTypesReadOnlyTheirKeys) {
 // output, so both losses have gradients on both sets: an update that moved
 // the other set (a shared optimizer, shared moments or weight decay, a step
 // of every optimizer) would show.
-class ToyGAN : public Method {
+class ToyGAN : public StepMethod {
  public:
   explicit ToyGAN(int64_t dim) : gen_(torch::nn::Linear(dim, dim)), disc_(torch::nn::Linear(dim, 4)) {}
   std::string name() const override { return "toy_gan"; }
@@ -366,21 +366,21 @@ class ToyGAN : public Method {
     return {{"generator", {{"gen", gen_->parameters(), 1.0, 1.0}}},
             {"discriminator", {{"disc", disc_->parameters(), 1.0, 1.0}}}};
   }
-  LossMap step(const Batch& b, Trainer& t) override {
+  LossMap step(const Batch& b, StepContext& t) override {
     auto energy = [&](const torch::Tensor& v) { return disc_->forward(v).pow(2).mean(); };
     auto gen_before = snapshot(gen_), disc_before = snapshot(disc_);
     LossMap d = t.optimize("discriminator", [&] {
       auto fake = torch::dropout(gen_->forward(b.x), 0.2, true);  // RNG in the step
       auto loss = energy(b.x) + torch::relu(1.0 - energy(fake));
       return LossMap{{"loss", loss}};
-    });
+    }, LossScope::local);
     gen_unchanged_by_disc = gen_unchanged_by_disc && same(gen_before, snapshot(gen_));
     disc_moved = disc_moved || !same(disc_before, snapshot(disc_));
     auto disc_mid = snapshot(disc_);
     LossMap g = t.optimize("generator", [&] {
       auto out = gen_->forward(b.x);
       return LossMap{{"loss", energy(out) + (out - b.x).pow(2).mean()}};
-    });
+    }, LossScope::local);
     disc_unchanged_by_gen = disc_unchanged_by_gen && same(disc_mid, snapshot(disc_));
     if (interrupt_at >= 0 && t.step() + 1 == interrupt_at) request_interrupt(SIGINT);
     return {{"loss_d", d.front().second.detach()}, {"loss_g", g.front().second.detach()}};
@@ -440,18 +440,31 @@ TEST(Engine, NamedOptimizersLeaveTheOtherSetBitUnchanged) {
   Trainer t(m, &l, train_opts(9), gan_optim(), torch::kCPU, "", nullptr);
   EXPECT_EQ(t.optimizer_names(), (std::vector<std::string>{"generator", "discriminator"}));
   // Different torch optimizers, each with its own settings and schedule.
-  EXPECT_NE(dynamic_cast<torch::optim::Adam*>(&t.optimizer("generator")), nullptr);
-  EXPECT_NE(dynamic_cast<torch::optim::SGD*>(&t.optimizer("discriminator")), nullptr);
+  EXPECT_NE(dynamic_cast<torch::optim::Adam*>(&t.optimizers()->get("generator")), nullptr);
+  EXPECT_NE(dynamic_cast<torch::optim::SGD*>(&t.optimizers()->get("discriminator")), nullptr);
   t.train();
   EXPECT_TRUE(m.gen_unchanged_by_disc);
   EXPECT_TRUE(m.disc_unchanged_by_gen);
   EXPECT_TRUE(m.disc_moved);
   // Step 8 of step_size 4, gamma 0.5: both at a quarter of their base lr.
-  EXPECT_DOUBLE_EQ(t.optimizer("generator").param_groups()[0].options().get_lr(), 0.0025);
-  EXPECT_DOUBLE_EQ(t.optimizer("discriminator").param_groups()[0].options().get_lr(), 0.0125);
-  EXPECT_DOUBLE_EQ(t.current_lr("discriminator"), 0.0125);
+  EXPECT_DOUBLE_EQ(t.optimizers()->get("generator").param_groups()[0].options().get_lr(), 0.0025);
+  EXPECT_DOUBLE_EQ(t.optimizers()->get("discriminator").param_groups()[0].options().get_lr(), 0.0125);
+  EXPECT_DOUBLE_EQ(t.optimizers()->lr(t.step(), "discriminator"), 0.0125);
   // The default step refuses a method with several optimizers.
-  EXPECT_THROW(t.default_step(l.batch_at(0)), Error);
+  struct DefaultStepGAN : ToyGAN {
+    using ToyGAN::ToyGAN;
+    LossMap step(const Batch& b, StepContext& c) override { return StepMethod::step(b, c); }
+  } d(16);
+  Trainer td(d, &l, train_opts(9), gan_optim(), torch::kCPU, "", nullptr);
+  try {
+    td.train();
+    ADD_FAILURE() << "the default step ran a method with two optimizers";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("declares 2 optimizers (generator, discriminator): it "
+                                         "must run its own step()"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Engine, NamedOptimizersResumeBitIdentical) {
@@ -498,13 +511,13 @@ TEST(Engine, OptimizerOverridesAreCheckedAgainstTheMethod) {
 // ------------------------------------------------------------------ L-BFGS
 
 // f(x, y) = (1 - x)^2 + 100 (y - x^2)^2, minimum 0 at (1, 1); the batch is ignored.
-class Rosenbrock : public Method {
+class Rosenbrock : public StepMethod {
  public:
   Rosenbrock() : xy_(torch::tensor({-1.2, 1.0}, torch::kFloat64).requires_grad_()) {}
   std::string name() const override { return "rosenbrock"; }
   int nbits() const override { return 2; }
   std::vector<ParamGroup> param_groups() override { return {{"xy", {xy_}, 1.0, 1.0}}; }
-  LossMap training_step(const Batch&, Trainer&) override {
+  LossMap training_step(const Batch&, StepContext&) override {
     ++evaluations;
     auto x = xy_[0], y = xy_[1];
     return {{"loss", (1 - x).pow(2) + 100 * (y - x * x).pow(2)}};
@@ -542,7 +555,7 @@ TEST(Engine, LbfgsWithStrongWolfeMinimisesRosenbrockThroughTheTrainer) {
   Trainer t(m, &l, train_opts(10),
             lbfgs_options(true, ", tolerance_grad: 1.0e-12, tolerance_change: 1.0e-16"), torch::kCPU,
             "", nullptr);
-  EXPECT_NE(dynamic_cast<torch::optim::LBFGS*>(&t.optimizer("model")), nullptr);
+  EXPECT_NE(dynamic_cast<torch::optim::LBFGS*>(&t.optimizers()->get("model")), nullptr);
   t.train();
   EXPECT_NEAR(m.xy_[0].item<double>(), 1.0, 1e-6);
   EXPECT_NEAR(m.xy_[1].item<double>(), 1.0, 1e-6);
@@ -564,7 +577,7 @@ class ToyLeastSquares : public ToyMethod {
   std::vector<ParamGroup> param_groups() override {
     return {{"all", net_->parameters(), 1.0, 1.0}};
   }
-  LossMap training_step(const Batch& b, Trainer&) override {
+  LossMap training_step(const Batch& b, StepContext&) override {
     auto target = torch::nn::functional::one_hot(b.labels, 8).to(torch::kFloat32) * 2 - 1;
     return {{"loss", (net_->forward(b.x) - target).pow(2).mean()}};
   }
@@ -602,13 +615,12 @@ TEST(Engine, LbfgsResumeBitIdenticalWithAndWithoutHistory) {
 
 // A fit in `total` units: each unit draws from the global generator and
 // accumulates into the state, so both the state and the RNG must be restored.
-class ToyFit : public Method {
+class ToyFit : public FitMethod {
  public:
   explicit ToyFit(int64_t total) : total_(total) {}
   std::string name() const override { return "toy_fit"; }
   int nbits() const override { return 8; }
-  bool fits() const override { return true; }
-  void fit(const TrainingSet& data, Trainer& t) override {
+  void fit(const TrainingSet& data, FitContext& t) override {
     EXPECT_EQ(data.size(), 200);
     EXPECT_EQ(data.x().sizes(), (std::vector<int64_t>{200, 16}));
     t.begin_units({total_, "bit", every_});
@@ -637,13 +649,18 @@ TEST(Engine, FitUnitsLogEvaluateCheckpointAndResumeBitIdentical) {
     TrainOptions o = train_opts(0);
     o.eval_every = 4;
     MetricsWriter metrics((dir / "metrics.jsonl").string(), false);
-    Trainer t(whole, &l, o, sgd(), torch::kCPU, (dir / "whole").string(), &metrics);
-    fs::create_directories(dir / "whole");
     int evals = 0;
-    t.evaluate = [&] {
+    Trainer* tp = nullptr;
+    TrainerSetup setup;
+    setup.checkpoint_dir = (dir / "whole").string();
+    setup.metrics = &metrics;
+    setup.evaluate = [&] {
       ++evals;
-      return nlohmann::json{{"units", t.units_done()}};
+      return nlohmann::json{{"units", tp->units_done()}};
     };
+    Trainer t(whole, &l, o, sgd(), torch::kCPU, setup);
+    tp = &t;
+    fs::create_directories(dir / "whole");
     t.train();
     EXPECT_EQ(t.units_done(), 10);
     EXPECT_EQ(evals, 2);  // units 4 and 8 (the job evaluates the end)
