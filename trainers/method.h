@@ -60,6 +60,13 @@ struct MethodContext {
   // Input preprocessing the exported hasher must reproduce: x = (raw/scale - mean)/std.
   double input_scale = 255.0;
   std::vector<double> mean, std;
+
+  // Values per example once flattened (the product of input_shape).
+  int64_t input_dim() const {
+    int64_t d = 1;
+    for (int64_t s : input_shape) d *= s;
+    return d;
+  }
 };
 
 // Named scalar losses or values of one step. In a default step the entry

@@ -67,36 +67,70 @@ OptimOptions OptimOptions::from_yaml(Section s) {
   return o;
 }
 
+namespace {
+
+// Every key of one optim level, once: how it is read and how a named
+// optimizer's or a stage's value overrides the level above.
+struct Key {
+  const char* name;
+  void (*read)(Section&, OptimOptions&);
+  void (*copy)(OptimOptions&, const OptimOptions&);
+};
+
+#define HL_OPTIM_KEY(key, member, ...)                                                   \
+  Key {                                                                                  \
+    key, [](Section& s, OptimOptions& o) { s.get(key, o.member, ##__VA_ARGS__); },       \
+        [](OptimOptions& o, const OptimOptions& n) { o.member = n.member; }              \
+  }
+#define HL_OPTIM_CHOICE(key, member, choices)                                            \
+  Key {                                                                                  \
+    key, [](Section& s, OptimOptions& o) { s.get_choice(key, o.member, choices); },      \
+        [](OptimOptions& o, const OptimOptions& n) { o.member = n.member; }              \
+  }
+
+const std::vector<Key>& keys() {
+  static const std::vector<Key> k = {
+      HL_OPTIM_CHOICE("type", type, optimizer_registry().names()),
+      HL_OPTIM_KEY("lr", lr, Range{0.0, 10.0}),
+      HL_OPTIM_KEY("momentum", momentum, Range{0.0, 1.0}),
+      HL_OPTIM_KEY("nesterov", nesterov),
+      HL_OPTIM_KEY("weight_decay", weight_decay, Range{0.0, 1.0}),
+      HL_OPTIM_KEY("betas", betas, Range{0.0, 1.0}),
+      HL_OPTIM_KEY("eps", eps, Range{0.0, 1.0}),
+      HL_OPTIM_KEY("history_size", history_size, Range{1, 1e6}),
+      HL_OPTIM_KEY("max_iter", max_iter, Range{1, 1e9}),
+      HL_OPTIM_KEY("max_eval", max_eval, Range{0, 1e9}),
+      HL_OPTIM_KEY("tolerance_grad", tolerance_grad, Range{0.0, 1e12}),
+      HL_OPTIM_KEY("tolerance_change", tolerance_change, Range{0.0, 1e12}),
+      HL_OPTIM_CHOICE("line_search", line_search,
+                      (std::vector<std::string>{"strong_wolfe", "none"})),
+      HL_OPTIM_KEY("reset_each_step", reset_each_step),
+      HL_OPTIM_CHOICE("schedule", schedule, lr_schedule_registry().names()),
+      HL_OPTIM_KEY("step_size", step_size, Range{1, 1e12}),
+      HL_OPTIM_KEY("gamma", gamma, Range{0.0, 1.0}),
+      HL_OPTIM_KEY("min_lr_factor", min_lr_factor, Range{0.0, 1.0}),
+      HL_OPTIM_KEY("warmup", warmup, Range{0, 1e12}),
+  };
+  return k;
+}
+
+#undef HL_OPTIM_KEY
+#undef HL_OPTIM_CHOICE
+
+}  // namespace
+
+bool OptimOptions::is_lbfgs() const { return type == "lbfgs"; }
+
 void OptimOptions::read_keys(Section& s) {
   OptimOptions& o = *this;
-  for (const char* key :
-       {"type", "lr", "momentum", "nesterov", "weight_decay", "betas", "eps", "history_size",
-        "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "line_search",
-        "reset_each_step", "schedule", "step_size", "gamma", "min_lr_factor", "warmup"})
-    if (s.has(key)) o.given.insert(key);
-  s.get_choice("type", o.type, optimizer_registry().names());
-  s.get("lr", o.lr, Range{0.0, 10.0});
-  s.get("momentum", o.momentum, Range{0.0, 1.0});
-  s.get("nesterov", o.nesterov);
-  s.get("weight_decay", o.weight_decay, Range{0.0, 1.0});
-  s.get("betas", o.betas, Range{0.0, 1.0});
+  for (const Key& k : keys()) {
+    if (s.has(k.name)) o.given.insert(k.name);
+    k.read(s, o);
+  }
   if (o.betas.size() != 2) fail("{}: expected two values [beta1, beta2]", s.where("betas"));
-  s.get("eps", o.eps, Range{0.0, 1.0});
-  s.get("history_size", o.history_size, Range{1, 1e6});
-  s.get("max_iter", o.max_iter, Range{1, 1e9});
-  s.get("max_eval", o.max_eval, Range{0, 1e9});
-  s.get("tolerance_grad", o.tolerance_grad, Range{0.0, 1e12});
-  s.get("tolerance_change", o.tolerance_change, Range{0.0, 1e12});
-  s.get_choice("line_search", o.line_search, {"strong_wolfe", "none"});
-  s.get("reset_each_step", o.reset_each_step);
-  s.get_choice("schedule", o.schedule, lr_schedule_registry().names());
-  s.get("step_size", o.step_size, Range{1, 1e12});
-  s.get("gamma", o.gamma, Range{0.0, 1.0});
-  s.get("min_lr_factor", o.min_lr_factor, Range{0.0, 1.0});
-  s.get("warmup", o.warmup, Range{0, 1e12});
   if (o.nesterov && (o.type != "sgd" || o.momentum <= 0))
     fail("{}: nesterov needs type sgd and momentum > 0", s.where("nesterov"));
-  if (o.type == "lbfgs" && o.given.count("weight_decay") && o.weight_decay > 0)
+  if (o.is_lbfgs() && o.given.count("weight_decay") && o.weight_decay > 0)
     fail("{}: lbfgs has no weight decay (got {}); set it to 0 or add the penalty to the loss",
          s.where("weight_decay"), o.weight_decay);
 }
@@ -105,35 +139,18 @@ void OptimOptions::validate() const {
   if (nesterov && (type != "sgd" || momentum <= 0))
     fail("{}: nesterov needs type sgd and momentum > 0 (here: {} with momentum {})", where, type,
          momentum);
-  if (type == "lbfgs" && given.count("weight_decay") && weight_decay > 0)
+  if (is_lbfgs() && given.count("weight_decay") && weight_decay > 0)
     fail("{}: lbfgs has no weight decay, but weight_decay {} applies to it; set weight_decay: 0 "
          "for it or add the penalty to the loss",
          where, weight_decay);
 }
 
 void OptimOptions::override_with(const OptimOptions& n) {
-  for (const std::string& k : n.given) {
-    given.insert(k);
-    if (k == "type") type = n.type;
-    else if (k == "lr") lr = n.lr;
-    else if (k == "momentum") momentum = n.momentum;
-    else if (k == "nesterov") nesterov = n.nesterov;
-    else if (k == "weight_decay") weight_decay = n.weight_decay;
-    else if (k == "betas") betas = n.betas;
-    else if (k == "eps") eps = n.eps;
-    else if (k == "history_size") history_size = n.history_size;
-    else if (k == "max_iter") max_iter = n.max_iter;
-    else if (k == "max_eval") max_eval = n.max_eval;
-    else if (k == "tolerance_grad") tolerance_grad = n.tolerance_grad;
-    else if (k == "tolerance_change") tolerance_change = n.tolerance_change;
-    else if (k == "line_search") line_search = n.line_search;
-    else if (k == "reset_each_step") reset_each_step = n.reset_each_step;
-    else if (k == "schedule") schedule = n.schedule;
-    else if (k == "step_size") step_size = n.step_size;
-    else if (k == "gamma") gamma = n.gamma;
-    else if (k == "min_lr_factor") min_lr_factor = n.min_lr_factor;
-    else if (k == "warmup") warmup = n.warmup;
-  }
+  for (const Key& k : keys())
+    if (n.given.count(k.name)) {
+      given.insert(k.name);
+      k.copy(*this, n);
+    }
   where = n.where;
 }
 

@@ -83,6 +83,9 @@ struct OptimOptions {
   std::string where = "optim";
 
   static OptimOptions from_yaml(Section s);
+  // Whether the optimizer re-evaluates the closure within a step (L-BFGS's
+  // line search): no weight decay, no gradient clipping.
+  bool is_lbfgs() const;
 
   // Index of the stage that trains step `step` (0-based; stages.size() = the
   // top-level settings), and that stage's settings and step range [begin, end)

@@ -39,7 +39,7 @@ OptimizerSet::OptimizerSet(std::vector<ParameterSet> sets, OptimOptions options,
     for (const auto& n : named_) {
       OptimOptions o = options_.resolve(i, n.set.name);
       o.validate();
-      if (o.type == "lbfgs" && grad_clip > 0)
+      if (o.is_lbfgs() && grad_clip > 0)
         fail("{}: train.grad_clip would break the line search of lbfgs (optimizer '{}'); set "
              "grad_clip: 0",
              o.where, n.set.name);
@@ -116,7 +116,7 @@ std::string OptimizerSet::describe_lrs(int64_t step) const {
 
 bool OptimizerSet::has_lbfgs() const {
   for (const auto& n : named_)
-    if (n.settings.type == "lbfgs") return true;
+    if (n.settings.is_lbfgs()) return true;
   return false;
 }
 

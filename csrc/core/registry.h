@@ -19,8 +19,11 @@ class Registry {
  public:
   using Factory = std::function<std::unique_ptr<T>(Args...)>;
 
+  // A name registered twice is a programming error (two folders claiming
+  // one name): refused rather than the later entry silently winning.
   void add(const std::string& name, Factory f, std::string help = "") {
-    entries_[name] = Entry{std::move(f), std::move(help)};
+    if (!entries_.emplace(name, Entry{std::move(f), std::move(help)}).second)
+      fail("{} registry: '{}' is registered twice", kind_, name);
   }
   bool has(const std::string& name) const { return entries_.count(name) > 0; }
   std::unique_ptr<T> create(const std::string& name, const std::string& where,

@@ -142,29 +142,7 @@ Relevance Relevance::from_labels(const torch::Tensor& query_labels,
   return r;
 }
 
-Relevance Relevance::from_neighbors(const torch::Tensor& neighbors, int64_t n_db) {
-  HL_CHECK(neighbors.dim() == 2, "neighbours: expected [nq, k], got {}",
-           c10::str(neighbors.sizes()));
-  Relevance r;
-  r.neighbors_ = neighbors.cpu().to(torch::kLong);
-  r.n_db_ = n_db;
-  if (r.neighbors_.numel() > 0) {
-    HL_CHECK(r.neighbors_.min().item<int64_t>() >= 0 && r.neighbors_.max().item<int64_t>() < n_db,
-             "neighbours: indices must lie in [0, {})", n_db);
-  }
-  return r;
-}
-
-int64_t Relevance::num_queries() const {
-  return neighbors_.defined() ? neighbors_.size(0) : query_labels_.size(0);
-}
-
 torch::Tensor Relevance::block(int64_t q0, int64_t count) const {
-  if (neighbors_.defined()) {
-    auto out = torch::zeros({count, n_db_}, torch::kUInt8);
-    out.scatter_(1, neighbors_.slice(0, q0, q0 + count), 1);
-    return out;
-  }
   auto q = query_labels_.slice(0, q0, q0 + count);
   if (multi_label_) return torch::matmul(q, db_labels_.t()).gt(0).to(torch::kUInt8).contiguous();
   return q.unsqueeze(1).eq(db_labels_.unsqueeze(0)).to(torch::kUInt8).contiguous();

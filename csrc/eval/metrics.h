@@ -88,16 +88,14 @@ class Relevance {
  public:
   // Labels: int64 [n] (single label) or uint8/bool [n, C] multi-hot (share >= 1 label).
   static Relevance from_labels(const torch::Tensor& query_labels, const torch::Tensor& db_labels);
-  // Relevant = listed: neighbours int64 [nq, k] (e.g. true Euclidean kNN), indices < n_db.
-  static Relevance from_neighbors(const torch::Tensor& neighbors, int64_t n_db);
 
-  int64_t num_queries() const;
+  int64_t num_queries() const { return query_labels_.size(0); }
   int64_t num_database() const { return n_db_; }
   // uint8 [count, n_db] in database order: 1 where query q0+i finds item j relevant.
   torch::Tensor block(int64_t q0, int64_t count) const;
 
  private:
-  torch::Tensor query_labels_, db_labels_, neighbors_;
+  torch::Tensor query_labels_, db_labels_;
   int64_t n_db_ = 0;
   bool multi_label_ = false;
 };

@@ -69,12 +69,6 @@ struct AutoJacoBinOptions {
   }
 };
 
-int64_t flat_dim(const MethodContext& ctx) {
-  int64_t d = 1;
-  for (int64_t s : ctx.input_shape) d *= s;
-  return d;
-}
-
 // The auto-encoder's parameters (method.h): W1 [d, D], b1 [d], W2 [D, d], b2 [D].
 struct AutoEncoderImpl : torch::nn::Module {
   AutoEncoderImpl(int64_t D, int64_t d)
@@ -99,7 +93,7 @@ class AutoJacoBinMethod : public StepMethod {
  public:
   AutoJacoBinMethod(Section& cfg, const MethodContext& ctx)
       : o_(AutoJacoBinOptions::from_yaml(cfg)),
-        D_in_(flat_dim(ctx)),
+        D_in_(ctx.input_dim()),
         D_(o_.input_pca > 0 ? o_.input_pca : D_in_),
         seed_(ctx.seed),
         net_(D_, o_.bits) {
@@ -273,7 +267,7 @@ class AutoJacoBinMethod : public StepMethod {
     torch::NoGradGuard no_grad;
     torch::Tensor X64 = X.to(torch::kFloat64);
     pca_mean_ = X64.mean(0);
-    pca_dirs_ = baselines::pca_directions(X64 - pca_mean_, o_.input_pca).to(torch::kFloat64);
+    pca_dirs_ = models::pca_directions(X64 - pca_mean_, o_.input_pca).to(torch::kFloat64);
     log().info("auto_jacobin: inputs projected on the top {} of {} principal directions",
                o_.input_pca, D_in_);
   }
@@ -294,7 +288,7 @@ class AutoJacoBinMethod : public StepMethod {
     scale_ = o_.scale / max_norm;
     torch::Tensor Xs = X.to(torch::kFloat64) * scale_;
     torch::Tensor mu = Xs.mean(0);
-    torch::Tensor P = baselines::pca_directions(Xs - mu, o_.bits);  // [D, d]
+    torch::Tensor P = models::pca_directions(Xs - mu, o_.bits);  // [D, d]
     torch::Tensor W1 = P.matmul(random_rotation(o_.bits, seed_)).t().contiguous();  // [d, D]
     auto dev = net_->W1.device();
     net_->W1.copy_(W1.to(dev, torch::kFloat32));

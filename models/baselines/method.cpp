@@ -69,7 +69,7 @@ class LinearHashMethod : public ShallowMethod {
   }
 
  protected:
-  baselines::LinearHash linear_;
+  models::LinearHash linear_;
 };
 
 class LSHMethod : public LinearHashMethod {
@@ -78,7 +78,7 @@ class LSHMethod : public LinearHashMethod {
     s.finish();
   }
   void fit_features(const torch::Tensor& x) override {
-    linear_ = baselines::fit_lsh(x, bits_, seed_);
+    linear_ = models::fit_lsh(x, bits_, seed_);
   }
 };
 
@@ -89,7 +89,7 @@ class PCAHMethod : public LinearHashMethod {
   }
   void fit_features(const torch::Tensor& x) override {
     need_bits_within_dim(x);
-    linear_ = baselines::fit_pcah(x, bits_);
+    linear_ = models::fit_pcah(x, bits_);
   }
 };
 
@@ -101,7 +101,7 @@ class ITQMethod : public LinearHashMethod {
   }
   void fit_features(const torch::Tensor& x) override {
     need_bits_within_dim(x);
-    linear_ = baselines::fit_itq(x, bits_, iterations_, seed_);
+    linear_ = models::fit_itq(x, bits_, iterations_, seed_);
   }
 
  private:
@@ -111,7 +111,7 @@ class ITQMethod : public LinearHashMethod {
 class SHMethod : public ShallowMethod {
  public:
   SHMethod(Section& s, const MethodContext& ctx) : ShallowMethod("sh", s, ctx) { s.finish(); }
-  void fit_features(const torch::Tensor& x) override { sh_ = baselines::fit_sh(x, bits_); }
+  void fit_features(const torch::Tensor& x) override { sh_ = models::fit_sh(x, bits_); }
 
   torch::Tensor embed(const torch::Tensor& x) override {
     TORCH_CHECK(sh_.W.defined(), "spectral hashing used before fit()");
@@ -143,7 +143,7 @@ class SHMethod : public ShallowMethod {
   }
 
  private:
-  baselines::SpectralHash sh_;
+  models::SpectralHash sh_;
 };
 
 }  // namespace

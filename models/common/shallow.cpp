@@ -9,7 +9,7 @@
 
 #include "csrc/core/error.h"
 
-namespace hashlab::baselines {
+namespace hashlab::models {
 namespace {
 
 void check_input(const torch::Tensor& x, int64_t bits) {
@@ -131,4 +131,4 @@ SpectralHash fit_sh(const torch::Tensor& x, int64_t bits) {
   return h;
 }
 
-}  // namespace hashlab::baselines
+}  // namespace hashlab::models

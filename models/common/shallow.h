@@ -20,7 +20,7 @@
 
 #include <torch/torch.h>
 
-namespace hashlab::baselines {
+namespace hashlab::models {
 
 // A linear hash: f(x) = (x - mean) W, W [D, B].
 struct LinearHash {
@@ -50,4 +50,4 @@ struct SpectralHash {
 };
 SpectralHash fit_sh(const torch::Tensor& x, int64_t bits);
 
-}  // namespace hashlab::baselines
+}  // namespace hashlab::models

@@ -23,9 +23,7 @@ using models::TripletForm;
 
 int64_t input_dim(const MethodContext& ctx) {
   HL_CHECK(!ctx.input_shape.empty(), "deepquan: unknown input shape");
-  int64_t d = 1;
-  for (int64_t s : ctx.input_shape) d *= s;
-  return d;
+  return ctx.input_dim();
 }
 
 // M from `M` or `bits` (= 8 M); exactly one may be given.

@@ -56,12 +56,6 @@ struct SiGAHOptions {
   }
 };
 
-int64_t flat_dim(const MethodContext& ctx) {
-  int64_t d = 1;
-  for (int64_t s : ctx.input_shape) d *= s;
-  return d;
-}
-
 // Parameters that do not require gradients while in scope (the frozen
 // discriminator during the generator's update).
 struct FreezeGuard {
@@ -223,14 +217,14 @@ class SiGAHMethod : public StepMethod {
 
   torch::jit::Module to_torchscript(const MethodContext& ctx) const override {
     HL_CHECK(mean_.defined(), "sigah: nothing to export before training");
-    baselines::LinearHash h = linear();
+    models::LinearHash h = linear();
     return exporter::export_linear_hasher("sigah", h.W, h.mean, ctx);
   }
 
  private:
   static models::SiGAHNetOptions net_options(const SiGAHOptions& o, const MethodContext& ctx) {
     models::SiGAHNetOptions n;
-    n.input_dim = flat_dim(ctx);
+    n.input_dim = ctx.input_dim();
     n.bits = o.bits;
     n.gen_dim = o.gen_dim;
     n.disc_hidden = o.disc_hidden;
@@ -247,7 +241,7 @@ class SiGAHMethod : public StepMethod {
 
   // The codes' hash: (x - mean) W^T / rho, with the same ATen calls as the
   // export (sign is unchanged by rho > 0; the projection is the network's).
-  baselines::LinearHash linear() const {
+  models::LinearHash linear() const {
     return {mean_.to(torch::kCPU, torch::kFloat32),
             (net_->W->weight.detach().to(torch::kCPU, torch::kFloat64) / rho_)
                 .t()

@@ -78,8 +78,7 @@ class WSLMethod : public FitMethod {
  public:
   WSLMethod(Section& cfg, const MethodContext& ctx)
       : o_(WSLOptions::from_yaml(cfg)), seed_(ctx.seed) {
-    int64_t d = 1;
-    for (int64_t s : ctx.input_shape) d *= s;
+    const int64_t d = ctx.input_dim();
     if ((o_.init == "pca" || o_.init == "itq") && o_.bits > d)
       fail("{}: init {} gives at most {} bits (the input dimension), not {}", cfg.where("init"),
            o_.init, d, o_.bits);
@@ -202,13 +201,13 @@ class WSLMethod : public FitMethod {
 
   torch::jit::Module to_torchscript(const MethodContext& ctx) const override {
     HL_CHECK(W_.defined(), "wsl: nothing to export before fitting");
-    baselines::LinearHash h = linear();
+    models::LinearHash h = linear();
     return exporter::export_linear_hasher("wsl", h.W, h.mean, ctx);
   }
 
  private:
   // The float32 hash the codes and the export use.
-  baselines::LinearHash linear() const {
+  models::LinearHash linear() const {
     return {mean_.to(torch::kFloat32), W_.to(torch::kFloat32)};
   }
 
@@ -221,9 +220,9 @@ class WSLMethod : public FitMethod {
       auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_);
       W = at::randn({D, K}, gen, torch::TensorOptions().dtype(torch::kFloat64));
     } else if (o_.init == "pca") {
-      W = baselines::pca_directions(X, K);
+      W = models::pca_directions(X, K);
     } else {
-      W = baselines::fit_itq(X.to(torch::kFloat32), K, 50, seed_).W.to(torch::kFloat64);
+      W = models::fit_itq(X.to(torch::kFloat32), K, 50, seed_).W.to(torch::kFloat64);
     }
     torch::Tensor sd = X.mm(W).std(0).clamp_min(1e-12);
     return (W / sd.unsqueeze(0)).contiguous();

@@ -171,7 +171,7 @@ TEST(AutoJacoBinMethod, InitialisationIsTiedPCAWithTheStoredScale) {
   EXPECT_TRUE(torch::allclose(p.b1.to(torch::kFloat64), -W1.matmul(mu), 1e-5, 1e-6));
   EXPECT_TRUE(torch::allclose(p.b2.to(torch::kFloat64), mu, 1e-5, 1e-6));
   EXPECT_TRUE(torch::allclose(W1.matmul(W1.t()), torch::eye(d, torch::kFloat64), 1e-5, 1e-5));
-  auto P = baselines::pca_directions(X * s - mu, d);
+  auto P = models::pca_directions(X * s - mu, d);
   EXPECT_TRUE(torch::allclose(W1.t().matmul(W1), P.matmul(P.t()), 1e-4, 1e-4));
   // A random rotation, not the PCA directions themselves.
   EXPECT_FALSE(torch::allclose(W1.abs(), P.t().abs(), 1e-2, 1e-2));
@@ -306,7 +306,7 @@ TEST(AutoJacoBinMethod, ResumedRunIsBitIdenticalAndExportMatchesEncode) {
     // embed against the definition: PCA of the training set (all 200 items), then the net.
     auto X = ds.features.to(torch::kFloat64);
     auto mu = X.mean(0);
-    auto P = baselines::pca_directions(X - mu, 6).to(torch::kFloat64);
+    auto P = models::pca_directions(X - mu, 6).to(torch::kFloat64);
     auto xp = (X - mu).matmul(P);
     const double s = 0.8 / xp.norm(2, 1).max().item<double>();
     Params p = params_of(*m);

@@ -189,7 +189,7 @@ TEST(WSLMethod, ToyQuantizationLossesBeatITQ) {
   Trainer t(*m, &l, fit_opts(), OptimOptions(), torch::kCPU, "", nullptr);
   t.train();
   auto wsl = table1_losses(m->embed(x).to(torch::kFloat64));
-  auto itq = baselines::fit_itq(x, 2, 50, 0);
+  auto itq = models::fit_itq(x, 2, 50, 0);
   auto itq_losses = table1_losses(itq.project(x).to(torch::kFloat64));
   for (const auto& [name, v] : itq_losses) {
     RecordProperty("itq_" + name, std::to_string(v));

@@ -164,7 +164,7 @@ void print_floor(const torch::Tensor& X, const hashlab::models::Tangents& t, int
   const double kept = t.kept.to(torch::kFloat64).mean().item<double>();
   const double best = eig.narrow(0, 0, d).sum().item<double>();
   auto Xd = X.to(torch::kFloat64);
-  auto P = hashlab::baselines::pca_directions(Xd - Xd.mean(0), d);  // [D, d]
+  auto P = hashlab::models::pca_directions(Xd - Xd.mean(0), d);  // [D, d]
   const double pca = torch::mm(P.t(), torch::mm(M, P)).trace().item<double>();
   std::cout << fmt::format(
       "Jacobian term floor per item, any network with a {}-dim code subspace: {:.2f} (the best "
