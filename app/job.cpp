@@ -1,6 +1,7 @@
 #include "app/job.h"
 
 #include "app/report.h"
+#include "app/run_dir.h"
 #include "csrc/core/distributed.h"
 
 #include <algorithm>
@@ -148,17 +149,6 @@ void write_report(const std::string& run_dir) {
 }
 }  // namespace
 
-std::string latest_run_dir(const std::string& root, const std::string& name) {
-  fs::path dir = fs::path(root) / name;
-  if (!fs::is_directory(dir)) return "";
-  std::vector<std::string> runs;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_directory() && fs::exists(e.path() / "config.yaml")) runs.push_back(e.path().string());
-  if (runs.empty()) return "";
-  std::sort(runs.begin(), runs.end());
-  return runs.back();
-}
-
 namespace {
 // Applies `fn` to the transformed inputs of pool items `idx` in order (no
 // augmentation) and concatenates the CPU results.
@@ -294,11 +284,11 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
       if (jo.config_path.empty()) fail("--resume needs -c CONFIG or --run-dir DIR");
       Config probe = Config::load(jo.config_path, jo.overrides);
       TopLevel t = read_top_level(probe);
-      run_dir = latest_run_dir(jo.runs_root, t.name);
+      run_dir = RunDir::latest(jo.runs_root, t.name);
       if (run_dir.empty())
         fail("--resume: no earlier run of '{}' under {}/{}", t.name, jo.runs_root, t.name);
     }
-    std::string saved = (fs::path(run_dir) / "config.yaml").string();
+    std::string saved = RunDir(run_dir).config();
     if (!fs::exists(saved)) fail("--resume: {} has no config.yaml (not a run directory)", run_dir);
     cfg = Config::load(saved, jo.overrides);
     // Overrides may change how training goes on (iterations, lr, eval,
@@ -390,15 +380,14 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
         fmt::format("hashlab train{} --run-dir {}", jo.resume ? " --resume" : "", run_dir));
     for (const auto& f : remove_stale_temp_files(run_dir))
       log().warn("removed {}, left by a writer that was killed", f);
-    const bool holds_run = fs::exists(fs::path(run_dir) / "metrics.jsonl") ||
-                           fs::exists(fs::path(run_dir) / "config.yaml");
-    if (!jo.resume && holds_run)
+    if (!jo.resume && RunDir(run_dir).holds_run())
       fail("run directory {} already holds a run; pick another --run-dir, or add --resume to "
            "continue it (from its last checkpoint, or from the start if it has none)",
            run_dir);
   }
   if (group) run_dir = dist::broadcast_string(*group, run_dir, "data-parallel training");  // rank 0 chose it
-  const std::string last_ckpt = (fs::path(run_dir) / "checkpoints" / "last.pt").string();
+  const RunDir rd(run_dir);
+  const std::string last_ckpt = rd.last_checkpoint();
 
   // ---- data
   auto t_data = std::chrono::steady_clock::now();
@@ -438,12 +427,10 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   std::unique_ptr<MetricsWriter> metrics_file;
   MetricsWriter closed;  // ranks other than 0 write nothing
   if (writer) {
-    fs::create_directories(fs::path(run_dir) / "checkpoints");
-    fs::create_directories(fs::path(run_dir) / "model");
-    if (!jo.resume || !resume_changes.empty())
-      atomic_write((fs::path(run_dir) / "config.yaml").string(), cfg.dump());
-    add_log_file((fs::path(run_dir) / "log.txt").string());
-    metrics_file = std::make_unique<MetricsWriter>((fs::path(run_dir) / "metrics.jsonl").string());
+    rd.create_layout();
+    if (!jo.resume || !resume_changes.empty()) atomic_write(rd.config(), cfg.dump());
+    add_log_file(rd.log());
+    metrics_file = std::make_unique<MetricsWriter>(rd.metrics());
   }
   MetricsWriter& metrics = writer ? *metrics_file : closed;
   log().info("{}run directory: {}", dist::rank_prefix(denv), run_dir);
@@ -470,7 +457,7 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     data::Loader train_loader(ds, split.train, lo);
     TrainerSetup setup;
     if (writer) {
-      setup.checkpoint_dir = (fs::path(run_dir) / "checkpoints").string();
+      setup.checkpoint_dir = rd.checkpoints();
       setup.metrics = &metrics;
       setup.evaluate = [&] {
         return evaluate_run(*method, ds, split, dopts, cfg.section("eval"), device, eval_bs);
@@ -503,7 +490,7 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_train).count();
     const double train_seconds = trainer.train_seconds();
     if (!writer) return {};  // rank 0 evaluates and writes the run
-    write_model_file((fs::path(run_dir) / "model" / "method.pt").string(), *method, build);
+    write_model_file(rd.method_file(), *method, build);
 
     // ---- evaluate, save codes, export; the final evaluation is recorded
     // last, so "final" in metrics.jsonl means every file was written.
@@ -514,14 +501,14 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
     result["train_seconds"] = train_seconds;
     if (jo.resume) result["session_seconds"] = session_seconds;
     if (top.save_codes) {
-      fs::create_directories(fs::path(run_dir) / "codes");
-      codes::write_codes((fs::path(run_dir) / "codes" / "query.hlc").string(), qcodes);
-      codes::write_codes((fs::path(run_dir) / "codes" / "database.hlc").string(), dbcodes);
+      fs::create_directories(rd.codes_dir());
+      codes::write_codes(rd.query_codes(), qcodes);
+      codes::write_codes(rd.database_codes(), dbcodes);
     }
     if (top.export_model) {
       try {
         auto module = method->to_torchscript(ctx);
-        std::string path = (fs::path(run_dir) / "model" / "hasher.pt").string();
+        const std::string path = rd.hasher();
         exporter::save_hasher(module, path);
         log().info("exported TorchScript hasher to {}", path);
       } catch (const Error& e) {
@@ -559,7 +546,8 @@ LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& o
                    RunAccess access, const std::string& what) {
   LoadedRun r;
   r.dir = run_dir;
-  std::string cfg_path = (fs::path(run_dir) / "config.yaml").string();
+  const RunDir rd(run_dir);
+  const std::string cfg_path = rd.config();
   if (!fs::exists(cfg_path)) fail("{}: not a run directory (no config.yaml)", run_dir);
   r.lock = std::make_unique<DirLock>(
       run_dir, access == RunAccess::write ? DirLock::Mode::exclusive : DirLock::Mode::shared,
@@ -580,7 +568,7 @@ LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& o
   register_builtin_methods();
   r.method = create_method(top.method, model_cfg, r.context, "method");
   if (auto* mod = r.method->module()) mod->to(device);
-  std::string method_path = (fs::path(run_dir) / "model" / "method.pt").string();
+  const std::string method_path = rd.method_file();
   if (!fs::exists(method_path))
     fail("{}: no trained model (the run has not finished; `hashlab train --resume --run-dir {}` "
          "completes it)",

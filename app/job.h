@@ -1,18 +1,7 @@
 // The application layer: the jobs behind `hashlab train` and
 // `hashlab eval|encode|export --run`:
 // config -> data -> split -> method -> train/fit -> evaluate -> codes ->
-// TorchScript export, all recorded in a run directory:
-//
-//   runs/<name>/<timestamp>/
-//     .lock                flock(2)ed by the process writing the directory
-//     config.yaml          resolved config (after _base_ and overrides)
-//     log.txt              console log
-//     metrics.jsonl        {"event": "train"|"eval"|"fit"|..., ...} per line
-//     checkpoints/last.pt  trainer checkpoint (atomic)
-//     model/method.pt      trained method state (atomic)
-//     model/hasher.pt      TorchScript hasher
-//     codes/query.hlc, codes/database.hlc
-//     report.html          curves and tables (app/report.h), rewritten at the end
+// TorchScript export, all recorded in a run directory (app/run_dir.h).
 //
 // Top-level config keys: name, seed, threads, device, method, data, model,
 // optim, train, eval, output.
@@ -95,7 +84,5 @@ nlohmann::json evaluate_run(Method& method, const data::Dataset& dataset, const 
 // options' transforms), e.g. [1, 28, 28] or [512].
 std::vector<int64_t> item_shape(const data::Dataset& dataset, const data::DataOptions& data_opts);
 
-// The most recent run directory under runs_root/name, or "" if none.
-std::string latest_run_dir(const std::string& runs_root, const std::string& name);
 
 }  // namespace hashlab

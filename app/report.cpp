@@ -1,5 +1,7 @@
 #include "app/report.h"
 
+#include "app/run_dir.h"
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -471,7 +473,7 @@ std::string yaml_string(const YAML::Node& root, std::initializer_list<const char
 }
 
 void read_bit_stats(RunData& r, const ReportOptions& opts) {
-  const fs::path path = fs::path(r.dir) / "codes" / "database.hlc";
+  const fs::path path = RunDir(r.dir).database_codes();
   if (!fs::exists(path)) {
     r.notices.push_back(fmt::format(
         "{} does not exist (the run has not finished, or output.save_codes is off): no bit "
@@ -805,8 +807,9 @@ RunData read_run(const std::string& dir_in, const ReportOptions& opts) {
   r.dir = dir_in;
   const fs::path dir(dir_in);
   if (!fs::is_directory(dir)) fail("{}: not a directory", dir_in);
-  const fs::path cfg_path = dir / "config.yaml", metrics_path = dir / "metrics.jsonl";
-  if (!fs::exists(cfg_path) && !fs::exists(metrics_path))
+  const RunDir rd(dir_in);
+  const fs::path cfg_path = rd.config(), metrics_path = rd.metrics();
+  if (!rd.holds_run())
     fail("{}: not a run directory (neither config.yaml nor metrics.jsonl)", dir_in);
 
   // ---- config
@@ -1297,7 +1300,7 @@ std::string compare_table_markdown(const std::vector<RunData>& runs) {
 
 std::string write_run_report(const std::string& run_dir, const ReportOptions& opts) {
   RunData r = read_run(run_dir, opts);
-  const std::string path = (fs::path(run_dir) / "report.html").string();
+  const std::string path = RunDir(run_dir).report();
   atomic_write(path, run_report_html(r, chartjs_source()));
   return path;
 }

@@ -70,7 +70,7 @@ MethodContext ctx_for(int64_t D, uint64_t seed = 4) {
 }
 
 std::unique_ptr<Method> make(const std::string& yaml, const MethodContext& ctx) {
-  register_auto_jacobin(method_registry());
+  if (!method_registry().has("auto_jacobin")) register_auto_jacobin(method_registry());
   auto cfg = Config::from_string("model: " + yaml);
   Section s = cfg.section("model");
   return method_registry().create("auto_jacobin", "test", s, ctx);

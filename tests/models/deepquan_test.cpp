@@ -71,7 +71,7 @@ MethodContext toy_context(int64_t side = 8) {
 
 std::unique_ptr<Method> make(const std::string& name, const std::string& model_yaml,
                              const MethodContext& ctx) {
-  register_deepquan(method_registry());
+  if (!method_registry().has("deepquan")) register_deepquan(method_registry());
   auto cfg = Config::from_string("model: " + model_yaml);
   Section s = cfg.section("model");
   return method_registry().create(name, "test", s, ctx);

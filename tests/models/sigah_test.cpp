@@ -45,7 +45,7 @@ MethodContext ctx_for(int64_t d) {
 }
 
 std::unique_ptr<Method> make_sigah(const std::string& yaml, const MethodContext& ctx) {
-  register_sigah(method_registry());
+  if (!method_registry().has("sigah")) register_sigah(method_registry());
   auto cfg = Config::from_string("model: " + yaml);
   Section s = cfg.section("model");
   return method_registry().create("sigah", "test", s, ctx);

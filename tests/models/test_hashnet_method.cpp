@@ -46,7 +46,7 @@ MethodContext toy_context(int64_t side, int64_t total_steps) {
 }
 
 std::unique_ptr<Method> make_hashnet(const std::string& model_yaml, const MethodContext& ctx) {
-  register_hashnet(method_registry());
+  if (!method_registry().has("hashnet")) register_hashnet(method_registry());
   auto cfg = Config::from_string("model: " + model_yaml);
   Section s = cfg.section("model");
   return method_registry().create("hashnet", "test", s, ctx);

@@ -55,7 +55,7 @@ data::Dataset vectors(const torch::Tensor& x) {
 }
 
 std::unique_ptr<Method> make_wsl(const std::string& yaml, const MethodContext& ctx) {
-  register_wsl(method_registry());
+  if (!method_registry().has("wsl")) register_wsl(method_registry());
   auto cfg = Config::from_string("model: " + yaml);
   Section s = cfg.section("model");
   return method_registry().create("wsl", "test", s, ctx);
@@ -306,7 +306,7 @@ TEST(WSLDeep, BatchTermsMatchThePerBitDefinitionsAndTrainingLowersTheObjective) 
   MethodContext ctx;
   ctx.input_shape = {10};
   ctx.input_scale = 1.0;
-  register_wsl(method_registry());
+  if (!method_registry().has("wsl")) register_wsl(method_registry());
   auto cfg = Config::from_string(
       "model: {bits: 8, backbone: {name: mlp, widths: [32]}, knn: 5}\n");
   Section s = cfg.section("model");

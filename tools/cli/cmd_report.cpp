@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "app/run_dir.h"
 #include "app/job.h"
 #include "app/report.h"
 #include "csrc/core/error.h"
@@ -28,8 +29,8 @@ struct ReportCmd {
 std::string resolve_run(const std::string& arg) {
   const fs::path p(arg);
   if (!fs::is_directory(p)) fail("{}: no such run directory", arg);
-  if (fs::exists(p / "config.yaml") || fs::exists(p / "metrics.jsonl")) return arg;
-  std::string latest = latest_run_dir(p.parent_path().string(), p.filename().string());
+  if (RunDir(arg).holds_run()) return arg;
+  std::string latest = RunDir::latest(p.parent_path().string(), p.filename().string());
   if (latest.empty())
     fail("{}: not a run directory (no config.yaml or metrics.jsonl), and no run inside it", arg);
   return latest;
@@ -51,7 +52,7 @@ void run_report(const ReportCmd& c) {
   std::string path = c.out;
   std::string html;
   if (runs.size() == 1) {
-    if (path.empty()) path = (fs::path(runs[0].dir) / "report.html").string();
+    if (path.empty()) path = RunDir(runs[0].dir).report();
     html = report::run_report_html(runs[0], js);
   } else {
     if (path.empty()) path = "compare.html";

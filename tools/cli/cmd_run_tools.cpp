@@ -16,6 +16,7 @@
 #include "csrc/export/script_emitter.h"
 #include "datasets/dataset.h"
 #include "tools/cli/commands.h"
+#include "app/run_dir.h"
 #include "app/job.h"
 
 namespace fs = std::filesystem;
@@ -34,12 +35,12 @@ void run_eval(const EvalCmd& c) {
   if (!c.run.empty()) {
     if (c.from_codes) {
       DirLock lock(c.run, DirLock::Mode::shared, "hashlab eval --from-codes");
-      Config cfg = Config::load((fs::path(c.run) / "config.yaml").string(), c.overrides);
+      Config cfg = Config::load(RunDir(c.run).config(), c.overrides);
       auto dopts = data::DataOptions::from_yaml(cfg.section("data"));
       auto ds = data::load_dataset(dopts);
       auto split = data::make_split(ds, dopts);
-      std::string qpath = (fs::path(c.run) / "codes" / "query.hlc").string();
-      std::string dbpath = (fs::path(c.run) / "codes" / "database.hlc").string();
+      const std::string qpath = RunDir(c.run).query_codes();
+      const std::string dbpath = RunDir(c.run).database_codes();
       Section e = cfg.section("eval");
       e.known({"batch_size"});
       auto opts = eval::EvalOptions::from_yaml(e);
@@ -117,7 +118,7 @@ void run_export(const std::string& run_dir, std::string out) {
   const bool into_run = out.empty();
   LoadedRun run = load_run(run_dir, {}, into_run ? RunAccess::write : RunAccess::read,
                            "hashlab export");
-  if (into_run) out = (fs::path(run_dir) / "model" / "hasher.pt").string();
+  if (into_run) out = RunDir(run_dir).hasher();
   auto module = run.method->to_torchscript(run.context);
   exporter::save_hasher(module, out);
   std::cout << "wrote " << out << "\n";

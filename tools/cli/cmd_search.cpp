@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "app/run_dir.h"
 #include "csrc/codes/code_file.h"
 #include "csrc/core/error.h"
 #include "csrc/core/fs_util.h"
@@ -220,7 +221,7 @@ void run_index_build(const IndexBuildOpts& o) {
   hs::BinaryIndex index;
   for (const auto& in : o.inputs) {
     const std::string path =
-        fs::is_directory(in) ? (fs::path(in) / "codes" / "database.hlc").string() : in;
+        fs::is_directory(in) ? hashlab::RunDir(in).database_codes() : in;
     const auto c = load_binary(path, "input");
     HL_CHECK(c.nbits <= hs::BinaryIndex::kMaxBits,
              "{}: {}-bit codes; a binary index holds codes of 1 to {} bits", path, c.nbits,
