@@ -23,6 +23,7 @@
 #include "csrc/core/logging.h"
 #include "app/builtin_methods.h"
 #include "csrc/eval/evaluate_codes.h"
+#include "csrc/eval/metric_catalog.h"
 #include "csrc/eval/metrics.h"
 #include "csrc/export/script_emitter.h"
 #include "datasets/loader.h"
@@ -126,7 +127,11 @@ MethodContext make_context(const data::Dataset& ds, const data::DataOptions& dop
 
 std::string summary_line(const nlohmann::json& r) {
   std::string s;
-  for (const char* key : {"bits", "map_all", "map_all_tie_aware", "map_1000", "p_h2", "r_h2"}) {
+  // The code length, then the headline metrics (csrc/eval/metric_catalog.h).
+  std::vector<std::string> keys = {"bits"};
+  for (const auto& m : eval::metric_catalog())
+    if (m.headline && m.kind == eval::MetricKind::scalar) keys.push_back(m.key);
+  for (const auto& key : keys) {
     if (!r.contains(key)) continue;
     const auto& v = r[key];
     s += fmt::format("{}{}={}", s.empty() ? "" : "  ", key,
@@ -177,7 +182,7 @@ nlohmann::json evaluate_code_sets(const codes::Codes& q, const codes::Codes& db,
                                   const data::Dataset& ds, const data::Split& split,
                                   const data::DataOptions& dopts, const eval::EvalOptions& opts,
                                   const torch::Tensor& query_vectors) {
-  if (ds.has_labels() && dopts.protocol == "label") {
+  if (ds.has_labels() && dopts.protocol == Protocol::label) {
     auto ql = ds.labels.index_select(0, split.query);
     auto dl = ds.labels.index_select(0, split.database);
     return eval::evaluate_codes(q, db, ql, dl, opts, query_vectors);
@@ -199,7 +204,7 @@ nlohmann::json evaluate_run(Method& method, const data::Dataset& ds, const data:
   double t_encode = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Asymmetric PQ distances rank the queries' un-quantised embeddings.
   torch::Tensor query_vectors;
-  if (opts.pq_distance == "adc" && ds.has_labels() && dopts.protocol == "label")
+  if (opts.pq_distance == eval::PQDistance::adc && ds.has_labels() && dopts.protocol == Protocol::label)
     query_vectors = map_indices(method, ds, split.query, dopts, device, batch_size,
                                 [&](const torch::Tensor& x) { return method.embed(x); });
   nlohmann::json r = evaluate_code_sets(q, db, ds, split, dopts, opts, query_vectors);
@@ -403,7 +408,7 @@ nlohmann::json run_train_job(const TrainJobOptions& jo) {
   Section model_cfg = cfg.section("model");
   auto method = create_method(top.method, model_cfg, ctx, cfg.where("method") + ": method");
   if (auto* mod = method->module()) mod->to(device);
-  if (eval_opts.pq_distance == "adc" && method->code_kind() != codes::CodeKind::pq)
+  if (eval_opts.pq_distance == eval::PQDistance::adc && method->code_kind() != codes::CodeKind::pq)
     fail("{}: eval.pq_distance: adc ranks PQ codes, but method '{}' makes binary codes",
          cfg.where("eval.pq_distance"), top.method);
   const std::string build = build_record(cfg, *method, ctx);

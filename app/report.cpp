@@ -1,6 +1,7 @@
 #include "app/report.h"
 
 #include "app/run_dir.h"
+#include "csrc/eval/metric_catalog.h"
 
 #include <algorithm>
 #include <cctype>
@@ -112,15 +113,16 @@ std::vector<std::pair<double, double>> keyed_curve(const json& obj) {
 }
 
 // Every key `prefix<int>` of `j` as (int, value), sorted.
-std::vector<std::pair<double, double>> prefixed_curve(const json& j, const std::string& prefix) {
+// The members of metric family `family` (metric_catalog.h, one number in
+// the key, e.g. "recall_at_<i>") as (number, value) points in order.
+std::vector<std::pair<double, double>> family_curve(const json& j, const std::string& family) {
   std::vector<std::pair<double, double>> pts;
   if (!j.is_object()) return pts;
   for (auto it = j.begin(); it != j.end(); ++it) {
-    const std::string& k = it.key();
-    if (k.rfind(prefix, 0) != 0 || !it.value().is_number()) continue;
-    const std::string rest = k.substr(prefix.size());
-    if (!all_digits(rest)) continue;
-    if (auto x = key_number(rest)) pts.emplace_back(*x, it.value().get<double>());
+    const eval::MetricInfo* m = eval::find_metric(it.key());
+    if (!m || m->key != family || !it.value().is_number()) continue;
+    const auto nums = eval::family_numbers(*m, it.key());
+    if (nums.size() == 1) pts.emplace_back(double(nums[0]), it.value().get<double>());
   }
   std::sort(pts.begin(), pts.end());
   return pts;
@@ -850,9 +852,13 @@ RunData read_run(const std::string& dir_in, const ReportOptions& opts) {
   const size_t b = name.rfind("_b");
   if (b != std::string::npos && b > 0 && all_digits(std::string_view(name).substr(b + 2)))
     r.label = name.substr(0, b);
-  if (r.final_eval.contains("map_all")) r.protocol = "label";
-  else if (r.final_eval.contains("m_recall")) r.protocol = "euclidean";
-  else r.protocol = yaml_string(cfg, {"data", "protocol"});
+  // The protocol of the first metric the final evaluation reports, else the config's.
+  r.protocol = yaml_string(cfg, {"data", "protocol"});
+  for (auto it = r.final_eval.begin(); r.final_eval.is_object() && it != r.final_eval.end(); ++it)
+    if (const eval::MetricInfo* m = eval::find_metric(it.key()); m && m->protocol) {
+      r.protocol = protocol_name(*m->protocol);
+      break;
+    }
 
   // ---- status
   if (!r.final_eval.is_null()) {
@@ -902,46 +908,54 @@ struct Column {
   std::string key, title;
 };
 
+// The headline metrics (metric_catalog.h) that any of the runs reports.
 std::vector<Column> headline_columns(const std::vector<RunData>& runs) {
-  static const std::vector<Column> all = {
-      {"map_all", "mAP@all"},     {"map_1000", "mAP@1000"},       {"p_h2", "P@H<=2"},
-      {"m_recall", "m-Recall"},   {"sigah_map", "SiGAH mAP"},     {"sigah_pre100", "Pre@100"},
-      {"train_seconds", "train s"}};
   std::vector<Column> cols;
-  for (const auto& c : all)
+  for (const auto& m : eval::metric_catalog()) {
+    if (!m.headline) continue;
     for (const auto& r : runs)
-      if (number_at(r.final_eval, c.key)) {
-        cols.push_back(c);
+      if (number_at(r.final_eval, m.key)) {
+        cols.push_back({m.key, m.title});
         break;
       }
+  }
   return cols;
 }
 
 std::string cell(const RunData& r, const std::string& key) {
   auto v = number_at(r.final_eval, key);
   if (!v) return "–";
-  return key == "train_seconds" ? fmt::format("{:.1f}", *v) : fmt::format("{:.4f}", *v);
+  const eval::MetricInfo* m = eval::find_metric(key);
+  return m && m->kind == eval::MetricKind::info ? fmt::format("{:.1f}", *v)
+                                                : fmt::format("{:.4f}", *v);
 }
 
-// Final-evaluation scalars in a reading order: the headline metrics, then the
-// other metrics, then counts and timings.
+// Final-evaluation scalars in the catalogue's reading order (metric_catalog.h:
+// the metrics, a family's members by key), then any scalar the catalogue does
+// not know, then counts and timings.
 std::vector<std::pair<std::string, double>> final_scalars(const json& f) {
   std::vector<std::pair<std::string, double>> out;
   if (!f.is_object()) return out;
-  static const std::vector<std::string> first = {"map_all", "map_all_tie_aware", "m_recall"};
-  static const std::set<std::string> last = {"step", "train_seconds", "session_seconds",
-                                             "encode_seconds", "eval_seconds", "num_queries",
-                                             "num_database", "bits"};
-  for (const auto& k : first)
-    if (auto v = number_at(f, k)) out.emplace_back(k, *v);
+  std::map<size_t, std::vector<std::pair<std::string, double>>> known;
+  std::vector<std::pair<std::string, double>> unknown;
+  const auto& catalog = eval::metric_catalog();
   for (auto it = f.begin(); it != f.end(); ++it) {
     if (!it.value().is_number() || it.value().is_boolean()) continue;
-    if (std::find(first.begin(), first.end(), it.key()) != first.end() || last.count(it.key()))
-      continue;
-    out.emplace_back(it.key(), it.value().get<double>());
+    const std::pair<std::string, double> kv(it.key(), it.value().get<double>());
+    if (const eval::MetricInfo* m = eval::find_metric(it.key()))
+      known[static_cast<size_t>(m - catalog.data())].push_back(kv);
+    else
+      unknown.push_back(kv);
   }
-  for (const auto& k : last)
-    if (auto v = number_at(f, k)) out.emplace_back(k, *v);
+  bool unknown_done = false;
+  for (auto& [index, kvs] : known) {
+    if (!unknown_done && catalog[index].kind == eval::MetricKind::info) {
+      out.insert(out.end(), unknown.begin(), unknown.end());
+      unknown_done = true;
+    }
+    out.insert(out.end(), kvs.begin(), kvs.end());
+  }
+  if (!unknown_done) out.insert(out.end(), unknown.begin(), unknown.end());
   return out;
 }
 
@@ -964,7 +978,7 @@ void retrieval_charts(Page& page, const std::vector<const RunData*>& runs, bool 
     }
     if (f.contains("p_at_n")) pn.push_back(series(overlay ? label_of(r) : "P@N", keyed_curve(f["p_at_n"])));
     if (f.contains("r_at_n")) rn.push_back(series(overlay ? label_of(r) : "R@N", keyed_curve(f["r_at_n"])));
-    auto rec = prefixed_curve(f, "recall_at_");
+    auto rec = family_curve(f, "recall_at_<i>");
     if (!rec.empty()) ri.push_back(series(overlay ? label_of(r) : "Recall@i", rec));
   }
   if (has_points(pr))
@@ -984,10 +998,10 @@ void retrieval_charts(Page& page, const std::vector<const RunData*>& runs, bool 
 void sigah_chart(Page& page, const RunData& r) {
   json s = json::array();
   for (auto it = r.final_eval.begin(); r.final_eval.is_object() && it != r.final_eval.end(); ++it) {
-    static const std::regex re("^sigah_r([0-9]+)$");
-    std::smatch m;
-    if (std::regex_match(it.key(), m, re) && it.value().is_object())
-      s.push_back(series("R-" + m[1].str(), keyed_curve(it.value())));
+    const eval::MetricInfo* m = eval::find_metric(it.key());
+    if (!m || m->key != "sigah_r<n>" || !it.value().is_object()) continue;
+    s.push_back(series(fmt::format("R-{}", eval::family_numbers(*m, it.key()).at(0)),
+                       keyed_curve(it.value())));
   }
   if (has_points(s))
     page.chart(line_chart("SiGAH recall curves: true top-n found among the first T", s,
@@ -995,16 +1009,14 @@ void sigah_chart(Page& page, const RunData& r) {
 }
 
 void m_recall_grid(Page& page, const json& f) {
-  static const std::regex re("^m_recall_k([0-9]+)_K([0-9]+)$");
   std::map<int64_t, std::map<int64_t, double>> grid;
   std::set<int64_t> Ks;
   for (auto it = f.begin(); f.is_object() && it != f.end(); ++it) {
-    std::smatch m;
-    if (!std::regex_match(it.key(), m, re) || !it.value().is_number()) continue;
-    auto k = key_integer(m[1].str()), K = key_integer(m[2].str());
-    if (!k || !K) continue;  // beyond int64
-    grid[*k][*K] = it.value().get<double>();
-    Ks.insert(*K);
+    const eval::MetricInfo* m = eval::find_metric(it.key());
+    if (!m || m->key != "m_recall_k<k>_K<K>" || !it.value().is_number()) continue;
+    const auto kK = eval::family_numbers(*m, it.key());
+    grid[kK[0]][kK[1]] = it.value().get<double>();
+    Ks.insert(kK[1]);
   }
   if (grid.empty()) return;
   page.h3("m-Recall grid (eq. 7): k true neighbours, first K items");

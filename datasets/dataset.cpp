@@ -30,7 +30,9 @@ DataOptions DataOptions::from_yaml(Section s) {
   s.get("labels", o.labels);
   s.get("root", o.root);
   s.get("name", o.name);
-  s.get_choice("protocol", o.protocol, {"label", "euclidean"});
+  std::string protocol = protocol_name(o.protocol);
+  s.get_choice("protocol", protocol, {"label", "euclidean"});
+  o.protocol = *parse_protocol(protocol);
   s.get("queries_per_class", o.queries_per_class, Range{0, 1e9});
   s.get("num_queries", o.num_queries, Range{0, 1e12});
   s.get("train_per_class", o.train_per_class, Range{0, 1e9});

@@ -13,6 +13,7 @@
 
 #include <torch/torch.h>
 
+#include "csrc/core/protocol.h"
 #include "csrc/core/config.h"
 #include "datasets/readers/array.h"
 #include "datasets/readers/bytes.h"
@@ -41,7 +42,7 @@ struct DataOptions {
   std::vector<std::string> labels;  // label files (idx or npy, by content), one per feature file
   std::string root;                 // image lists: the directory image paths are relative to
   std::string name;                 // shown in logs; default: derived from the first file
-  std::string protocol = "label";   // label|euclidean
+  Protocol protocol = Protocol::label;  // label|euclidean
   int64_t queries_per_class = 100;  // label protocol
   int64_t num_queries = 1000;       // euclidean protocol (and multi-label data)
   int64_t train_per_class = 0;      // 0 = the whole database

@@ -63,8 +63,8 @@ Split make_split(const Dataset& d, const DataOptions& o) {
   std::mt19937_64 rng(static_cast<uint64_t>(o.split_seed));
   std::vector<int64_t> all(static_cast<size_t>(n));
   std::iota(all.begin(), all.end(), 0);
-  const bool per_class = o.protocol == "label" && d.has_labels() && !d.multi_label;
-  if (o.protocol == "label" && !d.has_labels())
+  const bool per_class = o.protocol == Protocol::label && d.has_labels() && !d.multi_label;
+  if (o.protocol == Protocol::label && !d.has_labels())
     fail("data: the label protocol needs labels; {} has none (use protocol: euclidean)", d.name);
 
   // Queries drawn from `among` (per class, or num_queries at random).

@@ -17,7 +17,7 @@ nlohmann::json evaluate_codes(const codes::Codes& q, const codes::Codes& db,
                               const EvalOptions& opts, const torch::Tensor& query_vectors) {
   check_same_kind(q, db);
   if (db.kind() == codes::CodeKind::binary) {
-    HL_CHECK(opts.pq_distance == "sdc" || !query_vectors.defined(),
+    HL_CHECK(opts.pq_distance == PQDistance::sdc || !query_vectors.defined(),
              "evaluation: eval.pq_distance: adc applies to PQ codes, not {}", db.describe());
     return evaluate_hamming(q.data(), db.data(), db.nbits(), query_labels, db_labels, opts);
   }
@@ -26,13 +26,13 @@ nlohmann::json evaluate_codes(const codes::Codes& q, const codes::Codes& db,
   HL_CHECK(qpq.dsub == pq.dsub && qpq.K == pq.K &&
                (!qpq.codebooks.defined() || torch::equal(qpq.codebooks, pq.codebooks)),
            "evaluation: the query and database PQ codes use different codebooks");
-  if (opts.pq_distance == "adc") {
+  if (opts.pq_distance == PQDistance::adc) {
     HL_CHECK(query_vectors.defined(),
              "evaluation: eval.pq_distance: adc ranks the queries' vectors, which saved codes do "
              "not hold (use sdc, or evaluate the run: hashlab eval --run DIR)");
-    return evaluate_pq(pq, query_vectors, pq.ids, query_labels, db_labels, "adc", opts);
+    return evaluate_pq(pq, query_vectors, pq.ids, query_labels, db_labels, PQDistance::adc, opts);
   }
-  return evaluate_pq(pq, qpq.ids, pq.ids, query_labels, db_labels, "sdc", opts);
+  return evaluate_pq(pq, qpq.ids, pq.ids, query_labels, db_labels, PQDistance::sdc, opts);
 }
 
 nlohmann::json evaluate_codes_euclidean(const codes::Codes& q, const codes::Codes& db,

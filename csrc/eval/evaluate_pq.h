@@ -15,13 +15,13 @@
 
 namespace hashlab::eval {
 
-// mode "sdc": queries are uint8 ids [nq, M], distances from the M K×K tables.
-// mode "adc": queries are float vectors [nq, M·dsub], distances from per-query tables.
+// mode sdc: queries are uint8 ids [nq, M], distances from the M K×K tables.
+// mode adc: queries are float vectors [nq, M·dsub], distances from per-query tables.
 // db_ids: uint8 [n, M]. Labels as in Relevance::from_labels.
 // Adds "pq_mode" and "bits" (M · ceil(log2 K)).
 nlohmann::json evaluate_pq(const codes::PQCodes& pq, const torch::Tensor& queries,
                            const torch::Tensor& db_ids, const torch::Tensor& query_labels,
-                           const torch::Tensor& db_labels, const std::string& mode = "sdc",
+                           const torch::Tensor& db_labels, PQDistance mode = PQDistance::sdc,
                            const EvalOptions& opts = {});
 
 }  // namespace hashlab::eval

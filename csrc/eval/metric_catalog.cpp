@@ -4,14 +4,6 @@
 
 namespace hashlab::eval {
 
-const char* protocol_name(Protocol p) { return p == Protocol::label ? "label" : "euclidean"; }
-
-std::optional<Protocol> parse_protocol(const std::string& s) {
-  if (s == "label") return Protocol::label;
-  if (s == "euclidean") return Protocol::euclidean;
-  return std::nullopt;
-}
-
 const std::vector<MetricInfo>& metric_catalog() {
   using K = MetricKind;
   constexpr auto L = Protocol::label;
@@ -46,6 +38,7 @@ const std::vector<MetricInfo>& metric_catalog() {
       {"num_queries", "queries", K::info, false, {}},
       {"num_database", "database", K::info, false, {}},
       {"bits", "bits", K::info, false, {}},
+      {"pq_mode", "PQ distance", K::info, false, L},
   };
   return all;
 }

@@ -14,13 +14,9 @@
 #include <string>
 #include <vector>
 
-namespace hashlab::eval {
+#include "csrc/core/protocol.h"
 
-enum class Protocol { label, euclidean };
-// "label" / "euclidean" (the spelling in configs and results).
-const char* protocol_name(Protocol p);
-// Parses a config value; nullopt if it is neither.
-std::optional<Protocol> parse_protocol(const std::string& s);
+namespace hashlab::eval {
 
 enum class MetricKind {
   scalar,    // a number

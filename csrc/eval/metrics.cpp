@@ -97,7 +97,9 @@ EvalOptions EvalOptions::from_yaml(hashlab::Section s) {
   s.get("sigah_gt", o.sigah_gt, Range{1, 1e12});
   s.get("sigah_curves", o.sigah_curves);
   s.get("sigah_retrieved", o.sigah_retrieved);
-  s.get_choice("pq_distance", o.pq_distance, {"sdc", "adc"});
+  std::string pq = pq_distance_name(o.pq_distance);
+  s.get_choice("pq_distance", pq, {"sdc", "adc"});
+  o.pq_distance = pq == "adc" ? PQDistance::adc : PQDistance::sdc;
   int64_t block_mb = o.block_bytes >> 20;
   s.get("block_mb", block_mb, Range{1, 1 << 20});
   o.block_bytes = block_mb << 20;

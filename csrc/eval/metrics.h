@@ -48,6 +48,11 @@
 
 namespace hashlab::eval {
 
+// How PQ codes are ranked: symmetric (query ids, K x K tables) or asymmetric
+// (the queries' vectors, per-query tables).
+enum class PQDistance { sdc, adc };
+inline const char* pq_distance_name(PQDistance d) { return d == PQDistance::sdc ? "sdc" : "adc"; }
+
 struct EvalOptions {
   // Label protocol.
   std::vector<int64_t> map_at{1000};  // mAP@K for each K (K > n_db means n_db)
@@ -70,7 +75,7 @@ struct EvalOptions {
   std::vector<int64_t> sigah_retrieved{1, 10, 100, 1000, 10000};  // T of each curve point
   // PQ codes (evaluate_codes.h): sdc ranks query ids (symmetric), adc the
   // queries' un-quantised vectors (asymmetric).
-  std::string pq_distance = "sdc";
+  PQDistance pq_distance = PQDistance::sdc;
   // Execution.
   int64_t block_bytes = int64_t{256} << 20;  // per query block: ranking + relevance
   int threads = 0;                           // <= 0: at::get_num_threads()

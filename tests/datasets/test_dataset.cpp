@@ -153,7 +153,7 @@ data:
   DataOptions o = DataOptions::from_yaml(cfg.section("data"));
   EXPECT_EQ(o.format, "fvecs");
   EXPECT_EQ(o.files, (std::vector<std::string>{"a.fvecs", "b.fvecs"}));
-  EXPECT_EQ(o.protocol, "euclidean");
+  EXPECT_EQ(o.protocol, Protocol::euclidean);
   EXPECT_EQ(o.num_queries, 10);
   EXPECT_EQ(o.split_seed, 3);
   EXPECT_TRUE(o.vectors.center);
@@ -297,15 +297,15 @@ TEST(Splits, EuclideanProtocolAndErrors) {
   d.labels = torch::Tensor();
   d.num_classes = 0;
   DataOptions o;
-  o.protocol = "euclidean";
+  o.protocol = Protocol::euclidean;
   o.num_queries = 25;
   Split s = make_split(d, o);
   EXPECT_EQ(s.query.numel(), 25);
   EXPECT_EQ(s.database.numel(), 275);
   expect_partition(s, 300);
-  o.protocol = "label";
+  o.protocol = Protocol::label;
   expect_error([&] { make_split(d, o); }, "the label protocol needs labels");
-  o.protocol = "euclidean";
+  o.protocol = Protocol::euclidean;
   o.num_queries = 301;
   expect_error([&] { make_split(d, o); }, "num_queries = 301 but the pool has only 300 items");
 

@@ -26,8 +26,8 @@ TEST(MetricCatalog, FindsExactKeysAndFamilyMembers) {
   for (const char* not_metric : {"method", "run_dir", "map_", "map_x", "m_recall_k10_K",
                                  "recall_at_7x", "final"})
     EXPECT_EQ(find_metric(not_metric), nullptr) << not_metric;
-  EXPECT_EQ(eval::parse_protocol("euclidean"), eval::Protocol::euclidean);
-  EXPECT_FALSE(eval::parse_protocol("Label").has_value());
+  EXPECT_EQ(parse_protocol("euclidean"), Protocol::euclidean);
+  EXPECT_FALSE(parse_protocol("Label").has_value());
 }
 
 // Every key an evaluation reports is declared, so the summary, the report
@@ -53,6 +53,6 @@ TEST(MetricCatalog, DeclaresEveryKeyBothProtocolsReport) {
   for (const auto* r : {&label, &euclid})
     for (auto it = r->begin(); it != r->end(); ++it)
       EXPECT_NE(find_metric(it.key()), nullptr) << "undeclared result key " << it.key();
-  EXPECT_EQ(find_metric("map_10")->protocol, eval::Protocol::label);
+  EXPECT_EQ(find_metric("map_10")->protocol, Protocol::label);
   EXPECT_TRUE(euclid.contains("m_recall_k5_K20"));
 }

@@ -52,7 +52,7 @@ void run_eval(const EvalCmd& c) {
         fail("{}: the saved codes ({} queries, {} database items) do not match the run's split "
              "({} and {}); re-encode with `hashlab eval --run {}`",
              c.run, q.size(), db.size(), split.query.size(0), split.database.size(0), c.run);
-      if (opts.pq_distance == "adc")
+      if (opts.pq_distance == eval::PQDistance::adc)
         fail("{}: --from-codes has no query vectors for eval.pq_distance=adc; evaluate without "
              "--from-codes",
              c.run);
