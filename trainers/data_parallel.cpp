@@ -34,6 +34,12 @@ void DataParallel::note_global(const char* helper, const torch::Tensor& x) {
          who_, optimizer_, helper);
 }
 
+void DataParallel::check_cpu(const char* helper, const torch::Tensor& x) {
+  HL_CHECK(x.device().is_cpu(),
+           "{}: data-parallel training runs on the CPU (Gloo); got a tensor on {}", helper,
+           x.device().str());
+}
+
 void DataParallel::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
   std::string why;
   const auto t0 = std::chrono::steady_clock::now();
@@ -57,9 +63,7 @@ void DataParallel::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* 
 torch::Tensor DataParallel::all_gather(const torch::Tensor& x) {
   note_global("gathered", x);
   if (!group_) return x;
-  HL_CHECK(x.device().is_cpu(),
-           "all_gather: data-parallel training runs on the CPU (Gloo); got a tensor on {}",
-           x.device().str());
+  check_cpu("all_gather", x);
   std::vector<std::vector<at::Tensor>> out(1);
   for (int r = 0; r < world_size(); ++r) out[0].push_back(torch::empty_like(x.detach()));
   std::vector<at::Tensor> in = {x.detach().contiguous()};
@@ -71,9 +75,7 @@ torch::Tensor DataParallel::all_gather(const torch::Tensor& x) {
 torch::Tensor DataParallel::sum_over_ranks(const torch::Tensor& local) {
   note_global("summed over ranks", local);
   if (!group_) return local;
-  HL_CHECK(local.device().is_cpu(),
-           "sum_over_ranks: data-parallel training runs on the CPU (Gloo); got a tensor on {}",
-           local.device().str());
+  check_cpu("sum_over_ranks", local);
   std::vector<at::Tensor> v = {local.detach().to(torch::kFloat64).contiguous().clone()};
   wait(group_->allreduce(v), "sum_over_ranks");
   // The sum's value, the same bits on every rank (local - local.detach() is

@@ -89,6 +89,8 @@ class DataParallel {
 
  private:
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what);
+  // Gloo moves CPU tensors only.
+  static void check_cpu(const char* helper, const torch::Tensor& x);
   // A helper used on a tensor with a gradient: refused inside a local closure.
   void note_global(const char* helper, const torch::Tensor& x);
   void allreduce_gradients(const std::vector<torch::Tensor>& params, bool sum);

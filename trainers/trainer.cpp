@@ -65,8 +65,12 @@ LossMap StepMethod::step(const Batch& batch, StepContext& ctx) {
 
 Trainer::Trainer(Method& method, Loader* loader, TrainOptions train, OptimOptions optim,
                  torch::Device device, std::string checkpoint_dir, MetricsWriter* metrics)
-    : Trainer(method, loader, train, std::move(optim), device,
-              TrainerSetup{std::move(checkpoint_dir), "", metrics, {}, "", {}}) {}
+    : Trainer(method, loader, train, std::move(optim), device, [&] {
+        TrainerSetup s;
+        s.checkpoint_dir = std::move(checkpoint_dir);
+        s.metrics = metrics;
+        return s;
+      }()) {}
 
 Trainer::Trainer(Method& method, Loader* loader, TrainOptions train, OptimOptions optim,
                  torch::Device device, TrainerSetup setup)
@@ -105,7 +109,7 @@ std::vector<std::string> Trainer::optimizer_names() const {
 
 bool Trainer::reevaluates(const std::string& name) {
   HL_CHECK(optimizers_ != nullptr, "method '{}' fits without optimizers", method_.name());
-  return dynamic_cast<torch::optim::LBFGS*>(&optimizers_->get(name)) != nullptr;
+  return optimizers_->settings(name).is_lbfgs();
 }
 
 const TrainingSet& Trainer::training_set() {
