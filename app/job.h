@@ -1,10 +1,6 @@
-// The application layer: the jobs behind `hashlab train` and
-// `hashlab eval|encode|export --run`:
-// config -> data -> split -> method -> train/fit -> evaluate -> codes ->
-// TorchScript export, all recorded in a run directory (app/run_dir.h).
-//
-// Top-level config keys: name, seed, threads, device, method, data, model,
-// optim, train, eval, output.
+// The application layer's run access: a trained run loaded back for
+// `hashlab eval|encode|export --run`, and the encoding and evaluation that
+// both it and the train job (app/train_job.h) use.
 #pragma once
 
 #include <memory>
@@ -22,19 +18,6 @@
 #include "trainers/method.h"
 
 namespace hashlab {
-
-struct TrainJobOptions {
-  std::string config_path;
-  std::vector<std::string> overrides;
-  std::string run_dir;      // empty: runs/<name>/<timestamp>, or the latest one on resume
-  std::string runs_root = "runs";
-  bool resume = false;
-  bool print_config = false;
-};
-
-// Runs `hashlab train`. Returns the final evaluation (empty when the method
-// produced no evaluation). Throws hashlab::Error on bad input.
-nlohmann::json run_train_job(const TrainJobOptions& opts);
 
 // A trained run loaded back: its config, data, split and method.
 struct LoadedRun {

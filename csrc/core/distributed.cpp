@@ -29,6 +29,18 @@
 #include "csrc/core/logging.h"
 
 namespace hashlab::dist {
+
+DistOptions DistOptions::from_yaml(Section s) {
+  DistOptions o;
+  s.get_choice("backend", o.backend, {"auto", "gloo", "nccl"});
+  if (s.has("timeout")) s.get("timeout", o.timeout_seconds, Range{1, 86400 * 7});
+  s.finish();
+  return o;
+}
+
+void DistOptions::apply_to(DistEnv& env) const {
+  if (timeout_seconds > 0 && !env.timeout_from_env) env.timeout = std::chrono::seconds(timeout_seconds);
+}
 namespace {
 
 // An integer environment variable, or `fallback` when unset.

@@ -23,7 +23,10 @@
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
+#include "csrc/core/config.h"
+
 namespace hashlab::dist {
+
 
 struct DistEnv {
   int rank = 0, world_size = 1, local_rank = 0;
@@ -37,6 +40,15 @@ struct DistEnv {
   // Reads the variables above; a malformed or inconsistent value is a
   // hashlab::Error naming the variable and the value.
   static DistEnv from_env();
+};
+
+// The config's `dist:` section, read strictly like every other section.
+struct DistOptions {
+  std::string backend = "auto";  // auto | gloo | nccl (checked against the device by check_backend)
+  int64_t timeout_seconds = 0;   // dist.timeout; 0: unset (HASHLAB_DIST_TIMEOUT or 300 s)
+  static DistOptions from_yaml(Section s);
+  // env's collective timeout with this section applied (the environment variable wins).
+  void apply_to(DistEnv& env) const;
 };
 
 // Whether the linked LibTorch has the NCCL backend (Debian's 1.13: no, it is

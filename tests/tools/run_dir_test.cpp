@@ -131,9 +131,10 @@ TEST_F(RunDirTest, ResumeOverrideThatChangesATensorShapeIsRefused) {
   std::ofstream(dir_ / "mlp.yaml")
       << "_base_: data.yaml\nmethod: hashnet\nmodel:\n  bits: 16\n"
          "  backbone: {name: mlp, widths: [32]}\ntrain:\n  iterations: 2\n  batch_size: 16\n";
-  ASSERT_EQ(run("train -c " + cfg("mlp.yaml") + " --run-dir " + d.string()).code, 0);
+  auto r = run("train -c " + cfg("mlp.yaml") + " --run-dir " + d.string());
+  ASSERT_EQ(r.code, 0) << r.out;
   const std::string ckpt = slurp(d / "checkpoints/last.pt");
-  auto r = run("train --resume --run-dir " + d.string() +
+  r = run("train --resume --run-dir " + d.string() +
                " model.backbone.widths=[48] train.iterations=4");
   EXPECT_NE(r.code, 0) << r.out;
   EXPECT_TRUE(contains(r.out, "[32, 64] -> [48, 64]")) << r.out;

@@ -7,7 +7,7 @@
 #include "csrc/core/json_text.h"
 #include "csrc/core/logging.h"
 #include "tools/cli/commands.h"
-#include "app/job.h"
+#include "app/train_job.h"
 
 namespace {
 
