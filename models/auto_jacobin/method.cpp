@@ -12,6 +12,7 @@
 #include "models/auto_jacobin/tangents.h"
 #include "models/common/shallow.h"
 #include "trainers/method_export.h"
+#include "trainers/method_state.h"
 #include "trainers/context.h"
 
 namespace hashlab {
@@ -104,6 +105,14 @@ class AutoJacoBinMethod : public StepMethod {
              "auto_jacobin: model.bits = {} exceeds the {} dimension {} (PCA initialisation "
              "needs d <= D)",
              o_.bits, o_.input_pca > 0 ? "model.input_pca" : "input", D_);
+    state_.add_scalar("scale", 1.0);  // s of §III-B, set by initialise()
+    state_.add_scalar("initialised", 0, torch::kLong);
+    // input_pca: [D_in] and [D_in, D] float64, CPU. States saved before
+    // input_pca existed have neither: no input PCA.
+    state_.add_tensor("pca_mean", torch::kFloat64);
+    state_.add_tensor("pca_dirs", torch::kFloat64);
+    state_.allow_missing("pca_mean");
+    state_.allow_missing("pca_dirs");
     net_->to(ctx.device);
   }
 
@@ -121,15 +130,11 @@ class AutoJacoBinMethod : public StepMethod {
     HL_CHECK(X.size(1) == D_in_,
              "auto_jacobin: training items have {} values, the model expects {}", X.size(1),
              D_in_);
-    if (!initialised_ && o_.input_pca > 0) fit_input_pca(X);
+    if (!initialised() && o_.input_pca > 0) fit_input_pca(X);
     X = project(X);
-    if (!initialised_) initialise(X);
-    if (ctx.dp().world_size() > 1) {
-      // The data scale: rank 0's, to the last bit (its parameters are broadcast by the trainer).
-      std::vector<torch::Tensor> shared = {torch::tensor({scale_}, torch::kFloat64)};
-      ctx.dp().broadcast(shared);
-      scale_ = shared[0].item<double>();
-    }
+    if (!initialised()) initialise(X);
+    // The data scale: rank 0's, to the last bit (its parameters are broadcast by the trainer).
+    state_.broadcast(ctx.dp(), {"scale"});
     if (o_.jacobian) {
       HL_CHECK(X.size(0) > D_ + o_.bits || o_.tangents.neighbours > 0,
                "auto_jacobin: the tangents need D + d = {} neighbours but the training set has {} "
@@ -149,21 +154,21 @@ class AutoJacoBinMethod : public StepMethod {
                  t.kept.max().item<int64_t>());
       if (ctx.metrics())
         ctx.metrics()->write("auto_jacobin",
-                                 {{"scale", scale_},
+                                 {{"scale", scale()},
                                   {"train_size", X.size(0)},
                                   {"tangent_seconds", secs},
                                   {"kept_mean", kept.mean().item<double>()},
                                   {"kept_min", t.kept.min().item<int64_t>()},
                                   {"kept_max", t.kept.max().item<int64_t>()}});
     } else if (ctx.metrics()) {
-      ctx.metrics()->write("auto_jacobin", {{"scale", scale_}, {"train_size", X.size(0)}});
+      ctx.metrics()->write("auto_jacobin", {{"scale", scale()}, {"train_size", X.size(0)}});
     }
   }
 
   void after_train(StepContext&) override { tangents_ = torch::Tensor(); }
 
   LossMap step(const Batch& batch, StepContext& ctx) override {
-    torch::Tensor x = project(batch.x.flatten(1).to(torch::kFloat32)) * scale_;
+    torch::Tensor x = project(batch.x.flatten(1).to(torch::kFloat32)) * scale();
     torch::Tensor T;
     if (o_.jacobian) {
       HL_CHECK(tangents_.defined(), "auto_jacobin: step before the tangents were computed");
@@ -195,7 +200,7 @@ class AutoJacoBinMethod : public StepMethod {
   }
 
   torch::Tensor embed(const torch::Tensor& x) override {
-    HL_CHECK(initialised_, "auto_jacobin used before training");
+    HL_CHECK(initialised(), "auto_jacobin used before training");
     torch::NoGradGuard no_grad;
     auto [W, b] = hash_function();
     torch::Tensor v = torch::matmul(torch::flatten(x.to(torch::kFloat32).to(torch::kCPU), 1), W);
@@ -206,41 +211,34 @@ class AutoJacoBinMethod : public StepMethod {
     torch::serialize::OutputArchive net;
     net_->save(net);
     a.write("net", net);
-    a.write("scale", torch::tensor(scale_, torch::kFloat64));
-    a.write("initialised", torch::tensor(static_cast<int64_t>(initialised_)));
-    a.write("pca_mean", pca_mean_.defined() ? pca_mean_ : torch::zeros({0}, torch::kFloat64));
-    a.write("pca_dirs", pca_dirs_.defined() ? pca_dirs_ : torch::zeros({0}, torch::kFloat64));
+    state_.save(a);
   }
   void load(torch::serialize::InputArchive& a) override {
     torch::serialize::InputArchive net;
-    torch::Tensor scale, init;
-    if (!a.try_read("net", net) || !a.try_read("scale", scale) ||
-        !a.try_read("initialised", init))
-      fail("auto_jacobin state: missing 'net', 'scale' or 'initialised'");
+    if (!a.try_read("net", net)) fail("auto_jacobin state: missing 'net'");
     net_->load(net);
-    scale_ = scale.item<double>();
-    initialised_ = init.item<int64_t>() != 0;
-    // States saved before input_pca existed have neither: no input PCA.
-    torch::Tensor pm = torch::zeros({0}, torch::kFloat64);
-    torch::Tensor pd = torch::zeros({0}, torch::kFloat64);  // not pm: reads fill in place
-    if (a.try_read("pca_dirs", pd) && !a.try_read("pca_mean", pm))
+    state_.set("pca_mean", torch::Tensor());  // unset unless the archive has them
+    state_.set("pca_dirs", torch::Tensor());
+    state_.load(a);
+    const torch::Tensor pm = state_.tensor("pca_mean"), pd = state_.tensor("pca_dirs");
+    if (pd.numel() > 0 && pm.numel() == 0)
       fail("auto_jacobin state: 'pca_dirs' without 'pca_mean'");
     if (pd.numel() > 0 && (pd.dim() != 2 || pd.size(0) != D_in_ || pd.size(1) != D_ ||
                            pm.numel() != D_in_))
       fail("auto_jacobin state: an input PCA of {} dimensions and {} values does not fit "
            "model.input_pca = {} on {} values",
            pd.dim(), pd.numel(), o_.input_pca, D_in_);
-    if (initialised_ && (pd.numel() > 0) != (o_.input_pca > 0))
+    if (initialised() && (pd.numel() > 0) != (o_.input_pca > 0))
       fail("auto_jacobin state: trained {} an input PCA, but model.input_pca = {}",
            pd.numel() > 0 ? "with" : "without", o_.input_pca);
-    pca_mean_ = pd.numel() > 0 ? pm.to(torch::kFloat64) : torch::Tensor();
-    pca_dirs_ = pd.numel() > 0 ? pd.to(torch::kFloat64) : torch::Tensor();
+    state_.set("pca_mean", pd.numel() > 0 ? pm.to(torch::kFloat64) : torch::Tensor());
+    state_.set("pca_dirs", pd.numel() > 0 ? pd.to(torch::kFloat64) : torch::Tensor());
   }
 
   std::vector<std::string> encode_options() const override { return {"code_bias"}; }
 
   torch::jit::Module to_torchscript(const MethodContext& ctx) const override {
-    HL_CHECK(initialised_, "auto_jacobin: nothing to export before training");
+    HL_CHECK(initialised(), "auto_jacobin: nothing to export before training");
     auto [W, b] = hash_function();
     return exporter::export_linear_hasher("auto_jacobin", W, torch::Tensor(), ctx, b);
   }
@@ -250,12 +248,12 @@ class AutoJacoBinMethod : public StepMethod {
   // undefined), float, CPU. Without the input PCA W = s W1^T, bias b1; with
   // it W = s P W1^T and bias b1 - mu^T W (sign(W1 s P^T (x - mu) + b1)).
   std::pair<torch::Tensor, torch::Tensor> hash_function() const {
-    torch::Tensor W = net_->W1.detach().to(torch::kCPU, torch::kFloat64).t() * scale_;
+    torch::Tensor W = net_->W1.detach().to(torch::kCPU, torch::kFloat64).t() * scale();
     torch::Tensor b;
     if (o_.code_bias) b = net_->b1.detach().to(torch::kCPU, torch::kFloat64);
-    if (pca_dirs_.defined()) {
-      W = pca_dirs_.matmul(W);
-      torch::Tensor shift = -pca_mean_.matmul(W);
+    if (state_.is_set("pca_dirs")) {
+      W = state_.tensor("pca_dirs").matmul(W);
+      torch::Tensor shift = -state_.tensor("pca_mean").matmul(W);
       b = b.defined() ? b + shift : shift;
     }
     return {W.contiguous().to(torch::kFloat32),
@@ -266,17 +264,18 @@ class AutoJacoBinMethod : public StepMethod {
   void fit_input_pca(const torch::Tensor& X) {
     torch::NoGradGuard no_grad;
     torch::Tensor X64 = X.to(torch::kFloat64);
-    pca_mean_ = X64.mean(0);
-    pca_dirs_ = models::pca_directions(X64 - pca_mean_, o_.input_pca).to(torch::kFloat64);
+    torch::Tensor mean = X64.mean(0);
+    state_.set("pca_dirs", models::pca_directions(X64 - mean, o_.input_pca).to(torch::kFloat64));
+    state_.set("pca_mean", mean);
     log().info("auto_jacobin: inputs projected on the top {} of {} principal directions",
                o_.input_pca, D_in_);
   }
 
   // The model's input: (x - mu) P [N, input_pca] with the input PCA, else x.
   torch::Tensor project(const torch::Tensor& x) const {
-    if (!pca_dirs_.defined()) return x;
-    return (x.to(torch::kFloat64) - pca_mean_.to(x.device()))
-        .matmul(pca_dirs_.to(x.device()))
+    if (!state_.is_set("pca_dirs")) return x;
+    return (x.to(torch::kFloat64) - state_.tensor("pca_mean").to(x.device()))
+        .matmul(state_.tensor("pca_dirs").to(x.device()))
         .to(torch::kFloat32);
   }
 
@@ -285,8 +284,8 @@ class AutoJacoBinMethod : public StepMethod {
     torch::NoGradGuard no_grad;
     double max_norm = X.to(torch::kFloat64).norm(2, 1).max().item<double>();
     HL_CHECK(max_norm > 0, "auto_jacobin: every training item is zero");
-    scale_ = o_.scale / max_norm;
-    torch::Tensor Xs = X.to(torch::kFloat64) * scale_;
+    state_.set_scalar("scale", o_.scale / max_norm);
+    torch::Tensor Xs = X.to(torch::kFloat64) * scale();
     torch::Tensor mu = Xs.mean(0);
     torch::Tensor P = models::pca_directions(Xs - mu, o_.bits);  // [D, d]
     torch::Tensor W1 = P.matmul(random_rotation(o_.bits, seed_)).t().contiguous();  // [d, D]
@@ -295,9 +294,13 @@ class AutoJacoBinMethod : public StepMethod {
     net_->W2.copy_(W1.t().to(dev, torch::kFloat32));
     net_->b1.copy_((-W1.matmul(mu)).to(dev, torch::kFloat32));
     net_->b2.copy_(mu.to(dev, torch::kFloat32));
-    initialised_ = true;
+    state_.set_scalar("initialised", 1);
     log().info("auto_jacobin: data scale {:.6g} (= {} / max norm {:.6g}); PCA initialisation",
-               scale_, o_.scale, max_norm);
+               scale(), o_.scale, max_norm);
+  }
+
+  double scale() const { return state_.scalar("scale"); }
+  bool initialised() const { return state_.scalar("initialised") != 0;
   }
 
   // Eq. 5 (+ CAutoBin's term) on one batch: x clean [B, D] (scaled), xin the
@@ -353,11 +356,9 @@ class AutoJacoBinMethod : public StepMethod {
   AutoJacoBinOptions o_;
   int64_t D_in_;  // values per raw item
   int64_t D_;     // the auto-encoder's input: input_pca, or D_in_
-  torch::Tensor pca_mean_, pca_dirs_;  // input_pca: [D_in] and [D_in, D] float64, CPU
   uint64_t seed_;
   AutoEncoder net_;
-  double scale_ = 1.0;
-  bool initialised_ = false;
+  MethodState state_{"auto_jacobin"};
   torch::Tensor tangents_;  // [N, D, d] float, CPU, by training-set row (while training)
 };
 

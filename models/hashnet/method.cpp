@@ -6,6 +6,7 @@
 #include "datasets/similarity.h"
 #include "models/hashnet/hashnet.h"
 #include "trainers/method_export.h"
+#include "trainers/method_state.h"
 #include "trainers/schedules.h"
 #include "trainers/context.h"
 
@@ -50,7 +51,8 @@ class HashNetMethod : public StepMethod {
         class_weight_(opts_.class_weight > 0 ? opts_.class_weight
                                              : std::max<double>(1.0, ctx.num_classes)),
         net_(models::make_backbone(opts_.backbone, ctx.input_shape), opts_.bits) {
-    beta_ = opts_.continuation->at(0, ctx.total_steps);
+    // beta: the continuation's value at the last step (embed() uses it).
+    state_.add_scalar("beta", opts_.continuation->at(0, ctx.total_steps));
     net_->to(ctx.device);
   }
 
@@ -65,12 +67,13 @@ class HashNetMethod : public StepMethod {
 
   LossMap training_step(const Batch& batch, StepContext& ctx) override {
     HL_CHECK(batch.labels.defined(), "hashnet: needs labelled training data");
-    beta_ = opts_.continuation->at(ctx.step(), ctx.total_steps());
+    state_.set_scalar("beta", opts_.continuation->at(ctx.step(), ctx.total_steps()));
+    const double beta = state_.scalar("beta");
     torch::Tensor z = net_->forward(batch.x);
     // Pairs span the whole global batch: with several ranks, every rank's
     // codes and labels (the gradient flows through this rank's rows).
     const torch::Tensor zg = ctx.dp().all_gather(z);
-    torch::Tensor g = torch::tanh(beta_ * zg);
+    torch::Tensor g = torch::tanh(beta * zg);
     torch::Tensor h = ((zg >= 0).to(g.dtype()) * 2 - 1).detach();  // sgn, sgn(0) = +1
     const torch::Tensor labels = ctx.dp().all_gather(batch.labels);
     const int64_t n = g.size(0);
@@ -105,7 +108,7 @@ class HashNetMethod : public StepMethod {
   LossScope training_loss_scope() const override { return LossScope::global; }
 
   std::vector<std::pair<std::string, double>> status() const override {
-    return {{"beta", beta_}};
+    return {{"beta", state_.scalar("beta")}};
   }
 
   void after_train(StepContext& ctx) override {
@@ -126,7 +129,7 @@ class HashNetMethod : public StepMethod {
     std::vector<int64_t> c(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + 100);
     double binary = (all > 0.99).to(torch::kFloat64).mean().item<double>();
     metrics->write("code_histogram", {{"step", ctx.step()},
-                                      {"beta", beta_},
+                                      {"beta", state_.scalar("beta")},
                                       {"bins", 100},
                                       {"range", {0.0, 1.0}},
                                       {"values", all.numel()},
@@ -138,7 +141,7 @@ class HashNetMethod : public StepMethod {
     torch::NoGradGuard no_grad;
     const bool was_training = net_->is_training();
     net_->eval();
-    torch::Tensor v = torch::tanh(beta_ * net_->forward(x));
+    torch::Tensor v = torch::tanh(state_.scalar("beta") * net_->forward(x));
     if (was_training) net_->train();
     return v;
   }
@@ -147,21 +150,19 @@ class HashNetMethod : public StepMethod {
     torch::serialize::OutputArchive net;
     net_->save(net);
     archive.write("net", net);
-    archive.write("beta", torch::tensor(beta_, torch::kFloat64));
+    state_.save(archive);
   }
 
   void load(torch::serialize::InputArchive& archive) override {
     torch::serialize::InputArchive net;
     archive.read("net", net);
     net_->load(net);
-    torch::Tensor beta;
-    archive.read("beta", beta);
-    beta_ = beta.item<double>();
+    state_.load(archive);
   }
 
   torch::jit::Module to_torchscript(const MethodContext& ctx) const override {
     auto spec = exporter::hasher_spec(ctx, "hashnet", opts_.bits);
-    const double beta = beta_;
+    const double beta = state_.scalar("beta");
     auto module = exporter::build_hasher(spec, [&](exporter::ScriptEmitter& e,
                                                    const std::string& x) {
       std::string z = net_->emit_torchscript(e, x);
@@ -178,7 +179,7 @@ class HashNetMethod : public StepMethod {
   double alpha_;
   double class_weight_;
   models::HashNet net_;
-  double beta_ = 1.0;
+  MethodState state_{"hashnet"};
 };
 
 }  // namespace

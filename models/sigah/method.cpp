@@ -10,6 +10,7 @@
 #include "models/common/shallow.h"
 #include "models/sigah/sigah.h"
 #include "trainers/method_export.h"
+#include "trainers/method_state.h"
 #include "trainers/context.h"
 
 namespace hashlab {
@@ -72,6 +73,13 @@ class SiGAHMethod : public StepMethod {
  public:
   SiGAHMethod(Section& cfg, const MethodContext& ctx)
       : o_(SiGAHOptions::from_yaml(cfg)), net_(net_options(o_, ctx)), seed_(ctx.seed) {
+    state_.add_tensor("mean", torch::kFloat32);  // [d] on the model's device; set by before_train
+    state_.add_scalar("sigma", 0);               // the graph's; set by before_train
+    // The input unit: RMS of the centred training values (input_norm: rms).
+    // Runs saved before it existed were trained on x - mean: rho 1 gives
+    // their codes back (a resumed run continues in that unit).
+    state_.add_scalar("rho", 1);
+    state_.allow_missing("rho", 1.0);
     net_->to(ctx.device);
   }
 
@@ -98,30 +106,23 @@ class SiGAHMethod : public StepMethod {
                "'{}' is lbfgs, which re-evaluates it; use sgd, adam or adamw",
                n);
     const TrainingSet& ts = ctx.training_set();
-    if (!mean_.defined()) {
+    if (!state_.is_set("mean")) {
       torch::Tensor X = ts.x().flatten(1).to(torch::kFloat32);
-      mean_ = X.mean(0);
-      rho_ = 1;
+      state_.set("mean", X.mean(0));
+      state_.set_scalar("rho", 1);
       if (o_.input_norm == "rms") {
         // The root mean square of the centred values, over items and dimensions.
-        rho_ = std::sqrt((X - mean_).to(torch::kFloat64).pow(2).mean().item<double>());
-        HL_CHECK(rho_ > 0, "sigah: every training item is the same; nothing to hash");
+        state_.set_scalar("rho", std::sqrt((X - mean()).to(torch::kFloat64).pow(2).mean().item<double>()));
+        HL_CHECK(rho() > 0, "sigah: every training item is the same; nothing to hash");
       }
       if (o_.init_gain > 0) gaussian_init();
     }
-    if (sigma_ <= 0)
-      sigma_ = o_.sigma > 0 ? o_.sigma : sigma_from(ts, ctx.batch_size());
-    if (ctx.dp().world_size() > 1) {
-      // Every rank computed them from the same data; rank 0's, to the last bit.
-      std::vector<torch::Tensor> shared = {mean_.to(torch::kCPU).contiguous(),
-                                           torch::tensor({sigma_, rho_}, torch::kFloat64)};
-      ctx.dp().broadcast(shared);
-      mean_ = shared[0];
-      sigma_ = shared[1][0].item<double>();
-      rho_ = shared[1][1].item<double>();
-    }
-    mean_ = mean_.to(ctx.device());
-    log().info("sigah: inputs (x - mean) / {:.6g}; graph sigma {:.6g} ({})", rho_, sigma_,
+    if (sigma() <= 0)
+      state_.set_scalar("sigma", o_.sigma > 0 ? o_.sigma : sigma_from(ts, ctx.batch_size()));
+    // Every rank computed them from the same data; rank 0's, to the last bit.
+    state_.broadcast(ctx.dp(), {"mean", "sigma", "rho"});
+    state_.to(ctx.device());
+    log().info("sigah: inputs (x - mean) / {:.6g}; graph sigma {:.6g} ({})", rho(), sigma(),
                o_.sigma > 0 ? "given" : o_.sigma_rule == "knn"
                                           ? fmt::format("1 / mean distance to the {}th nearest "
                                                         "item of a batch",
@@ -129,7 +130,7 @@ class SiGAHMethod : public StepMethod {
                                           : std::string("1 / mean pairwise distance"));
     if (ctx.metrics())
       ctx.metrics()->write("sigah",
-                               {{"sigma", sigma_}, {"rho", rho_}, {"train_size", ts.size()}});
+                               {{"sigma", sigma()}, {"rho", rho()}, {"train_size", ts.size()}});
   }
 
   LossMap step(const Batch& batch, StepContext& ctx) override {
@@ -171,7 +172,7 @@ class SiGAHMethod : public StepMethod {
                           &adv = means[3];
       torch::Tensor graph = models::sigah_graph_loss(
           ctx.dp().all_gather(h),
-          models::sigah_similarity(ctx.dp().all_gather(x.detach()), sigma_), o_.graph);
+          models::sigah_similarity(ctx.dp().all_gather(x.detach()), sigma()), o_.graph);
       torch::Tensor loss = recon + o_.alpha * quant + o_.lambda * sparsity + o_.gamma * graph +
                            o_.adv_weight * adv;
       return LossMap{{"loss", loss},           {"recon", recon.detach()},
@@ -188,7 +189,7 @@ class SiGAHMethod : public StepMethod {
   bool supports_data_parallel() const override { return true; }
 
   torch::Tensor embed(const torch::Tensor& x) override {
-    TORCH_CHECK(mean_.defined(), "sigah used before training");
+    TORCH_CHECK(state_.is_set("mean"), "sigah used before training");
     torch::NoGradGuard no_grad;
     return linear().project(x.flatten(1).to(torch::kFloat32).to(torch::kCPU));
   }
@@ -197,26 +198,18 @@ class SiGAHMethod : public StepMethod {
     torch::serialize::OutputArchive net;
     net_->save(net);
     a.write("net", net);
-    a.write("mean", mean_.defined() ? mean_.to(torch::kCPU) : torch::zeros({0}));
-    a.write("sigma", torch::tensor(sigma_, torch::kFloat64));
-    a.write("rho", torch::tensor(rho_, torch::kFloat64));
+    state_.save(a);
   }
   void load(torch::serialize::InputArchive& a) override {
     torch::serialize::InputArchive net;
-    torch::Tensor mean, sigma, rho;
-    if (!a.try_read("net", net) || !a.try_read("mean", mean) || !a.try_read("sigma", sigma))
-      fail("sigah state: missing 'net', 'mean' or 'sigma'");
+    if (!a.try_read("net", net)) fail("sigah state: missing 'net'");
     net_->load(net);
-    torch::Device device = net_->W->weight.device();
-    mean_ = mean.numel() > 0 ? mean.to(device) : torch::Tensor();
-    sigma_ = sigma.item<double>();
-    // Runs saved before the input unit existed were trained on x - mean: rho 1
-    // gives their codes back (a resumed run continues in that unit).
-    rho_ = a.try_read("rho", rho) ? rho.item<double>() : 1.0;
+    state_.load(a);
+    state_.to(net_->W->weight.device());
   }
 
   torch::jit::Module to_torchscript(const MethodContext& ctx) const override {
-    HL_CHECK(mean_.defined(), "sigah: nothing to export before training");
+    HL_CHECK(state_.is_set("mean"), "sigah: nothing to export before training");
     models::LinearHash h = linear();
     return exporter::export_linear_hasher("sigah", h.W, h.mean, ctx);
   }
@@ -236,14 +229,18 @@ class SiGAHMethod : public StepMethod {
 
   // The network's input: (x - mean) / rho, flattened [N, d].
   torch::Tensor normalise(const torch::Tensor& x) const {
-    return (x.flatten(1).to(torch::kFloat32) - mean_) / rho_;
+    return (x.flatten(1).to(torch::kFloat32) - mean()) / rho();
   }
+
+  const torch::Tensor& mean() const { return state_.tensor("mean"); }
+  double rho() const { return state_.scalar("rho"); }
+  double sigma() const { return state_.scalar("sigma"); }
 
   // The codes' hash: (x - mean) W^T / rho, with the same ATen calls as the
   // export (sign is unchanged by rho > 0; the projection is the network's).
   models::LinearHash linear() const {
-    return {mean_.to(torch::kCPU, torch::kFloat32),
-            (net_->W->weight.detach().to(torch::kCPU, torch::kFloat64) / rho_)
+    return {mean().to(torch::kCPU, torch::kFloat32),
+            (net_->W->weight.detach().to(torch::kCPU, torch::kFloat64) / rho())
                 .t()
                 .contiguous()
                 .to(torch::kFloat32)};
@@ -280,7 +277,7 @@ class SiGAHMethod : public StepMethod {
              "is {})",
              o_.sigma_k, o_.sigma_k, batch);
     for (int64_t b = 0; b < 4 && (b + 1) * batch <= rows.size(0); ++b) {
-      torch::Tensor x = normalise(ts.features(rows.narrow(0, b * batch, batch)).to(mean_.device()));
+      torch::Tensor x = normalise(ts.features(rows.narrow(0, b * batch, batch)).to(mean().device()));
       torch::Tensor dist = torch::cdist(x, x);
       if (knn) {
         // The k-th smallest of each row after the item itself (distance 0).
@@ -298,9 +295,7 @@ class SiGAHMethod : public StepMethod {
 
   SiGAHOptions o_;
   models::SiGAHNet net_;
-  torch::Tensor mean_;  // [d] on the model's device
-  double rho_ = 1;      // input unit: RMS of the centred training values (input_norm: rms)
-  double sigma_ = 0;
+  MethodState state_{"sigah"};
   uint64_t seed_ = 0;
 };
 
