@@ -13,6 +13,7 @@
 #include "models/deepquan/deepquan.h"
 #include "models/deepquan/export.h"
 #include "trainers/method_export.h"
+#include "trainers/method_state.h"
 #include "trainers/context.h"
 
 namespace hashlab {
@@ -86,8 +87,12 @@ struct DeepQuanOptions {
 // Codebooks + the quantised codes z of a PQ method, shared by the three methods.
 class PQMethodBase : public virtual Method {
  public:
-  PQMethodBase(int64_t M, int64_t K, int kmeans_iters, uint64_t seed)
-      : M_(M), K_(K), kmeans_iters_(kmeans_iters), seed_(seed) {}
+  PQMethodBase(const std::string& owner, int64_t M, int64_t K, int kmeans_iters, uint64_t seed)
+      : M_(M), K_(K), kmeans_iters_(kmeans_iters), seed_(seed), state_(owner) {
+    // float [M, K, dsub] on the model's device; unset before fitting.
+    state_.add_tensor("codebooks", torch::kFloat32);
+    state_.add_scalar("refreshes", 0, torch::kLong);  // k-means fits so far (each its own seed)
+  }
 
   int nbits() const override { return static_cast<int>(8 * M_); }
   codes::CodeKind code_kind() const override { return codes::CodeKind::pq; }
@@ -97,12 +102,12 @@ class PQMethodBase : public virtual Method {
   }
 
   codes::PQCodes pq_codebooks() const override {
-    HL_CHECK(codebooks_.defined(), "method '{}': no codebooks yet (not trained)", name());
+    HL_CHECK(has_codebooks(), "method '{}': no codebooks yet (not trained)", name());
     codes::PQCodes pq;
     pq.M = static_cast<int>(M_);
     pq.K = static_cast<int>(K_);
-    pq.dsub = static_cast<int>(codebooks_.size(2));
-    pq.codebooks = codebooks_.to(torch::kCPU).contiguous();
+    pq.dsub = static_cast<int>(codebooks().size(2));
+    pq.codebooks = codebooks().to(torch::kCPU).contiguous();
     return pq;
   }
 
@@ -114,9 +119,9 @@ class PQMethodBase : public virtual Method {
     HL_CHECK(z.size(0) >= K_, "method '{}': {} training items for K = {} codewords", name(),
              z.size(0), K_);
     auto pq = search::pq_train(z, static_cast<int>(M_), static_cast<int>(K_), kmeans_iters_,
-                               seed_ + static_cast<uint64_t>(refreshes_));
-    ++refreshes_;
-    codebooks_ = pq.codebooks.to(z.device());
+                               seed_ + static_cast<uint64_t>(refreshes()));
+    state_.set_scalar("refreshes", refreshes() + 1);
+    state_.set("codebooks", pq.codebooks.to(z.device()));
     if (metrics != nullptr && metrics->is_open()) {
       torch::NoGradGuard no_grad;
       auto zc = z.to(torch::kCPU, torch::kFloat);
@@ -127,37 +132,32 @@ class PQMethodBase : public virtual Method {
       auto d = (c.unsqueeze(2) - c.unsqueeze(1)).pow(2).sum(-1).sqrt();  // [M, K, K]
       double cw = d.sum().item<double>() / (double(M_) * K_ * std::max<int64_t>(K_ - 1, 1));
       nlohmann::json rec = {{"step", step},                    {"epoch", epoch},
-                            {"refresh", refreshes_},           {"quantization_error", qerr},
+                            {"refresh", refreshes()},           {"quantization_error", qerr},
                             {"codeword_distance", cw}};
       metrics->write("codebook_refresh", rec);
     }
     return pq.ids;
   }
 
-  void save_codebooks(torch::serialize::OutputArchive& a) const {
-    a.write("codebooks", codebooks_.defined() ? codebooks_.to(torch::kCPU) : torch::zeros({0}));
-    a.write("refreshes", torch::tensor(refreshes_, torch::kLong));
-  }
-  void load_codebooks(torch::serialize::InputArchive& a, torch::Device device) {
-    torch::Tensor c, r;
-    a.read("codebooks", c);
-    a.read("refreshes", r);
-    if (c.numel() == 0) {
-      codebooks_ = torch::Tensor();
-    } else {
+  // Reads state_ and checks the codebooks against M and K.
+  void load_state(torch::serialize::InputArchive& a, torch::Device device) {
+    state_.load(a);
+    const torch::Tensor& c = codebooks();
+    if (c.numel() > 0)
       HL_CHECK(c.dim() == 3 && c.size(0) == M_ && c.size(1) == K_,
                "method '{}': saved codebooks [{}] do not match M = {}, K = {}", name(),
                fmt::join(c.sizes().vec(), ", "), M_, K_);
-      codebooks_ = c.to(device);
-    }
-    refreshes_ = r.item<int64_t>();
+    state_.set("codebooks", c.to(device));
   }
+
+  const torch::Tensor& codebooks() const { return state_.tensor("codebooks"); }
+  bool has_codebooks() const { return state_.is_set("codebooks"); }
+  int64_t refreshes() const { return static_cast<int64_t>(state_.scalar("refreshes")); }
 
   int64_t M_, K_;
   int kmeans_iters_;
   uint64_t seed_;
-  int64_t refreshes_ = 0;
-  torch::Tensor codebooks_;  // float [M, K, dsub] on the model's device; undefined before fitting
+  MethodState state_;
 };
 
 // ------------------------------------------------------------------ deepquan / dae_pq
@@ -168,12 +168,21 @@ class DeepQuanMethod : public PQMethodBase, public StepMethod {
       : DeepQuanMethod(DeepQuanOptions::from_yaml(cfg, pretrain_only), ctx, pretrain_only) {}
 
   DeepQuanMethod(DeepQuanOptions o, const MethodContext& ctx, bool pretrain_only)
-      : PQMethodBase(o.M, o.K, o.kmeans_iters, ctx.seed),
+      : PQMethodBase(pretrain_only ? "dae_pq" : "deepquan", o.M, o.K, o.kmeans_iters, ctx.seed),
         opts_(std::move(o)),
         pretrain_only_(pretrain_only),
         form_(models::parse_triplet_form(opts_.triplet)),
         net_(models::DeepQuanAutoEncoderOptions(input_dim(ctx), opts_.code_dim)
                  .widths(opts_.widths)) {
+    // Training state, so that a resumed run continues exactly as an
+    // uninterrupted one: the positives of eq. 2 (uint8 [N, M] CPU, the
+    // assignments of the cached training set at the last refresh, not of the
+    // current network) and the step of that refresh. Checkpoints written
+    // before they were saved recompute the assignments on resume.
+    state_.add_tensor("train_ids", torch::kFloat32);
+    state_.add_scalar("last_refresh_step", -1, torch::kLong);
+    state_.allow_missing("train_ids");
+    state_.allow_missing("last_refresh_step", -1);
     net_->to(ctx.device);
   }
 
@@ -186,26 +195,26 @@ class DeepQuanMethod : public PQMethodBase, public StepMethod {
 
   void before_train(StepContext& ctx) override {
     cache_training_set(ctx);
-    if (codebooks_.defined()) {
+    if (has_codebooks()) {
       // Resumed: the assignments of the last refresh, as saved; recomputed from
       // the restored codebooks only when the checkpoint lacks them or was made
       // on another training set.
-      codebooks_ = codebooks_.to(device());
-      if (!train_ids_.defined() || train_ids_.size(0) != train_x_.size(0))
-        train_ids_ = search::pq_encode(pq_codebooks(), codes_of_cache());
+      state_.set("codebooks", codebooks().to(device()));
+      if (!state_.is_set("train_ids") || train_ids().size(0) != train_x_.size(0))
+        state_.set("train_ids", search::pq_encode(pq_codebooks(), codes_of_cache()));
     } else if (!pretrain_only_ && opts_.pretrain_steps <= ctx.step()) {
       refresh(ctx);
     }
   }
 
   void after_step(StepContext& ctx) override {
-    if (!pretrain_only_ && !codebooks_.defined() && ctx.step() >= opts_.pretrain_steps)
+    if (!pretrain_only_ && !has_codebooks() && ctx.step() >= opts_.pretrain_steps)
       refresh(ctx);
   }
 
   void after_epoch(StepContext& ctx) override {
     // Skipped when pretraining ended on this very step (just refreshed).
-    if (codebooks_.defined() && !pretrain_only_ && last_refresh_step_ != ctx.step())
+    if (has_codebooks() && !pretrain_only_ && last_refresh_step() != ctx.step())
       refresh(ctx);
   }
 
@@ -214,7 +223,7 @@ class DeepQuanMethod : public PQMethodBase, public StepMethod {
     // very step (end of pretraining or of an epoch) already fitted the final z,
     // and a second k-means (next seed) would make a resumed run start from other
     // codebooks than an uninterrupted one.
-    if (train_x_.defined() && last_refresh_step_ != ctx.step()) refresh(ctx);
+    if (train_x_.defined() && last_refresh_step() != ctx.step()) refresh(ctx);
   }
 
   // Its losses are means over the batch's items (local); the negatives are
@@ -225,12 +234,12 @@ class DeepQuanMethod : public PQMethodBase, public StepMethod {
     torch::Tensor x = batch.x.flatten(1);
     torch::Tensor z = net_->encode(x);
     torch::Tensor rec = models::deepquan_reconstruction_loss(x, net_->decode(z));
-    if (!codebooks_.defined()) {
+    if (!has_codebooks()) {
       return {{"loss", opts_.eta * rec}, {"quantization", torch::zeros({}, rec.options())},
               {"reconstruction", rec}};
     }
     torch::Tensor pos_ids = positive_ids(batch, z);
-    torch::Tensor c_pos = models::gather_codewords(codebooks_, pos_ids);
+    torch::Tensor c_pos = models::gather_codewords(codebooks(), pos_ids);
     torch::Tensor quant;
     if (opts_.loss == "quad") {
       quant = models::deepquan_quadratic_loss(z, c_pos);
@@ -239,7 +248,7 @@ class DeepQuanMethod : public PQMethodBase, public StepMethod {
       // draws), this rank's rows kept.
       torch::Tensor neg_ids =
           ctx.dp().local_rows(models::sample_negative_ids(ctx.dp().all_gather(pos_ids), K_));
-      torch::Tensor c_neg = models::gather_codewords(codebooks_, neg_ids);
+      torch::Tensor c_neg = models::gather_codewords(codebooks(), neg_ids);
       quant = models::deepquan_triplet_loss(z, c_pos, c_neg, opts_.margin, opts_.lambda, M_, form_);
     }
     torch::Tensor loss = opts_.reconstruction ? quant + opts_.eta * rec : quant;
@@ -247,7 +256,7 @@ class DeepQuanMethod : public PQMethodBase, public StepMethod {
   }
 
   std::vector<std::pair<std::string, double>> status() const override {
-    return {{"refreshes", static_cast<double>(refreshes_)}};
+    return {{"refreshes", static_cast<double>(refreshes())}};
   }
 
   torch::Tensor embed(const torch::Tensor& x) override {
@@ -263,29 +272,21 @@ class DeepQuanMethod : public PQMethodBase, public StepMethod {
     torch::serialize::OutputArchive net;
     net_->save(net);
     archive.write("net", net);
-    save_codebooks(archive);
-    // Training state, so that a resumed run continues exactly as an
-    // uninterrupted one: the positives of eq. 2 (assignments of the last
-    // refresh, not of the current network) and the step of that refresh.
-    archive.write("train_ids", train_ids_.defined() ? train_ids_ : torch::zeros({0}));
-    archive.write("last_refresh_step", torch::tensor(last_refresh_step_, torch::kLong));
+    state_.save(archive);
   }
 
   void load(torch::serialize::InputArchive& archive) override {
     torch::serialize::InputArchive net;
-    archive.read("net", net);
+    if (!archive.try_read("net", net)) fail("{} state: missing 'net'", name());
     net_->load(net);
-    load_codebooks(archive, device());
-    torch::Tensor ids, last;
-    train_ids_ = archive.try_read("train_ids", ids) && ids.numel() > 0 ? ids : torch::Tensor();
-    last_refresh_step_ =
-        archive.try_read("last_refresh_step", last) ? last.item<int64_t>() : int64_t{-1};
+    state_.set("train_ids", torch::Tensor());  // unset unless the archive has them
+    load_state(archive, device());
   }
 
   torch::jit::Module to_torchscript(const MethodContext& ctx) const override {
-    HL_CHECK(codebooks_.defined(), "method '{}': nothing to export before training", name());
+    HL_CHECK(has_codebooks(), "method '{}': nothing to export before training", name());
     auto spec = exporter::hasher_spec(ctx, name(), nbits());
-    return models::build_pq_hasher(spec, codebooks_, [&](exporter::ScriptEmitter& e,
+    return models::build_pq_hasher(spec, codebooks(), [&](exporter::ScriptEmitter& e,
                                                          const std::string& x) {
       return net_->emit_encoder(e, x);
     });
@@ -293,6 +294,10 @@ class DeepQuanMethod : public PQMethodBase, public StepMethod {
 
  private:
   torch::Device device() const { return net_->parameters().front().device(); }
+  const torch::Tensor& train_ids() const { return state_.tensor("train_ids"); }
+  int64_t last_refresh_step() const {
+    return static_cast<int64_t>(state_.scalar("last_refresh_step"));
+  }
 
   // One epoch of the training stream, in the loader's order (CPU).
   void cache_training_set(StepContext& ctx) {
@@ -321,15 +326,14 @@ class DeepQuanMethod : public PQMethodBase, public StepMethod {
              name(), train_x_.size(0), K_);
     if (ctx.dp().rank() == 0) {
       torch::Tensor z = codes_of_cache();
-      train_ids_ = fit_codebooks(z, ctx.metrics(), ctx.step(), ctx.epoch());
+      state_.set("train_ids", fit_codebooks(z, ctx.metrics(), ctx.step(), ctx.epoch()));
     } else {
-      codebooks_ = torch::empty({M_, K_, opts_.code_dim / M_}, torch::kFloat32);
-      train_ids_ = torch::empty({train_x_.size(0), M_}, torch::kUInt8);
-      ++refreshes_;
+      state_.set("codebooks", torch::empty({M_, K_, opts_.code_dim / M_}, torch::kFloat32));
+      state_.set("train_ids", torch::empty({train_x_.size(0), M_}, torch::kUInt8));
+      state_.set_scalar("refreshes", refreshes() + 1);
     }
-    std::vector<torch::Tensor> shared = {codebooks_, train_ids_};
-    ctx.dp().broadcast(shared);  // in place; nothing with one process
-    last_refresh_step_ = ctx.step();
+    state_.broadcast(ctx.dp(), {"codebooks", "train_ids"});  // nothing with one process
+    state_.set_scalar("last_refresh_step", ctx.step());
   }
 
   // The codeword ids each item of the batch was assigned to at the last
@@ -337,7 +341,7 @@ class DeepQuanMethod : public PQMethodBase, public StepMethod {
   torch::Tensor positive_ids(const Batch& batch, const torch::Tensor& z) {
     const int64_t n = z.size(0);
     torch::Tensor rows = torch::full({n}, -1, torch::kLong);
-    if (batch.index.defined() && row_of_.defined() && train_ids_.defined()) {
+    if (batch.index.defined() && row_of_.defined() && state_.is_set("train_ids")) {
       torch::Tensor pool = batch.index.to(torch::kCPU, torch::kLong);
       torch::Tensor known = pool.lt(row_of_.size(0)).logical_and(pool.ge(0));
       rows = torch::where(known, row_of_.index_select(0, pool.clamp(0, row_of_.size(0) - 1)),
@@ -347,7 +351,7 @@ class DeepQuanMethod : public PQMethodBase, public StepMethod {
     torch::Tensor seen = rows.ge(0);
     if (seen.any().item<bool>()) {
       torch::Tensor r = rows.masked_select(seen);
-      ids.index_put_({seen}, train_ids_.index_select(0, r).to(torch::kLong));
+      ids.index_put_({seen}, train_ids().index_select(0, r).to(torch::kLong));
     }
     torch::Tensor unseen = seen.logical_not();
     if (unseen.any().item<bool>()) {
@@ -363,8 +367,6 @@ class DeepQuanMethod : public PQMethodBase, public StepMethod {
   models::DeepQuanAutoEncoder net_;
   torch::Tensor train_x_;    // float [N, D] CPU: the cached training features
   torch::Tensor row_of_;     // int64 [max pool index + 1]: row of train_x_, or -1
-  torch::Tensor train_ids_;  // uint8 [N, M] CPU: assignments of train_x_ at the last refresh
-  int64_t last_refresh_step_ = -1;
 };
 
 // ------------------------------------------------------------------ pq (raw features)
@@ -385,15 +387,15 @@ class RawPQMethod : public PQMethodBase, public FitMethod {
 
   torch::Tensor embed(const torch::Tensor& x) override { return x.flatten(1).to(torch::kFloat); }
 
-  void save(torch::serialize::OutputArchive& archive) const override { save_codebooks(archive); }
+  void save(torch::serialize::OutputArchive& archive) const override { state_.save(archive); }
   void load(torch::serialize::InputArchive& archive) override {
-    load_codebooks(archive, torch::kCPU);
+    load_state(archive, torch::kCPU);
   }
 
   torch::jit::Module to_torchscript(const MethodContext& ctx) const override {
-    HL_CHECK(codebooks_.defined(), "method 'pq': nothing to export before fitting");
+    HL_CHECK(has_codebooks(), "method 'pq': nothing to export before fitting");
     auto spec = exporter::hasher_spec(ctx, name(), nbits());
-    return models::build_pq_hasher(spec, codebooks_, [](exporter::ScriptEmitter& e,
+    return models::build_pq_hasher(spec, codebooks(), [](exporter::ScriptEmitter& e,
                                                         const std::string& x) {
       return e.let(fmt::format("torch.flatten({}, 1)", x));
     });
@@ -413,7 +415,7 @@ class RawPQMethod : public PQMethodBase, public FitMethod {
     return p;
   }
   RawPQMethod(Parsed p, const MethodContext& ctx)
-      : PQMethodBase(p.M, p.K, p.iters, ctx.seed), dim_(input_dim(ctx)) {
+      : PQMethodBase("pq", p.M, p.K, p.iters, ctx.seed), dim_(input_dim(ctx)) {
     HL_CHECK(dim_ % M_ == 0, "pq: M = {} must divide the input dimension {}", M_, dim_);
   }
   int64_t dim_;

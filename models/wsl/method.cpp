@@ -19,6 +19,7 @@
 #include "models/common/shallow.h"
 #include "models/wsl/wsl.h"
 #include "trainers/method_export.h"
+#include "trainers/method_state.h"
 #include "trainers/context.h"
 
 namespace hashlab {
@@ -78,6 +79,10 @@ class WSLMethod : public FitMethod {
  public:
   WSLMethod(Section& cfg, const MethodContext& ctx)
       : o_(WSLOptions::from_yaml(cfg)), seed_(ctx.seed) {
+    state_.add_tensor("mean", torch::kFloat64);  // [D], set by fit()
+    state_.add_tensor("W", torch::kFloat64);     // [D, K], updated a bit at a time
+    // Bits accepted in the current round (a resumed fit continues the round).
+    state_.add_scalar("accepted_in_round", 0, torch::kLong);
     const int64_t d = ctx.input_dim();
     if ((o_.init == "pca" || o_.init == "itq") && o_.bits > d)
       fail("{}: init {} gives at most {} bits (the input dimension), not {}", cfg.where("init"),
@@ -98,8 +103,8 @@ class WSLMethod : public FitMethod {
       x = x.index_select(0, torch::tensor(perm, torch::kLong));
     }
     HL_CHECK(x.size(0) > o_.knn, "wsl: {} training items for knn = {}", x.size(0), o_.knn);
-    if (!mean_.defined()) mean_ = x.mean(0);
-    const torch::Tensor X = (x - mean_).contiguous();
+    if (!state_.is_set("mean")) state_.set("mean", x.mean(0));
+    const torch::Tensor X = (x - state_.tensor("mean")).contiguous();
     auto t0 = std::chrono::steady_clock::now();
     models::KnnGraph graph = models::knn_heat_graph(X, o_.knn, o_.heat_t);
     if (ctx.metrics())
@@ -109,24 +114,25 @@ class WSLMethod : public FitMethod {
            {"mean_degree", graph.mean_degree()},
            {"seconds",
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
-    if (!W_.defined()) W_ = initial_projections(X);
-    torch::Tensor F = X.mm(W_);  // [N, K]: every bit's outputs, updated as bits are accepted
+    if (!state_.is_set("W")) state_.set("W", initial_projections(X));
+    const torch::Tensor& W = state_.tensor("W");  // updated in place
+    torch::Tensor F = X.mm(W);  // [N, K]: every bit's outputs, updated as bits are accepted
 
     ctx.begin_units({o_.max_rounds * K, "bit", 1});
     for (int64_t u = ctx.units_done(); u < o_.max_rounds * K; ++u) {
       const int64_t round = u / K, k = u % K;
       if (k == 0) {
-        if (round > 0 && accepted_in_round_ == 0) {
+        if (round > 0 && accepted_in_round() == 0) {
           log().info("wsl: round {} accepted no bit; stopping", round);
           break;
         }
-        accepted_in_round_ = 0;
+        state_.set_scalar("accepted_in_round", 0);
       }
       // C_k from the other bits: w_1^t..w_{k-1}^t and w_{k+1}^{t-1}..w_K^{t-1}.
       torch::Tensor F_other = torch::cat({F.slice(1, 0, k), F.slice(1, k + 1, K)}, 1);
       models::LinearBitProblem p(X, graph, F_other, o_.mu, o_.nu, o_.scaling == "normalized",
                                  o_.value);
-      torch::Tensor w_prev = W_.select(1, k).contiguous();
+      torch::Tensor w_prev = W.select(1, k).contiguous();
       const models::WSLTerms before = p.terms(w_prev);
       const double lag_prev = before.lagrangian(o_.mu, o_.nu, o_.value);
 
@@ -155,9 +161,9 @@ class WSLMethod : public FitMethod {
       const double d_orth = after.orthogonality - before.orthogonality;
       const bool accept = solved && std::isfinite(lag_new) && d_lag > 0 && d_lag > d_orth;
       if (accept) {
-        W_.select(1, k).copy_(w_new);
+        W.select(1, k).copy_(w_new);
         F.select(1, k).copy_(X.mv(w_new));
-        ++accepted_in_round_;
+        state_.set_scalar("accepted_in_round", accepted_in_round() + 1);
       } else if (!solved) {
         log().warn("wsl: MMA failed on bit {} of round {} ({}); the bit keeps its projection", k,
                    round + 1, status);
@@ -173,34 +179,28 @@ class WSLMethod : public FitMethod {
                          {"round", val(static_cast<double>(round + 1))},
                          {"bit", val(static_cast<double>(k))},
                          {"evaluations", val(static_cast<double>(mc.evaluations))},
-                         {"accepted_in_round", val(static_cast<double>(accepted_in_round_))}});
+                         {"accepted_in_round", val(static_cast<double>(accepted_in_round()))}});
     }
   }
 
   torch::Tensor embed(const torch::Tensor& x) override {
-    TORCH_CHECK(W_.defined(), "wsl used before fit()");
+    TORCH_CHECK(state_.is_set("W"), "wsl used before fit()");
     return linear().project(x.flatten(1).to(torch::kFloat32));
   }
 
   void save(torch::serialize::OutputArchive& a) const override {
-    a.write("mean", mean_.defined() ? mean_ : torch::zeros({0}, torch::kFloat64));
-    a.write("W", W_.defined() ? W_ : torch::zeros({0}, torch::kFloat64));
-    a.write("accepted_in_round", torch::tensor(accepted_in_round_, torch::kLong));
+    state_.save(a);
   }
   void load(torch::serialize::InputArchive& a) override {
-    torch::Tensor mean, W, acc;
-    if (!a.try_read("mean", mean) || !a.try_read("W", W) || !a.try_read("accepted_in_round", acc))
-      fail("wsl state: missing 'mean', 'W' or 'accepted_in_round'");
-    mean_ = mean.numel() > 0 ? mean : torch::Tensor();
-    W_ = W.numel() > 0 ? W : torch::Tensor();
-    if (W_.defined())
-      HL_CHECK(W_.dim() == 2 && W_.size(1) == o_.bits, "wsl state: W is [{}], the config has {} bits",
-               fmt::join(W_.sizes().vec(), ", "), o_.bits);
-    accepted_in_round_ = acc.item<int64_t>();
+    state_.load(a);
+    const torch::Tensor& W = state_.tensor("W");
+    if (state_.is_set("W"))
+      HL_CHECK(W.dim() == 2 && W.size(1) == o_.bits, "wsl state: W is [{}], the config has {} bits",
+               fmt::join(W.sizes().vec(), ", "), o_.bits);
   }
 
   torch::jit::Module to_torchscript(const MethodContext& ctx) const override {
-    HL_CHECK(W_.defined(), "wsl: nothing to export before fitting");
+    HL_CHECK(state_.is_set("W"), "wsl: nothing to export before fitting");
     models::LinearHash h = linear();
     return exporter::export_linear_hasher("wsl", h.W, h.mean, ctx);
   }
@@ -208,7 +208,11 @@ class WSLMethod : public FitMethod {
  private:
   // The float32 hash the codes and the export use.
   models::LinearHash linear() const {
-    return {mean_.to(torch::kFloat32), W_.to(torch::kFloat32)};
+    return {state_.tensor("mean").to(torch::kFloat32), state_.tensor("W").to(torch::kFloat32)};
+  }
+
+  int64_t accepted_in_round() const {
+    return static_cast<int64_t>(state_.scalar("accepted_in_round"));
   }
 
   // Starting projections [D, K] (double), each scaled so that f = X w has
@@ -230,9 +234,7 @@ class WSLMethod : public FitMethod {
 
   WSLOptions o_;
   uint64_t seed_;
-  torch::Tensor mean_;  // double [D]
-  torch::Tensor W_;     // double [D, K]
-  int64_t accepted_in_round_ = 0;
+  MethodState state_{"wsl"};
 };
 
 
