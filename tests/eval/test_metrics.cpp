@@ -339,6 +339,32 @@ TEST(EuclideanKnn, MatchesSortWithDuplicateTies) {
   }
 }
 
+// The first pass is a float GEMM: with a large common offset and small
+// differences, |q|^2 - 2 q.x + |x|^2 cancels to a few bits, and only the
+// rounding tolerance keeps the true neighbours among the candidates.
+TEST(EuclideanKnn, FloatCancellationLosesNoNeighbour) {
+  torch::manual_seed(12);
+  const int64_t n = 3000, nq = 23, d = 300, k = 40;
+  auto offset = torch::full({1, d}, 1000.0f);
+  auto db = offset + torch::randn({n, d}) * 0.05f;
+  auto q = offset + torch::randn({nq, d}) * 0.05f;
+  auto knn = euclidean_knn(q, db, k, 2);
+  auto qd = q.to(torch::kDouble), dbd = db.to(torch::kDouble);
+  for (int64_t i = 0; i < nq; ++i) {
+    // The same double sum, dimension by dimension, that defines the order.
+    auto diff = (dbd - qd[i].unsqueeze(0)).contiguous();
+    const double* p = diff.data_ptr<double>();
+    std::vector<std::pair<double, int64_t>> all;
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t t = 0; t < d; ++t) s += p[j * d + t] * p[j * d + t];
+      all.emplace_back(s, j);
+    }
+    std::partial_sort(all.begin(), all.begin() + k, all.end());
+    for (int64_t t = 0; t < k; ++t) ASSERT_EQ(knn[i][t].item<int64_t>(), all[t].second) << i << " " << t;
+  }
+}
+
 TEST(EuclideanMetrics, MatchesBruteForce) {
   std::mt19937_64 rng(12);
   const int64_t nq = 9, n = 120, kgt = 20;
