@@ -11,7 +11,6 @@
 #include "csrc/core/error.h"
 #include "csrc/core/json_text.h"
 #include "csrc/core/logging.h"
-#include "trainers/trainer.h"
 
 namespace hashlab {
 namespace fs = std::filesystem;
@@ -130,21 +129,14 @@ std::string Checkpointer::path() const {
   return dir_.empty() ? "" : (fs::path(dir_) / "last.pt").string();
 }
 
-void Checkpointer::save(Trainer& trainer) {
-  torch::serialize::OutputArchive a;
-  trainer.save_state(a);
-  if (!build_.empty()) archive_write(a, "build", build_);
-  write_checkpoint(path(), a);
-  last_good_step_ = trainer.step();
+void Checkpointer::write(torch::serialize::OutputArchive& state, int64_t step) {
+  if (!build_.empty()) archive_write(state, "build", build_);
+  write_checkpoint(path(), state);
+  last_good_step_ = step;
 }
 
-void Checkpointer::load(Trainer& trainer, const std::string& file) {
-  torch::serialize::InputArchive a;
-  read_checkpoint(file, a);
-  trainer.load_state(a, file);
-  last_good_step_ = trainer.step();
-  log().info("resumed from {} at {} {}", file, trainer.fitting() ? "unit" : "step",
-             trainer.step());
+void Checkpointer::read(const std::string& file, torch::serialize::InputArchive& state) const {
+  read_checkpoint(file, state);
 }
 
 std::string Checkpointer::recovery_hint() const {

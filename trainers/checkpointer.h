@@ -30,8 +30,6 @@
 
 namespace hashlab {
 
-class Trainer;
-
 // The build record of `m`, built from `cfg` for input `ctx`.
 std::string build_record(const Config& cfg, const Method& m, const MethodContext& ctx);
 // `model` (flattened model.* keys) without the options `m` declares encode-only.
@@ -46,10 +44,13 @@ class Checkpointer {
   bool enabled() const { return !dir_.empty(); }
   // dir/last.pt ("" when disabled).
   std::string path() const;
-  // Writes the trainer's state to path(); remembers the step as the last good one.
-  void save(Trainer& trainer);
-  // Restores the trainer's state from `file`.
-  void load(Trainer& trainer, const std::string& file);
+  // Writes `state` (what Trainer::save_state gathered) with the build record
+  // to path(), atomically; `step` becomes the last good one.
+  void write(torch::serialize::OutputArchive& state, int64_t step);
+  // Reads `file` (framing and checksums checked) into `state`, for
+  // Trainer::load_state; resumed_at(step) then records where it stands.
+  void read(const std::string& file, torch::serialize::InputArchive& state) const;
+  void resumed_at(int64_t step) { last_good_step_ = step; }
   // The step of the last checkpoint written or loaded (-1: none yet).
   int64_t last_good_step() const { return last_good_step_; }
   // "the last good checkpoint is X (step S)" or "no checkpoint was written yet".

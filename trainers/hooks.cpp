@@ -141,10 +141,10 @@ class EvalHook : public TrainerHook {
 class CheckpointHook : public TrainerHook {
  public:
   void after_step(Trainer& t, const LossMap&) override {
-    if (is_checkpoint_step(t)) t.checkpointer().save(t);
+    if (is_checkpoint_step(t)) t.checkpoint();
   }
   void after_train(Trainer& t) override {
-    if (t.checkpointer().enabled()) t.checkpointer().save(t);
+    if (t.checkpointer().enabled()) t.checkpoint();
   }
 };
 
@@ -168,7 +168,7 @@ class InterruptHook : public TrainerHook {
     if (t.device().is_cuda() && !t.fitting()) t.check_finite(losses);
     std::string where = "no checkpoint directory";
     if (t.checkpointer().enabled()) {
-      if (t.checkpointer().last_good_step() != t.step()) t.checkpointer().save(t);
+      if (t.checkpointer().last_good_step() != t.step()) t.checkpoint();
       where = t.checkpointer().path();
     } else if (t.dp().rank() != 0) {
       where = "rank 0's run directory (rank 0 writes it)";

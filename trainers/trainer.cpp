@@ -170,7 +170,19 @@ void Trainer::load_state(torch::serialize::InputArchive& a, const std::string& f
   if (loader_) loader_->seek(step_);
 }
 
-void Trainer::resume(const std::string& path) { checkpointer_.load(*this, path); }
+void Trainer::resume(const std::string& path) {
+  torch::serialize::InputArchive a;
+  checkpointer_.read(path, a);
+  load_state(a, path);
+  checkpointer_.resumed_at(step_);
+  log().info("resumed from {} at {} {}", path, fitting() ? "unit" : "step", step_);
+}
+
+void Trainer::checkpoint() {
+  torch::serialize::OutputArchive a;
+  save_state(a);
+  checkpointer_.write(a, step_);
+}
 
 void Trainer::check_finite(const LossMap& losses) {
   for (const auto& [name, value] : losses) {

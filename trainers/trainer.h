@@ -149,7 +149,9 @@ class Trainer : public StepContext, public FitContext {
   // checkpoint, when a loss is not finite (and records an "error").
   void check_finite(const LossMap& losses);
 
-  // ---- checkpoint state (the Checkpointer reads and writes the file)
+  // ---- checkpoint state: gathered here, framed and written by the Checkpointer
+  // (which never sees the Trainer). checkpoint(): save_state to checkpoints/last.pt.
+  void checkpoint();
   void save_state(torch::serialize::OutputArchive& a);
   void load_state(torch::serialize::InputArchive& a, const std::string& file);
 
