@@ -16,6 +16,12 @@
 // "WxH", data-painted = non-transparent pixels) and the page records script
 // errors in #report-errors and data-report-status="done" on <body> when
 // finished, so a headless browser's DOM dump can check it.
+//
+// This header is the whole interface. Behind it: report_reader.cpp reads a
+// run directory (read_run; the bit statistics themselves are
+// csrc/eval/bit_stats.h), report_render.cpp writes the sections, pages and
+// tables, report_page.h builds the HTML page around the stylesheet and script
+// of app/report/ (report.css, report.js), which the build embeds.
 #pragma once
 
 #include <cstddef>
@@ -70,13 +76,14 @@ struct RunData {
   std::vector<Curve> curves;
   std::vector<nlohmann::json> other_records;  // records without a step (fit, method setup)
   int64_t other_records_skipped = 0;          // beyond kMaxOtherRecords
-  // Database codes: {"nbits", "count", "sampled", "ones": [...], "corr": [[...]]}, or null.
+  // Database codes (csrc/eval/bit_stats.h, rounded): {"nbits", "count", "sampled",
+  // "ones": [...], "corr": [[...]], ...}, or null.
   nlohmann::json bit_stats;
   std::vector<std::string> notices;  // what is missing or malformed, in words
 };
 
 struct ReportOptions {
-  int64_t max_corr_rows = 200000;  // database codes sampled for the bit correlation
+  int64_t max_corr_rows = 200000;  // database codes sampled for the bit statistics
   int max_points = 2000;           // per curve (evenly thinned beyond that)
 };
 
