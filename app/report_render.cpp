@@ -162,11 +162,23 @@ std::vector<std::pair<std::string, double>> final_scalars(const json& f) {
   return out;
 }
 
+// A curve's chart as its catalogue entry says (metric_catalog.h CurveChart).
+json curve_chart(const eval::MetricInfo& m, json series_list) {
+  return line_chart(m.chart.title.empty() ? m.title : m.chart.title, std::move(series_list),
+                    axis(m.chart.x, m.chart.x_log), axis(m.chart.y));
+}
+
+// The precision-recall curve, every curve of an exact key in the catalogue
+// (P@N, R@N), and Recall@i: one chart each, a series per run (labelled by
+// run when `overlay`).
 void retrieval_charts(Page& page, const std::vector<const RunData*>& runs, bool overlay) {
   auto label_of = [&](const RunData* r) {
     return overlay ? fmt::format("{} {}b", r->label, r->bits) : std::string("precision");
   };
-  json pr = json::array(), pn = json::array(), rn = json::array(), ri = json::array();
+  std::vector<std::pair<const eval::MetricInfo*, json>> curves;  // in catalogue order
+  for (const auto& m : eval::metric_catalog())
+    if (m.kind == eval::MetricKind::curve && !m.is_family()) curves.emplace_back(&m, json::array());
+  json pr = json::array(), ri = json::array();
   for (const RunData* r : runs) {
     const json& f = r->final_eval;
     if (f.contains("pr_curve") && f["pr_curve"].is_object()) {
@@ -179,18 +191,17 @@ void retrieval_charts(Page& page, const std::vector<const RunData*>& runs, bool 
             pts.emplace_back(c["recall"][i].get<double>(), c["precision"][i].get<double>());
       pr.push_back(series(label_of(r), pts));
     }
-    if (f.contains("p_at_n")) pn.push_back(series(overlay ? label_of(r) : "P@N", keyed_curve(f["p_at_n"])));
-    if (f.contains("r_at_n")) rn.push_back(series(overlay ? label_of(r) : "R@N", keyed_curve(f["r_at_n"])));
+    for (auto& [m, s] : curves)
+      if (f.contains(m->key))
+        s.push_back(series(overlay ? label_of(r) : m->chart.series, keyed_curve(f[m->key])));
     auto rec = family_curve(f, "recall_at_<i>");
     if (!rec.empty()) ri.push_back(series(overlay ? label_of(r) : "Recall@i", rec));
   }
   if (has_points(pr))
     page.chart(line_chart("Precision-recall over Hamming radii 0..B", pr, axis("recall"),
                           axis("precision")));
-  if (has_points(pn))
-    page.chart(line_chart("Precision@N", pn, axis("N (items retrieved)", true), axis("precision")));
-  if (has_points(rn))
-    page.chart(line_chart("Recall@N", rn, axis("N (items retrieved)", true), axis("recall")));
+  for (auto& [m, s] : curves)
+    if (has_points(s)) page.chart(curve_chart(*m, std::move(s)));
   if (has_points(ri)) {
     std::string k = runs.empty() ? "" : num(number_at(runs[0]->final_eval, "recall_k").value_or(0));
     page.chart(line_chart(fmt::format("Recall@i of the true {} Euclidean neighbours (eq. 6)", k), ri,
@@ -198,17 +209,21 @@ void retrieval_charts(Page& page, const std::vector<const RunData*>& runs, bool 
   }
 }
 
-void sigah_chart(Page& page, const RunData& r) {
-  json s = json::array();
-  for (auto it = r.final_eval.begin(); r.final_eval.is_object() && it != r.final_eval.end(); ++it) {
-    const eval::MetricInfo* m = eval::find_metric(it.key());
-    if (!m || m->key != "sigah_r<n>" || !it.value().is_object()) continue;
-    s.push_back(series(fmt::format("R-{}", eval::family_numbers(*m, it.key()).at(0)),
-                       keyed_curve(it.value())));
+// Every family of curves in the catalogue (SiGAH's R-n: sigah_r<n>) that
+// the final evaluation reports: one chart each, a series per member in key
+// order.
+void family_curve_charts(Page& page, const RunData& r) {
+  for (const auto& family : eval::metric_catalog()) {
+    if (family.kind != eval::MetricKind::curve || !family.is_family()) continue;
+    json s = json::array();
+    for (auto it = r.final_eval.begin(); r.final_eval.is_object() && it != r.final_eval.end();
+         ++it) {
+      if (eval::find_metric(it.key()) != &family || !it.value().is_object()) continue;
+      s.push_back(series(eval::member_text(family, it.key(), family.chart.series),
+                         keyed_curve(it.value())));
+    }
+    if (has_points(s)) page.chart(curve_chart(family, std::move(s)));
   }
-  if (has_points(s))
-    page.chart(line_chart("SiGAH recall curves: true top-n found among the first T", s,
-                          axis("T (items retrieved)", true), axis("recall")));
 }
 
 void m_recall_grid(Page& page, const json& f) {
@@ -264,12 +279,13 @@ void training_charts(Page& page, const RunData& r) {
              esc(fmt::format("Thinned evenly for drawing (the last value kept): {}.",
                              fmt::join(thinned, "; "))) +
              "</p>\n");
-  // Periodic evaluations, and the final one at its step.
+  // Periodic evaluations, and the final one at its step; not the counts,
+  // settings and timings (kind info in the catalogue), which are no measure
+  // of the codes.
   bool evals = false;
   for (const auto& c : r.curves) {
-    if (c.event != "eval" || c.field == "bits" || c.field == "num_queries" ||
-        c.field == "num_database" || c.field.find("seconds") != std::string::npos)
-      continue;
+    const eval::MetricInfo* m = eval::find_metric(c.field);
+    if (c.event != "eval" || (m && m->kind == eval::MetricKind::info)) continue;
     if (!evals) {
       page.h2("Evaluation during training");
       page.open_grid();
@@ -362,7 +378,7 @@ std::string run_report_html(const RunData& r, const std::string& chartjs) {
     m_recall_grid(page, r.final_eval);
     page.open_grid();
     retrieval_charts(page, {&r}, false);
-    sigah_chart(page, r);
+    family_curve_charts(page, r);
     page.close_grid();
   }
   training_charts(page, r);

@@ -1,6 +1,7 @@
 #include "csrc/eval/metric_catalog.h"
 
 #include <cctype>
+#include <utility>
 
 namespace hashlab::eval {
 
@@ -16,8 +17,10 @@ const std::vector<MetricInfo>& metric_catalog() {
       {"map_<N>", "mAP@<N>", K::scalar, false, L},
       {"p_h2", "P@H<=2", K::scalar, true, L},
       {"r_h2", "R@H<=2", K::scalar, false, L},
-      {"p_at_n", "Precision@N", K::curve, false, L},
-      {"r_at_n", "Recall@N", K::curve, false, L},
+      {"p_at_n", "Precision@N", K::curve, false, L,
+       {"", "N (items retrieved)", true, "precision", "P@N"}},
+      {"r_at_n", "Recall@N", K::curve, false, L,
+       {"", "N (items retrieved)", true, "recall", "R@N"}},
       {"pr_curve", "Precision-recall over Hamming radii", K::pr_curve, false, L},
       // ---- Euclidean protocol (EuclideanAccumulator)
       {"m_recall", "m-Recall", K::scalar, true, E},
@@ -25,7 +28,9 @@ const std::vector<MetricInfo>& metric_catalog() {
       {"recall_at_<i>", "Recall@<i>", K::scalar, false, E},
       {"sigah_map", "SiGAH mAP", K::scalar, true, E},
       {"sigah_pre100", "Pre@100", K::scalar, true, E},
-      {"sigah_r<n>", "SiGAH recall of the true top-<n>", K::curve, false, E},
+      {"sigah_r<n>", "SiGAH recall of the true top-<n>", K::curve, false, E,
+       {"SiGAH recall curves: true top-n found among the first T", "T (items retrieved)", true,
+        "recall", "R-<n>"}},
       // ---- what every result carries after the metrics
       {"recall_k", "true neighbours per query", K::info, false, E},
       {"m_recall_max", "m-Recall horizon", K::info, false, E},
@@ -73,13 +78,38 @@ const MetricInfo* find_metric(const std::string& key) {
   for (const auto& m : metric_catalog())
     if (m.key == key) return &m;
   for (const auto& m : metric_catalog())
-    if (m.key.find('<') != std::string::npos && match(m.key, key)) return &m;
+    if (m.is_family() && match(m.key, key)) return &m;
   return nullptr;
 }
 
 std::vector<long long> family_numbers(const MetricInfo& m, const std::string& key) {
   auto nums = match(m.key, key);
   return nums ? *nums : std::vector<long long>{};
+}
+
+std::string member_text(const MetricInfo& m, const std::string& key, const std::string& text) {
+  const auto nums = match(m.key, key);
+  if (!nums) return text;
+  // The placeholders of m.key in order, with the number of each.
+  std::vector<std::pair<std::string, long long>> named;
+  for (size_t p = m.key.find('<'); p != std::string::npos; p = m.key.find('<', p + 1)) {
+    const size_t close = m.key.find('>', p);
+    if (close == std::string::npos || named.size() >= nums->size()) break;
+    named.emplace_back(m.key.substr(p, close - p + 1), (*nums)[named.size()]);
+  }
+  std::string out;
+  for (size_t i = 0; i < text.size();) {
+    bool filled = false;
+    for (const auto& [name, number] : named)
+      if (text.compare(i, name.size(), name) == 0) {
+        out += std::to_string(number);
+        i += name.size();
+        filled = true;
+        break;
+      }
+    if (!filled) out += text[i++];
+  }
+  return out;
 }
 
 }  // namespace hashlab::eval

@@ -30,6 +30,32 @@ TEST(MetricCatalog, FindsExactKeysAndFamilyMembers) {
   EXPECT_FALSE(parse_protocol("Label").has_value());
 }
 
+// A family's placeholders filled in by name from a member's key, whatever
+// their order in the text: the report labels a family's series this way.
+TEST(MetricCatalog, FillsAFamilysPlaceholdersFromAMembersKey) {
+  const eval::MetricInfo* g = find_metric("m_recall_k10_K1000");
+  ASSERT_NE(g, nullptr);
+  EXPECT_EQ(eval::member_text(*g, "m_recall_k10_K1000", "K=<K>, k=<k>"), "K=1000, k=10");
+  EXPECT_EQ(eval::member_text(*g, "m_recall_k10_K1000", "<n> <k>"), "<n> 10");
+  EXPECT_EQ(eval::member_text(*g, "map_all", "k=<k>"), "k=<k>");  // not a member
+  const eval::MetricInfo* sigah = find_metric("sigah_r100");
+  ASSERT_NE(sigah, nullptr);
+  EXPECT_EQ(eval::member_text(*sigah, "sigah_r100", sigah->chart.series), "R-100");
+}
+
+// Every curve carries what its chart needs, so the report draws it from the
+// catalogue alone: a new curve is one line there.
+TEST(MetricCatalog, EveryCurveDeclaresItsChart) {
+  for (const auto& m : eval::metric_catalog()) {
+    if (m.kind != eval::MetricKind::curve) continue;
+    EXPECT_FALSE(m.chart.x.empty()) << m.key;
+    EXPECT_FALSE(m.chart.y.empty()) << m.key;
+    EXPECT_FALSE(m.chart.series.empty()) << m.key;
+    if (m.is_family())  // a series per member: each label names its member
+      EXPECT_NE(m.chart.series.find('<'), std::string::npos) << m.key;
+  }
+}
+
 // Every key an evaluation reports is declared, so the summary, the report
 // and the CSV can render it: a metric added in metrics.cpp without its line in
 // the catalogue fails here.
