@@ -19,9 +19,17 @@ bool is_log_step(Trainer& t) {
   return t.step() % t.options().log_every == 0 || t.step() == t.options().iterations;
 }
 
-bool is_checkpoint_step(Trainer& t) {
+bool is_checkpoint_step(Trainer& t, const Checkpointer& c) {
   const int64_t every = t.checkpoint_every();
-  return t.checkpointer().enabled() && every > 0 && t.step() % every == 0;
+  return c.enabled() && every > 0 && t.step() % every == 0;
+}
+
+// The trainer's state (gathered by save_state, as detectron2's state_dict)
+// written by the checkpointer the hook holds.
+void write_checkpoint(Trainer& t, Checkpointer& c) {
+  torch::serialize::OutputArchive a;
+  t.save_state(a);
+  c.write(a, t.step());
 }
 
 double scalar(const torch::Tensor& v) {
@@ -55,10 +63,14 @@ class LRScheduleHook : public TrainerHook {
 
 class FiniteGuardHook : public TrainerHook {
  public:
+  explicit FiniteGuardHook(const Checkpointer& c) : c_(c) {}
   void after_step(Trainer& t, const LossMap& losses) override {
-    if (t.device().is_cuda() && !t.fitting() && (is_log_step(t) || is_checkpoint_step(t)))
+    if (t.device().is_cuda() && !t.fitting() && (is_log_step(t) || is_checkpoint_step(t, c_)))
       t.check_finite(losses);
   }
+
+ private:
+  const Checkpointer& c_;  // a non-finite loss is never checkpointed
 };
 
 class MetricsHook : public TrainerHook {
@@ -140,17 +152,21 @@ class EvalHook : public TrainerHook {
 
 class CheckpointHook : public TrainerHook {
  public:
+  explicit CheckpointHook(Checkpointer& c) : c_(c) {}
   void after_step(Trainer& t, const LossMap&) override {
-    if (is_checkpoint_step(t)) t.checkpoint();
+    if (is_checkpoint_step(t, c_)) write_checkpoint(t, c_);
   }
   void after_train(Trainer& t) override {
-    if (t.checkpointer().enabled()) t.checkpoint();
+    if (c_.enabled()) write_checkpoint(t, c_);
   }
+
+ private:
+  Checkpointer& c_;
 };
 
 class InterruptHook : public TrainerHook {
  public:
-  explicit InterruptHook(std::string hint) : hint_(std::move(hint)) {}
+  InterruptHook(Checkpointer& c, std::string hint) : c_(c), hint_(std::move(hint)) {}
   void after_step(Trainer& t, const LossMap& losses) override {
     if (t.dp().any_rank(interrupt_requested())) stop(t, losses);
   }
@@ -162,14 +178,15 @@ class InterruptHook : public TrainerHook {
   }
 
  private:
+  Checkpointer& c_;
   std::string hint_;
   void stop(Trainer& t, const LossMap& losses) {
     if (t.progress()) t.progress()->finish();
     if (t.device().is_cuda() && !t.fitting()) t.check_finite(losses);
     std::string where = "no checkpoint directory";
-    if (t.checkpointer().enabled()) {
-      if (t.checkpointer().last_good_step() != t.step()) t.checkpoint();
-      where = t.checkpointer().path();
+    if (c_.enabled()) {
+      if (c_.last_good_step() != t.step()) write_checkpoint(t, c_);
+      where = c_.path();
     } else if (t.dp().rank() != 0) {
       where = "rank 0's run directory (rank 0 writes it)";
     }
@@ -198,14 +215,18 @@ std::shared_ptr<TrainerHook> method_hook(StepMethod& method, StepContext& ctx) {
 std::shared_ptr<TrainerHook> lr_schedule_hook(OptimizerSet& optimizers) {
   return std::make_shared<LRScheduleHook>(optimizers);
 }
-std::shared_ptr<TrainerHook> finite_guard_hook() { return std::make_shared<FiniteGuardHook>(); }
+std::shared_ptr<TrainerHook> finite_guard_hook(const Checkpointer& checkpointer) {
+  return std::make_shared<FiniteGuardHook>(checkpointer);
+}
 std::shared_ptr<TrainerHook> metrics_hook() { return std::make_shared<MetricsHook>(); }
 std::shared_ptr<TrainerHook> eval_hook(std::function<nlohmann::json()> evaluate) {
   return std::make_shared<EvalHook>(std::move(evaluate));
 }
-std::shared_ptr<TrainerHook> checkpoint_hook() { return std::make_shared<CheckpointHook>(); }
-std::shared_ptr<TrainerHook> interrupt_hook(std::string resume_hint) {
-  return std::make_shared<InterruptHook>(std::move(resume_hint));
+std::shared_ptr<TrainerHook> checkpoint_hook(Checkpointer& checkpointer) {
+  return std::make_shared<CheckpointHook>(checkpointer);
+}
+std::shared_ptr<TrainerHook> interrupt_hook(Checkpointer& checkpointer, std::string resume_hint) {
+  return std::make_shared<InterruptHook>(checkpointer, std::move(resume_hint));
 }
 
 }  // namespace hashlab

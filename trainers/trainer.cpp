@@ -95,8 +95,10 @@ Trainer::Trainer(Method& method, Loader* loader, TrainOptions train, OptimOption
     fail("{}: method '{}' fits without optimizers; optim.optimizers does not apply",
          optim.optimizers.begin()->second.where, method_.name());
   }
-  hooks_.insert(hooks_.end(), {finite_guard_hook(), metrics_hook(), eval_hook(setup.evaluate)});
-  final_hooks_ = {checkpoint_hook(), interrupt_hook(setup.resume_hint)};
+  hooks_.insert(hooks_.end(),
+                {finite_guard_hook(checkpointer_), metrics_hook(), eval_hook(setup.evaluate)});
+  final_hooks_ = {checkpoint_hook(checkpointer_),
+                  interrupt_hook(checkpointer_, setup.resume_hint)};
 }
 
 Trainer::~Trainer() = default;
@@ -176,12 +178,6 @@ void Trainer::resume(const std::string& path) {
   load_state(a, path);
   checkpointer_.resumed_at(step_);
   log().info("resumed from {} at {} {}", path, fitting() ? "unit" : "step", step_);
-}
-
-void Trainer::checkpoint() {
-  torch::serialize::OutputArchive a;
-  save_state(a);
-  checkpointer_.write(a, step_);
 }
 
 void Trainer::check_finite(const LossMap& losses) {

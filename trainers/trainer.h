@@ -144,14 +144,12 @@ class Trainer : public StepContext, public FitContext {
   // The named optimizers (null for a fit).
   OptimizerSet* optimizers() { return optimizers_.get(); }
   DataParallel& dp() override { return dp_; }
-  Checkpointer& checkpointer() { return checkpointer_; }
   // Fails, naming the loss, the step, the learning rates and the last good
   // checkpoint, when a loss is not finite (and records an "error").
   void check_finite(const LossMap& losses);
 
-  // ---- checkpoint state: gathered here, framed and written by the Checkpointer
-  // (which never sees the Trainer). checkpoint(): save_state to checkpoints/last.pt.
-  void checkpoint();
+  // ---- checkpoint state: gathered here (the checkpoint hook asks), framed
+  // and written by the Checkpointer, which never sees the Trainer.
   void save_state(torch::serialize::OutputArchive& a);
   void load_state(torch::serialize::InputArchive& a, const std::string& file);
 
