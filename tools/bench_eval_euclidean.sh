@@ -8,11 +8,11 @@
 # BLAS) at the same thread counts. Prints seconds and eval / GEMM.
 #
 #   tools/bench_eval_euclidean.sh [--runs 3]
-# HASHLAB (default build/hashlab) and PYTHON (default python3) pick the binaries.
+# HASHLAB (default build/hashlab) and PYTHON (default /usr/bin/python3) pick the binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HASHLAB=${HASHLAB:-${BUILD_DIR:-build}/hashlab}
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-/usr/bin/python3}  # Debian's python3-torch
 RUNS=3
 while [ $# -gt 0 ]; do
   case "$1" in
