@@ -4,6 +4,10 @@
 #include <ATen/Context.h>
 #include <thread>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #ifdef HASHLAB_TORCH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #endif
@@ -37,6 +41,13 @@ torch::Device resolve_device(const std::string& spec, const std::string& where) 
 void set_threads(int n) {
   if (n < 1) n = 1;
   at::set_num_threads(n);
+}
+
+void tune_host_allocator() {
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
 }
 
 void seed_everything(uint64_t seed) {

@@ -10,6 +10,7 @@
 #include <c10/util/Exception.h>
 #include <fmt/format.h>
 
+#include "csrc/core/device.h"
 #include "csrc/core/error.h"
 #include "tools/cli/commands.h"
 
@@ -88,6 +89,7 @@ void check_out_options(CLI::App* app) {
 }  // namespace hashlab::cli
 
 int main(int argc, char** argv) {
+  hashlab::tune_host_allocator();
   CLI::App app{"hashlab: deep hashing on LibTorch (train, encode, search, evaluate, export)"};
   app.require_subcommand(1);
   hashlab::cli::set_raw_args(argc, argv);
