@@ -98,6 +98,51 @@ class SmallCNN(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
+class AlexNet(nn.Module):
+    """torchvision's layout, as models/backbones/plain_nets.cpp (features -> 4096)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, 1, 2), nn.ReLU(True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, 1, 1), nn.ReLU(True), nn.Conv2d(384, 256, 3, 1, 1), nn.ReLU(True),
+            nn.Conv2d(256, 256, 3, 1, 1), nn.ReLU(True), nn.MaxPool2d(3, 2))
+        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Linear(256 * 36, 4096), nn.ReLU(True),
+                                        nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(True))
+        self.feature_dim = 4096
+
+    def forward(self, x):
+        if x.size(1) == 1:
+            x = x.repeat(1, 3, 1, 1)
+        x = F.adaptive_avg_pool2d(self.features(x), 6)
+        return self.classifier(torch.flatten(x, 1))
+
+
+class VGG16(nn.Module):
+    """Configuration D, torchvision's layout, as models/backbones/plain_nets.cpp."""
+
+    def __init__(self):
+        super().__init__()
+        layers, cin = [], 3
+        for c in [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0]:
+            if c == 0:
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(cin, c, 3, 1, 1), nn.ReLU(True)]
+                cin = c
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Linear(512 * 49, 4096), nn.ReLU(True), nn.Dropout(0.5),
+                                        nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(0.5))
+        self.feature_dim = 4096
+
+    def forward(self, x):
+        if x.size(1) == 1:
+            x = x.repeat(1, 3, 1, 1)
+        x = F.adaptive_avg_pool2d(self.features(x), 7)
+        return self.classifier(torch.flatten(x, 1))
+
+
 def hashnet_loss(h, labels, alpha):
     """Eq. 4 with the paper's weighting (eq. 2), overflow-safe, pairs i < j."""
     ip = alpha * (h @ h.t())
@@ -135,10 +180,16 @@ def main():
         x_all = x_all.pin_memory()
     n, c, hgt, wid = x_all.shape
     torch.manual_seed(0)
-    if a.backbone.startswith("resnet"):
+    if a.backbone in ("resnet18", "resnet34", "resnet50"):
         net = ResNet(int(a.backbone[6:]))
-    else:
+    elif a.backbone == "alexnet":
+        net = AlexNet()
+    elif a.backbone == "vgg16":
+        net = VGG16()
+    elif a.backbone == "small_cnn":
         net = SmallCNN(c, hgt, wid)
+    else:
+        raise SystemExit(f"bench_train.py: no peer model for backbone '{a.backbone}'")
     fch = nn.Linear(net.feature_dim, a.bits)
     nn.init.normal_(fch.weight, 0, 0.01)
     nn.init.zeros_(fch.bias)
