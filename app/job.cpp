@@ -139,4 +139,44 @@ LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& o
   return r;
 }
 
+RunSplit load_run_split(const std::string& run_dir, const std::vector<std::string>& overrides,
+                        const std::string& what) {
+  RunSplit r;
+  const RunDir rd(run_dir);
+  if (!fs::exists(rd.config())) fail("{}: not a run directory (no config.yaml)", run_dir);
+  r.lock = std::make_unique<DirLock>(run_dir, DirLock::Mode::shared, what);
+  r.config = Config::load(rd.config(), overrides);
+  r.data_options = data::DataOptions::from_yaml(r.config.section("data"));
+  r.dataset = data::load_dataset(r.data_options);
+  r.split = data::make_split(r.dataset, r.data_options);
+  return r;
+}
+
+nlohmann::json evaluate_saved_codes(const std::string& run_dir,
+                                    const std::vector<std::string>& overrides,
+                                    const std::string& what) {
+  RunSplit rs = load_run_split(run_dir, overrides, what);
+  const std::string qpath = RunDir(run_dir).query_codes();
+  const std::string dbpath = RunDir(run_dir).database_codes();
+  Section e = rs.config.section("eval");
+  e.known({"batch_size"});
+  const auto opts = eval::EvalOptions::from_yaml(e);
+  const auto q = codes::read_codes(qpath);
+  const auto db = codes::read_codes(dbpath);
+  if (q.kind() != db.kind() || q.nbits() != db.nbits())
+    fail("{} has {} but {} has {}", qpath, q.describe(), dbpath, db.describe());
+  if (q.size() != rs.split.query.size(0) || db.size() != rs.split.database.size(0))
+    fail("{}: the saved codes ({} queries, {} database items) do not match the run's split "
+         "({} and {}); re-encode with `hashlab eval --run {}`",
+         run_dir, q.size(), db.size(), rs.split.query.size(0), rs.split.database.size(0), run_dir);
+  if (opts.pq_distance == eval::PQDistance::adc)
+    fail("{}: the saved codes have no query vectors for eval.pq_distance=adc; evaluate with the "
+         "model (without --from-codes)",
+         run_dir);
+  auto r = evaluate_code_sets(q, db, rs.dataset, rs.split, rs.data_options, opts);
+  q.check_unchanged("during the evaluation");
+  db.check_unchanged("during the evaluation");
+  return r;
+}
+
 }  // namespace hashlab

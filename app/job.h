@@ -39,6 +39,26 @@ enum class RunAccess { read, write };
 LoadedRun load_run(const std::string& run_dir, const std::vector<std::string>& overrides = {},
                    RunAccess access = RunAccess::read, const std::string& what = "reading it");
 
+// A run's data without its model: config (with the overrides), dataset and
+// split, as the run was trained (`hashlab eval --from-codes`, Python's
+// Run.split()). The directory is locked shared for the life of the result.
+struct RunSplit {
+  Config config;
+  data::DataOptions data_options;
+  data::Dataset dataset;
+  data::Split split;
+  std::unique_ptr<DirLock> lock;
+};
+RunSplit load_run_split(const std::string& run_dir, const std::vector<std::string>& overrides = {},
+                        const std::string& what = "reading its split");
+
+// `hashlab eval --run DIR --from-codes`: the run's saved codes
+// (codes/query.hlc, codes/database.hlc) evaluated on its split with its
+// `eval:` options (and the overrides), without the model.
+nlohmann::json evaluate_saved_codes(const std::string& run_dir,
+                                    const std::vector<std::string>& overrides = {},
+                                    const std::string& what = "hashlab eval --from-codes");
+
 // Encodes pool items `indices` of `dataset` in order (no augmentation): the
 // method's codes (packed bits or PQ ids, on the CPU) as a code set.
 codes::Codes encode_indices(Method& method, const data::Dataset& dataset,

@@ -115,7 +115,8 @@ struct CreatedDirectory {
 // what the ones before it set; run() calls them in order.
 class TrainJob {
  public:
-  explicit TrainJob(const TrainJobOptions& jo) : jo_(jo), run_dir_(jo.run_dir) {}
+  TrainJob(const TrainJobOptions& jo, std::string* run_dir_out)
+      : jo_(jo), run_dir_(jo.run_dir), run_dir_out_(run_dir_out) {}
 
   nlohmann::json run() {
     resolve_config();
@@ -153,15 +154,23 @@ class TrainJob {
   // eval, threads, a loss weight: recorded in config.yaml), not the data or
   // the seed the checkpoint was trained with; model overrides that change
   // the model's shape are refused once the model is built (build_method).
+  Config given_config() const {
+    if (jo_.config_text.empty()) return Config::load(jo_.config_path, jo_.overrides);
+    Config c = Config::from_string(jo_.config_text, jo_.config_name);
+    for (const auto& o : jo_.overrides) c.apply_override(o);
+    return c;
+  }
+
   void resolve_config() {
+    const bool given = !jo_.config_path.empty() || !jo_.config_text.empty();
     if (!jo_.resume) {
-      if (jo_.config_path.empty()) fail("hashlab train needs -c CONFIG");
-      cfg_ = Config::load(jo_.config_path, jo_.overrides);
+      if (!given) fail("hashlab train needs -c CONFIG");
+      cfg_ = given_config();
       return;
     }
     if (run_dir_.empty()) {
-      if (jo_.config_path.empty()) fail("--resume needs -c CONFIG or --run-dir DIR");
-      Config probe = Config::load(jo_.config_path, jo_.overrides);
+      if (!given) fail("--resume needs -c CONFIG or --run-dir DIR");
+      Config probe = given_config();
       const TopLevel t = TopLevel::from_yaml(probe);
       run_dir_ = RunDir::latest(jo_.runs_root, t.name);
       if (run_dir_.empty())
@@ -249,6 +258,7 @@ class TrainJob {
     if (group_)  // rank 0 chose it
       run_dir_ = dist::broadcast_string(*group_, run_dir_, "data-parallel training");
     rd_.emplace(run_dir_);
+    if (run_dir_out_) *run_dir_out_ = run_dir_;
   }
 
   // ---- build_data
@@ -415,6 +425,7 @@ class TrainJob {
   const TrainJobOptions& jo_;
   // resolve_config
   std::string run_dir_;
+  std::string* run_dir_out_ = nullptr;  // told the run directory once chosen
   Config cfg_;
   std::vector<std::string> resume_changes_;
   std::map<std::string, std::string> saved_model_;  // model options in config.yaml, on resume
@@ -450,6 +461,8 @@ class TrainJob {
 
 }  // namespace
 
-nlohmann::json run_train_job(const TrainJobOptions& jo) { return TrainJob(jo).run(); }
+nlohmann::json run_train_job(const TrainJobOptions& jo, std::string* run_dir) {
+  return TrainJob(jo, run_dir).run();
+}
 
 }  // namespace hashlab

@@ -27,6 +27,9 @@ namespace hashlab {
 
 struct TrainJobOptions {
   std::string config_path;
+  // Instead of config_path: the config itself as YAML (or JSON) text, named
+  // `config_name` in messages (Python's hashlab.train with a dict). No `_base_`.
+  std::string config_text, config_name = "<config>";
   std::vector<std::string> overrides;
   std::string run_dir;      // empty: runs/<name>/<timestamp>, or the latest one on resume
   std::string runs_root = "runs";
@@ -36,7 +39,9 @@ struct TrainJobOptions {
 
 // Runs `hashlab train`. Returns the final evaluation (empty when the method
 // produced no evaluation, on ranks other than 0 and with print_config).
-// Throws hashlab::Error on bad input.
-nlohmann::json run_train_job(const TrainJobOptions& opts);
+// Throws hashlab::Error on bad input. `run_dir` (when given) is set to the
+// run directory as soon as it is chosen, so a caller knows it also when the
+// job fails or is interrupted (ExitStatus(130)) afterwards.
+nlohmann::json run_train_job(const TrainJobOptions& opts, std::string* run_dir = nullptr);
 
 }  // namespace hashlab

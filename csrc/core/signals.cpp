@@ -33,7 +33,13 @@ extern "C" void on_signal(int sig) {
 }
 }  // namespace
 
-InterruptGuard::InterruptGuard() {
+// Guards nest: only the outermost one clears the flag and installs (and
+// later restores) the handlers, so an interrupt received under an outer guard
+// (Python's hashlab.train around the whole job) reaches the trainer's.
+static std::atomic<int> g_depth{0};
+
+InterruptGuard::InterruptGuard() : outermost_(g_depth.fetch_add(1) == 0) {
+  if (!outermost_) return;
   g_signal.store(0);
   struct sigaction sa {};
   sa.sa_handler = on_signal;
@@ -43,8 +49,11 @@ InterruptGuard::InterruptGuard() {
 }
 
 InterruptGuard::~InterruptGuard() {
-  sigaction(SIGINT, &g_old_int, nullptr);
-  sigaction(SIGTERM, &g_old_term, nullptr);
+  if (outermost_) {
+    sigaction(SIGINT, &g_old_int, nullptr);
+    sigaction(SIGTERM, &g_old_term, nullptr);
+  }
+  g_depth.fetch_sub(1);
 }
 
 bool interrupt_requested() { return g_signal.load() != 0; }

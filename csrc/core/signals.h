@@ -13,6 +13,12 @@ class InterruptGuard {
   ~InterruptGuard();  // restores the previous ones
   InterruptGuard(const InterruptGuard&) = delete;
   InterruptGuard& operator=(const InterruptGuard&) = delete;
+
+ private:
+  // Guards nest: an inner one (a trainer's, under the Python module's or a
+  // test's) neither clears an interrupt already received nor touches the
+  // handlers.
+  bool outermost_;
 };
 
 bool interrupt_requested();

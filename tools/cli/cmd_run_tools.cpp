@@ -34,31 +34,7 @@ void run_eval(const EvalCmd& c) {
   nlohmann::json r;
   if (!c.run.empty()) {
     if (c.from_codes) {
-      DirLock lock(c.run, DirLock::Mode::shared, "hashlab eval --from-codes");
-      Config cfg = Config::load(RunDir(c.run).config(), c.overrides);
-      auto dopts = data::DataOptions::from_yaml(cfg.section("data"));
-      auto ds = data::load_dataset(dopts);
-      auto split = data::make_split(ds, dopts);
-      const std::string qpath = RunDir(c.run).query_codes();
-      const std::string dbpath = RunDir(c.run).database_codes();
-      Section e = cfg.section("eval");
-      e.known({"batch_size"});
-      auto opts = eval::EvalOptions::from_yaml(e);
-      auto q = codes::read_codes(qpath);
-      auto db = codes::read_codes(dbpath);
-      if (q.kind() != db.kind() || q.nbits() != db.nbits())
-        fail("{} has {} but {} has {}", qpath, q.describe(), dbpath, db.describe());
-      if (q.size() != split.query.size(0) || db.size() != split.database.size(0))
-        fail("{}: the saved codes ({} queries, {} database items) do not match the run's split "
-             "({} and {}); re-encode with `hashlab eval --run {}`",
-             c.run, q.size(), db.size(), split.query.size(0), split.database.size(0), c.run);
-      if (opts.pq_distance == eval::PQDistance::adc)
-        fail("{}: --from-codes has no query vectors for eval.pq_distance=adc; evaluate without "
-             "--from-codes",
-             c.run);
-      r = evaluate_code_sets(q, db, ds, split, dopts, opts);
-      q.check_unchanged("during the evaluation");
-      db.check_unchanged("during the evaluation");
+      r = evaluate_saved_codes(c.run, c.overrides);
     } else {
       LoadedRun run = load_run(c.run, c.overrides, RunAccess::read, "hashlab eval");
       r = evaluate_run(*run.method, run.dataset, run.split, run.data_options,
