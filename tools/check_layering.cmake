@@ -17,6 +17,7 @@
 #   models/<method>                one method each: its network, loss and Method
 #   app                            the train job, run directories, method list
 #   tools/cli                      the command line
+#   python                         the Python module (python/src: bindings over app)
 #
 # Includes of the project's own top-level folders are checked ("..." or <...>),
 # and relative ones ("../x.h") are refused; tests/, fuzz/ and third-party
@@ -45,9 +46,10 @@ set(RULE_models/common ${_model_base})
 # models/<method>: filled in per folder below (its own folder + backbones).
 set(RULE_app ${_all_csrc} datasets trainers models app)
 set(RULE_tools/cli ${_all_csrc} datasets trainers models app tools/cli)
+set(RULE_python ${_all_csrc} datasets trainers models app python)
 set(_folders csrc/core csrc/codes csrc/search csrc/eval csrc/export datasets/readers datasets
-    trainers models/backbones models/common models app tools/cli)
-set(_project_tops csrc datasets trainers models app tools)
+    trainers models/backbones models/common models app tools/cli python)
+set(_project_tops csrc datasets trainers models app tools python)
 
 # The most specific folder (longest prefix) that `path` lives in; "" if none.
 function(_layer_of path out)
@@ -72,7 +74,8 @@ file(GLOB_RECURSE _files RELATIVE "${ROOT}"
      "${ROOT}/trainers/*.h" "${ROOT}/trainers/*.cpp"
      "${ROOT}/models/*.h" "${ROOT}/models/*.cpp"
      "${ROOT}/app/*.h" "${ROOT}/app/*.cpp"
-     "${ROOT}/tools/cli/*.h" "${ROOT}/tools/cli/*.cpp")
+     "${ROOT}/tools/cli/*.h" "${ROOT}/tools/cli/*.cpp"
+     "${ROOT}/python/*.h" "${ROOT}/python/*.cpp")
 
 set(_errors "")
 set(_count 0)

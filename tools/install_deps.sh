@@ -19,7 +19,9 @@ PACKAGES=(
   libbenchmark-dev        # Google Benchmark
   libnlopt-cxx-dev        # MMA (WSL)
   dataset-fashion-mnist   # the default dataset
-  python3-torch           # Python interop tests (torch.jit.load of exports)
+  python3-torch           # Python interop tests (torch.jit.load of exports) and the hashlab module
+  pybind11-dev python3-pybind11 python3-dev python3-pytest  # the Python module (pybind11) and its tests
+  python3-venv python3-setuptools python3-wheel python3-pip  # pip install of the module
   clang-14 libclang-rt-14-dev  # libFuzzer targets (tools/fuzz.sh)
   libjs-chart.js          # Chart.js, inlined into report.html (hashlab report)
   chromium-headless-shell # the report tests open pages in headless Chromium
