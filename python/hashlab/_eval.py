@@ -1,6 +1,7 @@
 """evaluate: the metrics of ``hashlab eval`` on codes from Python."""
 
 import json
+import re
 
 from . import _C
 from ._arrays import Codes, _codes, _tensor
@@ -51,6 +52,15 @@ def evaluate(query_codes, database_codes, *, query_labels=None, database_labels=
         text = json.dumps({"eval": options}, allow_nan=False, default=_plain)
     except (TypeError, ValueError) as e:
         raise _C.Error(f"evaluate() keyword arguments: {e}") from None
-    return _C.evaluate(q._c, db._c, arrays["query_labels"], arrays["database_labels"],
-                       arrays["query_features"], arrays["database_features"],
-                       arrays["query_vectors"], text)
+    try:
+        return _C.evaluate(q._c, db._c, arrays["query_labels"], arrays["database_labels"],
+                           arrays["query_features"], arrays["database_features"],
+                           arrays["query_vectors"], text)
+    except _C.Error as e:
+        # The options were read as a config's eval: section from one line of
+        # JSON: name the keyword argument, not that line's columns.
+        msg = str(e)
+        if msg.startswith("evaluate() keyword arguments:"):
+            msg = re.sub(r"^evaluate\(\) keyword arguments:\d+:\d+: (eval\.)?", "evaluate(): ", msg)
+            raise _C.Error(msg.replace("'eval.", "'")) from None
+        raise

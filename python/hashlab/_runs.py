@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import torch
 
@@ -195,9 +196,16 @@ def train(config, overrides=(), run_dir=None, runs_root="runs", resume=False):
         path, text, name = "", json.dumps(config, default=str), "train() config dict"
     else:
         path, text, name = os.fspath(config), "", ""
-    final, directory, interrupted = _C.train(path, text, name, _overrides(overrides),
-                                             "" if run_dir is None else os.fspath(run_dir),
-                                             os.fspath(runs_root), bool(resume))
+    try:
+        final, directory, interrupted = _C.train(path, text, name, _overrides(overrides),
+                                                 "" if run_dir is None else os.fspath(run_dir),
+                                                 os.fspath(runs_root), bool(resume))
+    except _C.Error as e:
+        if not name:
+            raise
+        # A dict is read as one line of JSON: its columns mean nothing to the caller.
+        raise _C.Error(re.sub(r"^train\(\) config dict:\d+:\d+: ", "train() config dict: ",
+                              str(e))) from None
     if interrupted:
         if final is None:
             raise KeyboardInterrupt(

@@ -51,6 +51,10 @@ def test_train_errors(data_dir, tmp_path):
         hashlab.train({"method": "hashnett", "data": {"files": [str(data_dir / "images.idx")],
                                                       "labels": [str(data_dir / "labels.idx")]}},
                       runs_root=tmp_path)
+    with pytest.raises(hashlab.Error, match=r"^train\(\) config dict: optim.lr: value 100 is out of range"):
+        hashlab.train({"method": "itq", "optim": {"lr": 100},
+                       "data": {"files": [str(data_dir / "images.idx")],
+                                "labels": [str(data_dir / "labels.idx")]}}, runs_root=tmp_path)
     with pytest.raises(hashlab.Error, match="missing.yaml"):
         hashlab.train(tmp_path / "missing.yaml", runs_root=tmp_path)
     with pytest.raises(hashlab.Error, match="overrides: expected a list"):
