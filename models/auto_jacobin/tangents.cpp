@@ -85,13 +85,16 @@ torch::Tensor nearest_neighbours(const torch::Tensor& X, int64_t k, int64_t bloc
 Tangents local_tangents(const torch::Tensor& X, const TangentOptions& o) {
   const Resolved r = resolve(X, o);
   torch::NoGradGuard ng;
-  // One thread, whatever the caller set: with two, the batched QR/eigh and the
-  // per-item products contended (OpenBLAS's threads against ATen's) and the
-  // 10,000 Fashion-MNIST tangents took 639 s on the 2-core machine, against
-  // 270 s on one thread with another job on the other core.
-  ThreadsGuard one_thread(1);
+  // Blocks of neighbourhoods run side by side, one per thread, each on one
+  // thread inside (at::parallel_for: the ATen ops and OpenBLAS calls of a
+  // block see they are in a parallel region and stay serial). Threading
+  // inside each block instead made the batched QR/eigh and the per-item
+  // products contend (OpenBLAS's threads against ATen's): the 10,000
+  // Fashion-MNIST tangents took 639 s on the 2-core machine with two threads,
+  // against 270 s with one. Every op runs on one thread either way, so the
+  // result does not depend on the thread count (test
+  // LocalTangents.SameOnOneAndTwoThreads).
   auto x = X.contiguous();
-  auto idx = nearest_neighbours(x, r.k);
   Tangents t{torch::zeros({r.N, r.D, r.d}, x.options()), torch::zeros({r.N}, torch::kLong),
              torch::zeros({r.N}, x.options())};
   auto gen = at::detail::createCPUGenerator(o.seed);
@@ -100,38 +103,51 @@ Tangents local_tangents(const torch::Tensor& X, const TangentOptions& o) {
   // gathered neighbours and mu their mean, C M = Nb M - 1 (mu^T M) and
   // C^T Y = Nb^T Y - mu (1^T Y); C Omega = (X Omega)[idx] - 1 (mu^T Omega) with
   // X Omega computed once; ||C||_F^2 = sum ||x_j||^2 - k ||mu||^2 (in double).
-  auto x_omega = torch::mm(x, omega);                    // [N, l]
-  auto sq_norms = x.to(torch::kFloat64).pow(2).sum(1);  // [N]
-  for (int64_t b0 = 0; b0 < r.N; b0 += o.block) {
-    const int64_t b = std::min(r.N, b0 + o.block) - b0;
-    auto nb_idx = idx.narrow(0, b0, b);
-    auto flat = nb_idx.reshape({-1});
-    auto Nb = x.index_select(0, flat).view({b, r.k, r.D});  // [b, k, D]
-    auto mu = Nb.mean(1);                                   // [b, D]
-    auto total = (sq_norms.index_select(0, flat).view({b, r.k}).sum(1) -
-                  double(r.k) * mu.to(torch::kFloat64).pow(2).sum(1))
-                     .clamp_min(0)
-                     .to(x.scalar_type());
-    auto C_times = [&](const torch::Tensor& M) {  // M [b, D, l] -> C M [b, k, l]
-      return torch::bmm(Nb, M) - torch::bmm(mu.unsqueeze(1), M);
-    };
-    auto Ct_times = [&](const torch::Tensor& Y) {  // Y [b, k, l] -> C^T Y [b, D, l]
-      return torch::bmm(Nb.transpose(1, 2), Y) - mu.unsqueeze(2) * Y.sum(1).unsqueeze(1);
-    };
-    auto C_omega = x_omega.index_select(0, flat).view({b, r.k, r.l}) -
-                   torch::mm(mu, omega).unsqueeze(1);
-    auto Q = std::get<0>(torch::linalg_qr(Ct_times(C_omega)));
-    for (int64_t it = 0; it < o.iters; ++it)
-      Q = std::get<0>(torch::linalg_qr(Ct_times(C_times(Q))));  // [b, D, l]
-    // Rayleigh-Ritz: with H = C Q and (H^T H) V = V diag(e), the directions
-    // are Q V with energies e (= ||C q||^2 of each). An eigh of the l x l
-    // matrix, not an SVD of the k x l one (batched gesdd is ~100x slower here).
-    auto H = C_times(Q);
-    auto eigh = torch::linalg_eigh(torch::bmm(H.transpose(1, 2), H));  // ascending
-    auto dirs = torch::bmm(Q, std::get<1>(eigh).flip(2));                // [b, D, l]
-    keep(dirs, std::get<0>(eigh).flip(1), total, r.d, o.energy, t.T.narrow(0, b0, b),
-         t.kept.narrow(0, b0, b), t.captured.narrow(0, b0, b));
+  torch::Tensor idx, x_omega, sq_norms;
+  {
+    // One thread, as all of this ran before the blocks went parallel: the
+    // neighbours (a GEMM and topk: ~3 s) and the products are the same
+    // numbers on any thread count.
+    ThreadsGuard one_thread(1);
+    idx = nearest_neighbours(x, r.k);
+    x_omega = torch::mm(x, omega);                    // [N, l]
+    sq_norms = x.to(torch::kFloat64).pow(2).sum(1);  // [N]
   }
+  const int64_t blocks = (r.N + o.block - 1) / o.block;
+  at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
+    torch::NoGradGuard ng_worker;
+    for (int64_t bi = first; bi < last; ++bi) {
+      const int64_t b0 = bi * o.block;
+      const int64_t b = std::min(r.N, b0 + o.block) - b0;
+      auto nb_idx = idx.narrow(0, b0, b);
+      auto flat = nb_idx.reshape({-1});
+      auto Nb = x.index_select(0, flat).view({b, r.k, r.D});  // [b, k, D]
+      auto mu = Nb.mean(1);                                   // [b, D]
+      auto total = (sq_norms.index_select(0, flat).view({b, r.k}).sum(1) -
+                    double(r.k) * mu.to(torch::kFloat64).pow(2).sum(1))
+                       .clamp_min(0)
+                       .to(x.scalar_type());
+      auto C_times = [&](const torch::Tensor& M) {  // M [b, D, l] -> C M [b, k, l]
+        return torch::bmm(Nb, M) - torch::bmm(mu.unsqueeze(1), M);
+      };
+      auto Ct_times = [&](const torch::Tensor& Y) {  // Y [b, k, l] -> C^T Y [b, D, l]
+        return torch::bmm(Nb.transpose(1, 2), Y) - mu.unsqueeze(2) * Y.sum(1).unsqueeze(1);
+      };
+      auto C_omega = x_omega.index_select(0, flat).view({b, r.k, r.l}) -
+                     torch::mm(mu, omega).unsqueeze(1);
+      auto Q = std::get<0>(torch::linalg_qr(Ct_times(C_omega)));
+      for (int64_t it = 0; it < o.iters; ++it)
+        Q = std::get<0>(torch::linalg_qr(Ct_times(C_times(Q))));  // [b, D, l]
+      // Rayleigh-Ritz: with H = C Q and (H^T H) V = V diag(e), the directions
+      // are Q V with energies e (= ||C q||^2 of each). An eigh of the l x l
+      // matrix, not an SVD of the k x l one (batched gesdd is ~100x slower here).
+      auto H = C_times(Q);
+      auto eigh = torch::linalg_eigh(torch::bmm(H.transpose(1, 2), H));  // ascending
+      auto dirs = torch::bmm(Q, std::get<1>(eigh).flip(2));                // [b, D, l]
+      keep(dirs, std::get<0>(eigh).flip(1), total, r.d, o.energy, t.T.narrow(0, b0, b),
+           t.kept.narrow(0, b0, b), t.captured.narrow(0, b0, b));
+    }
+  });
   return t;
 }
 

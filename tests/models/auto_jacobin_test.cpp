@@ -181,6 +181,25 @@ TEST(LocalTangents, MatchExactLocalPCA) {
             fast.kept.sum().item<int64_t>());
 }
 
+TEST(LocalTangents, SameOnOneAndTwoThreads) {
+  // The blocks run in parallel, each op inside on one thread: the tangents
+  // are the same numbers on any thread count (and so are the runs).
+  auto X = manifold_points(300, 20, 2).to(torch::kFloat32);
+  hashlab::models::TangentOptions o;
+  o.d = 4;
+  o.block = 16;  // 19 blocks, the last one short
+  const int saved = at::get_num_threads();
+  at::set_num_threads(1);
+  auto one = hashlab::models::local_tangents(X, o);
+  at::set_num_threads(2);
+  auto two = hashlab::models::local_tangents(X, o);
+  at::set_num_threads(saved);
+  EXPECT_TRUE(torch::equal(one.T, two.T));
+  EXPECT_TRUE(torch::equal(one.kept, two.kept));
+  EXPECT_TRUE(torch::equal(one.captured, two.captured));
+  EXPECT_GE(one.kept.min().item<int64_t>(), 1);
+}
+
 TEST(LocalTangents, CoincidentNeighboursKeepNothingAndBadOptionsAreNamed) {
   auto X = torch::ones({30, 5});
   hashlab::models::TangentOptions o;
