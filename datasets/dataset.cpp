@@ -1,9 +1,12 @@
 #include "datasets/dataset.h"
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 
 #include "csrc/core/error.h"
+#include "csrc/core/logging.h"
+#include "csrc/core/progress.h"
 #include "datasets/readers/cifar.h"
 #include "datasets/readers/idx.h"
 #include "datasets/readers/image_list.h"
@@ -51,6 +54,14 @@ DataOptions DataOptions::from_yaml(Section s) {
   s.get("flip", o.images.flip);
   s.get("mean", o.images.mean);
   s.get("std", o.images.std, Range{1e-30, 1e30});
+  if (s.has("gist")) {
+    if (s.node()["gist"].IsScalar()) {
+      s.get("gist", o.use_gist);
+    } else {
+      o.use_gist = true;
+      o.gist = GistOptions::from_yaml(s.sub("gist"));
+    }
+  }
   s.finish();
   if (o.files.empty()) fail("{}: at least one data file is needed", s.where("files"));
   if (o.images.resize.size() > 2 || o.images.crop.size() > 2)
@@ -202,6 +213,37 @@ torch::Tensor read_labels(const std::string& path, uint64_t max_bytes) {
   return as_labels(read_array_auto(path, max_bytes), path);
 }
 
+// data.gist: the images (in memory, or decoded from an image list) replaced
+// by their GIST descriptors.
+static void gist_features(Dataset& d, const DataOptions& o) {
+  const std::string what = o.files[0];
+  torch::Tensor images = d.features;
+  if (!d.image_paths.empty()) {
+#ifndef HASHLAB_WITH_OPENCV
+    fail("{}: data.gist on an image list decodes the images, which needs OpenCV (not built in)",
+         what);
+#else
+    ImageTransformOptions decode;
+    decode.resize = {o.gist.image_size, o.gist.image_size};
+    std::vector<torch::Tensor> all;
+    all.reserve(d.image_paths.size());
+    for (const auto& p : d.image_paths) all.push_back(decode_image(p, decode, {}));
+    images = torch::stack(all);
+    d.image_paths.clear();
+#endif
+  }
+  if (!images.defined() || images.dim() != 4)
+    fail("{}: data.gist computes descriptors of images [N, C, H, W], but the data are {}", what,
+         images.defined() ? fmt::format("[{}]", fmt::join(images.sizes(), ", ")) : "not images");
+  const int64_t n = images.size(0);
+  Progress bar(0, n, "img", 1, std::max<int64_t>(1, n / 10));
+  const auto t0 = std::chrono::steady_clock::now();
+  d.features = compute_gist(images, o.gist, [&](int64_t done) { bar.update(done, "GIST"); });
+  bar.finish();
+  log().info("GIST of {} images: {} dimensions in {:.1f} s", n, d.features.size(1),
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
 Dataset load_dataset(const DataOptions& o) {
   if (o.files.empty()) fail("data: no files given");
   const uint64_t cap = static_cast<uint64_t>(o.max_file_gib * double(uint64_t{1} << 30));
@@ -260,6 +302,7 @@ Dataset load_dataset(const DataOptions& o) {
                                        : 0;
   }
   if (!o.classes.empty()) keep_classes(d, o.classes, o.labels.empty() ? o.files[0] : o.labels[0]);
+  if (o.use_gist) gist_features(d, o);
   if (d.features.defined() && d.features.dim() == 2) {
     const auto& v = o.vectors;
     if (v.center || v.l2_normalize || v.max_norm_scale > 0)

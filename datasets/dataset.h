@@ -17,6 +17,7 @@
 #include "csrc/core/config.h"
 #include "datasets/readers/array.h"
 #include "datasets/readers/bytes.h"
+#include "datasets/gist.h"
 #include "datasets/transforms.h"
 
 namespace hashlab::data {
@@ -58,6 +59,11 @@ struct DataOptions {
   double max_file_gib = 8;          // per-file cap (decompressed), see readers/bytes.h
   VectorTransformOptions vectors;   // keys center, l2_normalize, max_norm_scale
   ImageTransformOptions images;     // keys scale, resize, crop, random_crop, flip, mean, std
+  // `gist:` (a mapping of datasets/gist.h's keys, or true): the images are
+  // replaced by their GIST descriptors, float [N, dim], when loaded (before
+  // the vector transforms). Image lists are decoded for it.
+  bool use_gist = false;
+  GistOptions gist;
 
   // Reads the keys above from a `data:` section and rejects unknown ones.
   static DataOptions from_yaml(Section s);

@@ -29,7 +29,8 @@ as ``torch.set_num_threads``), or the ``threads=`` of a call.
 import torch as _torch  # loads the LibTorch the extension links
 
 from . import _C
-from ._arrays import Codes, pack_bits, pack_signs, unpack_bits, read_codes, write_codes, code_file_info
+from ._arrays import (Codes, code_file_info, gist, pack_bits, pack_signs, read_codes, unpack_bits,
+                      write_codes)
 from ._index import BinaryIndex
 from ._eval import evaluate
 from ._runs import Run, Split, train
@@ -47,7 +48,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BinaryIndex", "Codes", "Error", "RadiusLimitExceeded", "Run", "Split",
-    "available_cpu_kernels", "code_file_info", "cpu_kernel", "evaluate", "get_num_threads",
+    "available_cpu_kernels", "code_file_info", "cpu_kernel", "evaluate", "get_num_threads", "gist",
     "pack_bits", "pack_signs", "read_codes", "set_num_threads", "train", "unpack_bits",
     "write_codes",
 ]

@@ -181,3 +181,18 @@ def code_file_info(path):
     """A code file's header as a dict (kind, version, nbits, count, ...),
     without reading the codes."""
     return _C.code_file_info(os.fspath(path))
+
+
+def gist(images, image_size=32, orientations=None, blocks=4, prefilter_fc=4.0, boundary=32,
+         colour="gray"):
+    """GIST descriptors of images, as LMgist computes them (``hashlab data gist``,
+    ``data.gist`` in a config): images uint8 or float ``[N, C, H, W]`` (or
+    ``[N, H, W]``), C = 1 or 3 -> float32 ``[N, dim]``: 512 for gray with the
+    default 4 scales x 8 orientations on a 4 x 4 grid, 960 for ``colour="rgb"``
+    (orientations [8, 8, 4] per channel)."""
+    t, np_in = _tensor(images, "images")
+    if t.dim() == 3:
+        t = t.unsqueeze(1)
+    out = _C.gist(t, int(image_size), [int(o) for o in (orientations or [])], int(blocks),
+                  float(prefilter_fc), int(boundary), str(colour))
+    return _out(out, np_in)

@@ -6,6 +6,7 @@
 #include "csrc/codes/codes.h"
 #include "csrc/core/error.h"
 #include "csrc/search/hamming.h"
+#include "datasets/gist.h"
 #include "python/src/common.h"
 
 namespace hashlab::python {
@@ -102,6 +103,31 @@ void bind_codes(py::module_& m) {
     return to_python(j);
   }, py::arg("path"));
   m.def("pack_bits", &pack_bits, py::arg("bits"));
+  m.def(
+      "gist",
+      [](const torch::Tensor& images, int64_t image_size, std::vector<int64_t> orientations,
+         int64_t blocks, double prefilter_fc, int64_t boundary, const std::string& colour) {
+        HL_CHECK(images.device().is_cpu() && (images.scalar_type() == torch::kUInt8 ||
+                                              c10::isFloatingType(images.scalar_type())),
+                 "gist: images: expected uint8 or floating images [N, C, H, W] on the CPU, got {}",
+                 describe(images));
+        HL_CHECK(colour == "gray" || colour == "rgb", "gist: colour must be gray or rgb, got '{}'",
+                 colour);
+        HL_CHECK(image_size >= 8 && blocks >= 1 && blocks <= image_size && boundary >= 0 &&
+                     prefilter_fc > 0,
+                 "gist: image_size >= 8, 1 <= blocks <= image_size, boundary >= 0 and "
+                 "prefilter_fc > 0, got {}, {}, {}, {}",
+                 image_size, blocks, boundary, prefilter_fc);
+        for (int64_t o : orientations)
+          HL_CHECK(o >= 1 && o <= 64, "gist: orientations per scale must be in [1, 64], got {}", o);
+        data::GistOptions o;
+        o.image_size = image_size, o.orientations = std::move(orientations), o.blocks = blocks;
+        o.prefilter_fc = prefilter_fc, o.boundary = boundary, o.colour = colour;
+        py::gil_scoped_release release;
+        return data::compute_gist(images, o);
+      },
+      py::arg("images"), py::arg("image_size"), py::arg("orientations"), py::arg("blocks"),
+      py::arg("prefilter_fc"), py::arg("boundary"), py::arg("colour"));
   m.def(
       "pack_signs",
       [](const torch::Tensor& x) {

@@ -174,6 +174,25 @@ data:
                "at least one data file is needed");
 }
 
+TEST(DataOptions, GistIsTrueOrAMappingOfItsKeys) {
+  Config on = Config::from_string("data:\n  files: [a]\n  gist: true\n");
+  DataOptions o = DataOptions::from_yaml(on.section("data"));
+  EXPECT_TRUE(o.use_gist);
+  EXPECT_EQ(o.gist.dim(), 512);  // 4 scales x 8 orientations x 4 x 4 blocks
+  Config rgb = Config::from_string("data:\n  files: [a]\n  gist: {colour: rgb, blocks: 2}\n");
+  o = DataOptions::from_yaml(rgb.section("data"));
+  EXPECT_TRUE(o.use_gist);
+  EXPECT_EQ(o.gist.dim(), 20 * 4 * 3);  // [8, 8, 4] per channel
+  EXPECT_FALSE(DataOptions::from_yaml(Config::from_string("data:\n  files: [a]\n").section("data"))
+                   .use_gist);
+  Config typo = Config::from_string("data:\n  files: [a]\n  gist: {colr: rgb}\n");
+  expect_error([&] { DataOptions::from_yaml(typo.section("data")); },
+               "unknown key 'data.gist.colr' (did you mean 'data.gist.colour'?)");
+  Config big = Config::from_string("data:\n  files: [a]\n  gist: {blocks: 40}\n");
+  expect_error([&] { DataOptions::from_yaml(big.section("data")); },
+               "40 blocks do not fit an image of side 32");
+}
+
 TEST(DataOptions, DefaultConfigFileParses) {
   Config cfg = Config::load(std::string(HASHLAB_SOURCE_DIR) +
                             "/configs/_base_/datasets/fashion_mnist.yaml");

@@ -207,7 +207,7 @@ void inspect(const InspectOpts& o) {
 }
 
 void add(CLI::App& app) {
-  auto* g = group(app, "data", "Inspect dataset files");
+  auto* g = group(app, "data", "Dataset files: inspect them, compute GIST descriptors");
   auto* c = g->add_subcommand("inspect", "Read a data file and print its count, shape, dtype, "
                                          "value range and label histogram");
   auto o = std::make_shared<InspectOpts>();

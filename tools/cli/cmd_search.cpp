@@ -21,6 +21,7 @@
 #include "csrc/search/binary_index.h"
 #include "csrc/search/sharded_search.h"
 #include "csrc/search/hamming.h"
+#include "datasets/array_files.h"
 #include "tools/cli/commands.h"
 
 namespace {
@@ -42,30 +43,6 @@ struct SearchOpts {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-// NumPy .npy v1.0 with a C-order array of the tensor's dtype (int32/int64),
-// written atomically (AtomicFile: every write, the close and the rename checked).
-void write_npy(const std::string& path, const torch::Tensor& t) {
-  const torch::Tensor c = t.cpu().contiguous();
-  const char* descr = c.scalar_type() == torch::kInt64 ? "<i8" : "<i4";
-  std::string shape = "(";
-  for (int64_t d : c.sizes()) shape += std::to_string(d) + ",";
-  if (c.dim() > 1) shape.pop_back();
-  shape += ")";
-  std::string header =
-      fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", descr, shape);
-  // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
-  header.append(63 - (10 + header.size()) % 64, ' ');
-  header += '\n';
-  const uint16_t len = static_cast<uint16_t>(header.size());
-  const char preamble[10] = {'\x93', 'N', 'U', 'M', 'P', 'Y', '\x01', '\x00',
-                             static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
-  hashlab::AtomicFile f(path);
-  f.write(preamble, sizeof preamble);
-  f.write(header);
-  f.write(c.data_ptr(), c.nbytes());
-  f.commit();
 }
 
 // `info` (when given) gets the file's header.
@@ -188,9 +165,9 @@ void run_search(const SearchOpts& o) {
                       double(qt.size(0)) * double(index.size()) / j["search_seconds"].get<double>() / 1e9,
                       env.distributed() ? fmt::format(", {} ranks", env.world_size) : "");
   if (ends_with(o.out, ".npy")) {
-    write_npy(o.out, indices);
+    hashlab::data::write_npy(o.out, indices);
     const std::string dist_path = o.out.substr(0, o.out.size() - 4) + ".distances.npy";
-    write_npy(dist_path, distances);
+    hashlab::data::write_npy(dist_path, distances);
     std::cerr << fmt::format("wrote {} (indices) and {} (distances)\n", o.out, dist_path);
     return;
   }
