@@ -184,7 +184,10 @@ def train(config, overrides=(), run_dir=None, runs_root="runs", resume=False):
     ``{"model.bits": 32}``. run_dir: where the run goes (default
     ``<runs_root>/<name>/<timestamp>``); with ``resume=True`` the run to continue
     from its last checkpoint. The job writes the run directory, progress,
-    checkpoints, codes, the exported hasher and the report as the command does.
+    checkpoints, codes, the exported hasher and the report as the command does,
+    and sets this process's CPU thread count from the config's ``threads`` as the
+    command does (torch shares the setting: :func:`hashlab.set_num_threads`
+    changes it back).
 
     Ctrl-C finishes the current step, writes the checkpoint and raises
     ``KeyboardInterrupt`` naming the run directory (``train(..., run_dir=...,
@@ -193,6 +196,9 @@ def train(config, overrides=(), run_dir=None, runs_root="runs", resume=False):
     failure in its directory first.
     """
     if isinstance(config, dict):
+        if "_base_" in config:
+            raise _C.Error("train() config dict: _base_ names files relative to a config file; "
+                           "give the config's path (with overrides=...) or a dict without _base_")
         path, text, name = "", json.dumps(config, default=str), "train() config dict"
     else:
         path, text, name = os.fspath(config), "", ""

@@ -55,6 +55,8 @@ def test_train_errors(data_dir, tmp_path):
         hashlab.train({"method": "itq", "optim": {"lr": 100},
                        "data": {"files": [str(data_dir / "images.idx")],
                                 "labels": [str(data_dir / "labels.idx")]}}, runs_root=tmp_path)
+    with pytest.raises(hashlab.Error, match="_base_ names files relative to a config file"):
+        hashlab.train({"_base_": "data.yaml", "method": "itq"}, runs_root=tmp_path)
     with pytest.raises(hashlab.Error, match="missing.yaml"):
         hashlab.train(tmp_path / "missing.yaml", runs_root=tmp_path)
     with pytest.raises(hashlab.Error, match="overrides: expected a list"):
