@@ -236,7 +236,8 @@ static void gist_features(Dataset& d, const DataOptions& o) {
     fail("{}: data.gist computes descriptors of images [N, C, H, W], but the data are {}", what,
          images.defined() ? fmt::format("[{}]", fmt::join(images.sizes(), ", ")) : "not images");
   const int64_t n = images.size(0);
-  Progress bar(0, n, "img", 1, std::max<int64_t>(1, n / 10));
+  // Updated per chunk: plain (non-terminal) lines about every tenth of the way.
+  Progress bar(0, n, "img", 1, kGistChunk * std::max<int64_t>(1, n / (10 * kGistChunk)));
   const auto t0 = std::chrono::steady_clock::now();
   d.features = compute_gist(images, o.gist, [&](int64_t done) { bar.update(done, "GIST"); });
   bar.finish();

@@ -66,7 +66,9 @@ std::vector<cv::Mat> gabor_bank(const std::vector<int64_t>& orientations, int n)
           const double u = fr / n / s - 1;
           g.at<double>(r, c) = std::exp(-10 * a * u * u - 2 * b * M_PI * t * t);
         }
-      bank.push_back(g);
+      cv::Mat g32;
+      g.convertTo(g32, CV_32F);
+      bank.push_back(g32);
     }
   }
   return bank;
@@ -153,31 +155,47 @@ std::vector<cv::Mat> prefilter(const Plan& p, const std::vector<cv::Mat>& chans)
 }
 
 // gistGabor() of one prefiltered channel into `dst` (per_channel floats).
+// The filtering runs in float32 (the prefilter in float64): the spectrum is
+// multiplied by each real transfer function in one pass, inverted, and the
+// magnitudes of the cropped image summed straight into the grid's blocks.
 void gabor_features(const Plan& p, const cv::Mat& x, float* dst) {
-  const int be = static_cast<int>(p.o.boundary), side = p.side;
+  const int be = static_cast<int>(p.o.boundary), side = p.side, n = p.gabor_n;
   const int64_t blocks = p.o.blocks;
-  cv::Mat padded;
+  cv::Mat padded, X;
   cv::copyMakeBorder(x, padded, be, be, be, be, cv::BORDER_REFLECT);
-  cv::Mat X;
+  padded.convertTo(padded, CV_32F);
   cv::dft(padded, X, cv::DFT_COMPLEX_OUTPUT);
-  std::vector<cv::Mat> parts;
-  cv::split(X, parts);
-  cv::Mat prod, y, mag;
-  std::vector<cv::Mat> fp(2);
+  cv::Mat prod(n, n, CV_32FC2), y;
+  // Row r of the cropped image lies in block row_block[r]; the same for columns.
+  std::vector<int> row_block(side), col_block(side);
+  for (int64_t k = 0; k < blocks; ++k)
+    for (int i = p.edges[k]; i < p.edges[k + 1]; ++i) row_block[i] = col_block[i] = int(k);
+  std::vector<double> sums(blocks * blocks);
   for (size_t f = 0; f < p.bank.size(); ++f) {
-    fp[0] = parts[0].mul(p.bank[f]);
-    fp[1] = parts[1].mul(p.bank[f]);
-    cv::merge(fp, prod);
+    const cv::Mat& g = p.bank[f];
+    for (int r = 0; r < n; ++r) {
+      const float* xr = X.ptr<float>(r);
+      const float* gr = g.ptr<float>(r);
+      float* pr = prod.ptr<float>(r);
+      for (int c = 0; c < n; ++c) {
+        pr[2 * c] = xr[2 * c] * gr[c];
+        pr[2 * c + 1] = xr[2 * c + 1] * gr[c];
+      }
+    }
     cv::dft(prod, y, cv::DFT_INVERSE | cv::DFT_SCALE | cv::DFT_COMPLEX_OUTPUT);
-    std::vector<cv::Mat> yp;
-    cv::split(y, yp);
-    cv::magnitude(yp[0], yp[1], mag);
-    const cv::Mat crop = mag(cv::Rect(be, be, side, side));
+    std::fill(sums.begin(), sums.end(), 0.0);
+    for (int r = 0; r < side; ++r) {
+      const float* yr = y.ptr<float>(r + be) + 2 * be;
+      double* row_sums = sums.data() + row_block[r];
+      for (int c = 0; c < side; ++c)
+        row_sums[col_block[c] * blocks] +=
+            std::sqrt(double(yr[2 * c]) * yr[2 * c] + double(yr[2 * c + 1]) * yr[2 * c + 1]);
+    }
     for (int64_t bc = 0; bc < blocks; ++bc)
       for (int64_t br = 0; br < blocks; ++br) {
-        const cv::Rect r(p.edges[bc], p.edges[br], p.edges[bc + 1] - p.edges[bc],
-                         p.edges[br + 1] - p.edges[br]);
-        dst[(int64_t(f) * blocks + bc) * blocks + br] = static_cast<float>(cv::mean(crop(r))[0]);
+        const double area = double(p.edges[bc + 1] - p.edges[bc]) * (p.edges[br + 1] - p.edges[br]);
+        dst[(int64_t(f) * blocks + bc) * blocks + br] =
+            static_cast<float>(sums[bc * blocks + br] / area);
       }
   }
 }
@@ -232,9 +250,8 @@ torch::Tensor compute_gist(const torch::Tensor& images, const GistOptions& o,
   const Plan p = make_plan(o);
   const int64_t N = images.size(0);
   auto out = torch::empty({N, o.dim()}, torch::kFloat32);
-  const int64_t chunk = 256;
-  for (int64_t c0 = 0; c0 < N; c0 += chunk) {
-    const int64_t c1 = std::min(N, c0 + chunk);
+  for (int64_t c0 = 0; c0 < N; c0 += kGistChunk) {
+    const int64_t c1 = std::min(N, c0 + kGistChunk);
     auto batch = images.slice(0, c0, c1).to(torch::kFloat64).contiguous();
     at::parallel_for(c0, c1, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i)

@@ -58,9 +58,13 @@ struct GistOptions {
 // True when built with OpenCV (the DFT); otherwise compute_gist throws.
 bool have_gist();
 
+// Images per chunk: compute_gist reports progress after each.
+constexpr int64_t kGistChunk = 256;
+
 // images: uint8 or floating [N, C, H, W] (C = 1 or 3; "rgb" needs 3) ->
 // float32 [N, dim()]. `progress(done)` is called from the calling thread
-// after every chunk of images. Runs on at::get_num_threads() threads.
+// after every chunk of kGistChunk images (and the last, shorter one). Runs
+// on at::get_num_threads() threads.
 torch::Tensor compute_gist(const torch::Tensor& images, const GistOptions& o,
                            const std::function<void(int64_t)>& progress = {});
 
