@@ -4,14 +4,9 @@
 
 #include "csrc/core/error.h"
 #include "csrc/core/fs_util.h"
+#include "csrc/core/strings.h"
 
 namespace hashlab::data {
-
-namespace {
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-}  // namespace
 
 void write_npy(const std::string& path, const torch::Tensor& t) {
   const torch::Tensor c = t.cpu().contiguous();

@@ -64,12 +64,7 @@ class Codes:
     def binary(cls, codes, nbits=None):
         """Binary codes from packed bits uint8 ``[n, ceil(nbits / 8)]``; nbits
         defaults to 8 bits per byte."""
-        t, _ = _tensor(codes, "codes")
-        if nbits is None:
-            if t.dim() != 2:
-                raise _C.Error(f"codes: expected uint8 codes [n, bytes], got shape {list(t.shape)}")
-            nbits = 8 * t.shape[1]
-        return cls(_C.Codes.binary(t, int(nbits)))
+        return _codes(codes, "codes", nbits)
 
     @classmethod
     def pq(cls, codebooks, ids):

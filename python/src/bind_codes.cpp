@@ -3,6 +3,7 @@
 #include <torch/extension.h>
 
 #include "csrc/codes/code_file.h"
+#include "csrc/codes/code_file_info.h"
 #include "csrc/codes/codes.h"
 #include "csrc/core/error.h"
 #include "csrc/search/hamming.h"
@@ -95,12 +96,7 @@ void bind_codes(py::module_& m) {
   m.def("write_codes", &hc::write_codes, py::arg("path"), py::arg("codes"),
         py::call_guard<py::gil_scoped_release>());
   m.def("code_file_info", [](const std::string& path) {
-    const auto i = hc::read_code_file_info(path);
-    nlohmann::json j = {{"kind", i.kind == hc::CodeKind::binary ? "binary" : "pq"},
-                        {"version", i.version}, {"nbits", i.nbits}, {"count", i.count},
-                        {"payload_bytes", i.payload_bytes}, {"crc32", i.crc32}};
-    if (i.kind == hc::CodeKind::pq) j["M"] = i.M, j["K"] = i.K, j["dsub"] = i.dsub;
-    return to_python(j);
+    return to_python(hc::to_json(hc::read_code_file_info(path)));
   }, py::arg("path"));
   m.def("pack_bits", &pack_bits, py::arg("bits"));
   m.def(

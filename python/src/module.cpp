@@ -16,11 +16,6 @@
 
 namespace hashlab::python {
 
-std::string describe(const torch::Tensor& t) {
-  if (!t.defined()) return "None";
-  return fmt::format("{} [{}]", c10::toString(t.scalar_type()), fmt::join(t.sizes(), ", "));
-}
-
 namespace {
 std::string lower_dtype(const torch::Tensor& t) {
   std::string s = c10::toString(t.scalar_type());
@@ -35,10 +30,12 @@ std::string lower_dtype(const torch::Tensor& t) {
   if (s == "half") return "float16";
   return s;
 }
-std::string shape_of(const torch::Tensor& t) {
+}  // namespace
+
+std::string describe(const torch::Tensor& t) {
+  if (!t.defined()) return "None";
   return fmt::format("{} [{}]", lower_dtype(t), fmt::join(t.sizes(), ", "));
 }
-}  // namespace
 
 torch::Tensor check_codes(const torch::Tensor& t, int nbits, const char* arg) {
   const int64_t bytes = codes::code_bytes(nbits);
@@ -48,7 +45,7 @@ torch::Tensor check_codes(const torch::Tensor& t, int nbits, const char* arg) {
   HL_CHECK(t.scalar_type() == torch::kUInt8 && t.dim() == 2 && t.size(1) == bytes,
            "{}: expected uint8 codes [n, {}] ({}-bit codes packed 8 per byte, pack_bits makes "
            "them), got {}",
-           arg, bytes, nbits, shape_of(t));
+           arg, bytes, nbits, describe(t));
   if (nbits % 8 != 0 && t.size(0) > 0) {
     // Bits past nbits in the last byte must be zero (codes.h): the search
     // would count them.
@@ -66,11 +63,11 @@ torch::Tensor check_labels(const torch::Tensor& t, int64_t n, const char* arg) {
   HL_CHECK(t.device().is_cpu(), "{}: labels must be on the CPU, got a tensor on {}", arg,
            t.device().str());
   HL_CHECK(t.dim() == 1 || t.dim() == 2,
-           "{}: expected class ids [n] or multi-hot labels [n, C], got {}", arg, shape_of(t));
+           "{}: expected class ids [n] or multi-hot labels [n, C], got {}", arg, describe(t));
   HL_CHECK(t.size(0) == n, "{}: {} labels for {} codes", arg, t.size(0), n);
   const bool integral = t.scalar_type() == torch::kBool || c10::isIntegralType(t.scalar_type(), false);
   HL_CHECK(integral, "{}: labels must be integers (class ids or 0/1 multi-hot), got {}", arg,
-           shape_of(t));
+           describe(t));
   if (t.dim() == 1) {
     const auto l = t.to(torch::kLong);
     if (n > 0) {
@@ -94,7 +91,7 @@ torch::Tensor check_features(const torch::Tensor& t, int64_t n, const char* arg)
   HL_CHECK(t.device().is_cpu(), "{}: features must be on the CPU, got a tensor on {}", arg,
            t.device().str());
   HL_CHECK(t.dim() == 2 && c10::isFloatingType(t.scalar_type()),
-           "{}: expected floating-point features [n, d], got {}", arg, shape_of(t));
+           "{}: expected floating-point features [n, d], got {}", arg, describe(t));
   HL_CHECK(t.size(0) == n, "{}: features of {} items for {} codes", arg, t.size(0), n);
   const auto f = t.to(torch::kFloat32).contiguous();
   HL_CHECK(f.numel() == 0 || f.isfinite().all().item<bool>(),

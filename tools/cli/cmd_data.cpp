@@ -12,6 +12,8 @@
 #include <fmt/format.h>
 
 #include "csrc/core/error.h"
+#include "csrc/core/fs_util.h"
+#include "csrc/core/strings.h"
 #include "datasets/readers/cifar.h"
 #include "datasets/readers/idx.h"
 #include "datasets/readers/image_list.h"
@@ -31,9 +33,6 @@ struct InspectOpts {
   std::string root;
 };
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // Format from the file name (a .gz suffix ignored), else from the content.
 std::string guess_format(const std::string& path, const Bytes& b) {

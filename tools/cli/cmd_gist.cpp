@@ -8,6 +8,7 @@
 
 #include "csrc/core/device.h"
 #include "csrc/core/error.h"
+#include "csrc/core/strings.h"
 #include "datasets/array_files.h"
 #include "datasets/dataset.h"
 #include "datasets/gist.h"
@@ -41,9 +42,6 @@ void run(const GistOpts& o) {
                            ds.features.size(0), ds.features.size(1), o.out);
 }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 void add(CLI::App& app) {
   auto* g = group(app, "data", "Dataset files: inspect them, compute GIST descriptors");

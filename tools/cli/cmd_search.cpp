@@ -13,8 +13,10 @@
 
 #include "app/run_dir.h"
 #include "csrc/codes/code_file.h"
+#include "csrc/codes/code_file_info.h"
 #include "csrc/core/error.h"
 #include "csrc/core/fs_util.h"
+#include "csrc/core/strings.h"
 #include "csrc/core/distributed.h"
 #include "csrc/core/json_text.h"
 #include "csrc/core/logging.h"
@@ -41,9 +43,6 @@ struct SearchOpts {
   int shards = 1;  // > 1: start that many local ranks (index search)
 };
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // `info` (when given) gets the file's header.
 hc::BinaryCodes load_binary(const std::string& path, const char* what,
@@ -135,7 +134,7 @@ void run_search(const SearchOpts& o) {
     if (env.rank != 0) return;
     indices = r.indices, distances = r.distances;
   } else if (radius) {
-    HL_CHECK(!ends_with(o.out, ".npy"), "--out {}: radius results are ragged; write .json", o.out);
+    HL_CHECK(!hashlab::ends_with(o.out, ".npy"), "--out {}: radius results are ragged; write .json", o.out);
     HL_CHECK(o.max_results >= 1, "--max-results must be >= 1, got {}", o.max_results);
     hs::RadiusResult r;
     try {
@@ -164,7 +163,7 @@ void run_search(const SearchOpts& o) {
                       index.size(), j["search_seconds"].get<double>(),
                       double(qt.size(0)) * double(index.size()) / j["search_seconds"].get<double>() / 1e9,
                       env.distributed() ? fmt::format(", {} ranks", env.world_size) : "");
-  if (ends_with(o.out, ".npy")) {
+  if (hashlab::ends_with(o.out, ".npy")) {
     hashlab::data::write_npy(o.out, indices);
     const std::string dist_path = o.out.substr(0, o.out.size() - 4) + ".distances.npy";
     hashlab::data::write_npy(dist_path, distances);
@@ -184,7 +183,7 @@ void run_search(const SearchOpts& o) {
     std::cout << hashlab::json_text(j) << "\n";
     return;
   }
-  HL_CHECK(ends_with(o.out, ".json"), "--out {}: write .json or .npy", o.out);
+  HL_CHECK(hashlab::ends_with(o.out, ".json"), "--out {}: write .json or .npy", o.out);
   hashlab::atomic_write(o.out, hashlab::json_text(j) + "\n");
 }
 
@@ -305,11 +304,8 @@ void add(CLI::App& app) {
   auto* info = g->add_subcommand("info", "Print a code file's header as JSON");
   info->add_option("file", *info_path, "code file (.hlc)")->required();
   info->callback([info_path] {
-    const auto i = hc::read_code_file_info(*info_path);
-    nlohmann::json j = {{"file", *info_path}, {"kind", i.kind == hc::CodeKind::binary ? "binary" : "pq"},
-                        {"version", i.version}, {"nbits", i.nbits}, {"count", i.count},
-                        {"payload_bytes", i.payload_bytes}, {"crc32", i.crc32}};
-    if (i.kind == hc::CodeKind::pq) j["M"] = i.M, j["K"] = i.K, j["dsub"] = i.dsub;
+    nlohmann::json j = {{"file", *info_path}};
+    j.update(hc::to_json(hc::read_code_file_info(*info_path)));
     std::cout << hashlab::json_text(j) << "\n";
   });
 }
