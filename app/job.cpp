@@ -72,6 +72,9 @@ nlohmann::json evaluate_code_sets(const codes::Codes& q, const codes::Codes& db,
     auto dl = ds.labels.index_select(0, split.database);
     return eval::evaluate_codes(q, db, ql, dl, opts, query_vectors);
   }
+  if (split.true_neighbors.defined())  // the benchmark's ground truth (data.ground_truth)
+    return eval::evaluate_codes_euclidean(q, db, torch::Tensor(), torch::Tensor(), opts,
+                                          split.true_neighbors);
   if (!ds.features.defined()) fail("evaluation: the Euclidean protocol needs in-memory features");
   auto f = ds.features.flatten(1).to(torch::kFloat32);
   return eval::evaluate_codes_euclidean(q, db, f.index_select(0, split.query),

@@ -1,12 +1,14 @@
 #include "datasets/dataset.h"
 
 #include <chrono>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
 #include "csrc/core/error.h"
 #include "csrc/core/logging.h"
 #include "csrc/core/progress.h"
+#include "csrc/core/strings.h"
 #include "datasets/readers/cifar.h"
 #include "datasets/readers/idx.h"
 #include "datasets/readers/image_list.h"
@@ -41,6 +43,9 @@ DataOptions DataOptions::from_yaml(Section s) {
   s.get("train_per_class", o.train_per_class, Range{0, 1e9});
   s.get("num_train", o.num_train, Range{0, 1e12});
   s.get("split_seed", o.split_seed);
+  s.get_choice("database", o.database, {"rest", "rest_without_train", "train"});
+  s.get("roles", o.roles);
+  s.get("ground_truth", o.ground_truth);
   s.get("validation", o.validation);
   s.get("classes", o.classes, Range{0, (1 << 24) - 1});
   s.get("max_file_gib", o.max_file_gib, Range{1e-6, 1024});
@@ -64,10 +69,52 @@ DataOptions DataOptions::from_yaml(Section s) {
   }
   s.finish();
   if (o.files.empty()) fail("{}: at least one data file is needed", s.where("files"));
+  // Relative file names are relative to root when one is given, so that a
+  // benchmark's config names its files and one override moves them all.
+  if (!o.root.empty()) {
+    auto under_root = [&](std::string& f) {
+      if (!f.empty() && std::filesystem::path(f).is_relative())
+        f = (std::filesystem::path(o.root) / f).string();
+    };
+    for (auto& f : o.files) under_root(f);
+    for (auto& f : o.labels) under_root(f);
+    under_root(o.ground_truth);
+  }
   if (o.images.resize.size() > 2 || o.images.crop.size() > 2)
     fail("{}: resize and crop take [size] or [height, width]", s.where("resize"));
   if (o.format == "image_list" && o.root.empty())
     fail("{}: format image_list needs a root directory", s.where("root"));
+  if (!o.roles.empty()) {
+    if (o.roles.size() != o.files.size())
+      fail("{}: {} roles for {} files (one of query, database, train per file)", s.where("roles"),
+           o.roles.size(), o.files.size());
+    for (const auto& r : o.roles)
+      if (r != "query" && r != "database" && r != "train")
+        fail("{}: unknown role '{}' (query, database or train)", s.where("roles"), r);
+    for (const char* r : {"query", "database"})
+      if (std::find(o.roles.begin(), o.roles.end(), r) == o.roles.end())
+        fail("{}: no file has the role {}", s.where("roles"), r);
+    if (s.has("database"))
+      fail("{}: the files give the database (data.roles); remove it", s.where("database"));
+    if (!o.validation)
+      for (const char* k : {"queries_per_class", "num_queries"})
+        if (s.has(k))
+          fail("{}: the query files give the queries (data.roles); it is used only with "
+               "validation: true",
+               s.where(k));
+  }
+  if (!o.ground_truth.empty()) {
+    if (o.roles.empty())
+      fail("{}: a ground-truth file names database positions, so it needs data.roles (which "
+           "files are the queries and the database)",
+           s.where("ground_truth"));
+    if (o.protocol != Protocol::euclidean)
+      fail("{}: ground truth is for the Euclidean protocol (data.protocol: euclidean)",
+           s.where("ground_truth"));
+    if (!o.classes.empty())
+      fail("{}: data.classes would renumber the database the ground truth refers to",
+           s.where("ground_truth"));
+  }
   return o;
 }
 
@@ -197,6 +244,7 @@ void keep_classes(Dataset& d, const std::vector<int64_t>& classes, const std::st
   d.labels = new_label.index_select(0, keep).contiguous();
   d.num_classes = static_cast<int64_t>(classes.size());
   if (d.features.defined()) d.features = d.features.index_select(0, keep).contiguous();
+  if (d.roles.defined()) d.roles = d.roles.index_select(0, keep).contiguous();
   if (!d.image_paths.empty()) {
     std::vector<std::string> paths;
     paths.reserve(static_cast<size_t>(keep.size(0)));
@@ -211,6 +259,28 @@ void keep_classes(Dataset& d, const std::vector<int64_t>& classes, const std::st
 
 torch::Tensor read_labels(const std::string& path, uint64_t max_bytes) {
   return as_labels(read_array_auto(path, max_bytes), path);
+}
+
+// data.ground_truth: int64 [Q, k], every id checked against `n_db`.
+static torch::Tensor read_ground_truth(const std::string& path, int64_t n_query, int64_t n_db,
+                                       uint64_t cap) {
+  const Array a = ends_with(path, ".ivecs") ? read_vecs(path, VecsKind::ivecs, cap)
+                                             : read_array_auto(path, cap);
+  if (a.dtype == Array::DType::f32 || a.dtype == Array::DType::u8 || a.shape.size() != 2)
+    fail("{}: ground truth must be integer ids [queries, k] (.ivecs, or an int32/int64 .npy), "
+         "got {} [{}]",
+         path, dtype_name(a.dtype), shape_string(a.shape, ','));
+  torch::Tensor t = to_tensor(a).to(torch::kInt64);
+  if (t.size(0) != n_query)
+    fail("{}: ground truth for {} queries, but the query files hold {}", path, t.size(0), n_query);
+  if (t.size(1) == 0) fail("{}: ground truth with no neighbours per query", path);
+  const int64_t lo = t.min().item<int64_t>(), hi = t.max().item<int64_t>();
+  if (lo < 0 || hi >= n_db) {
+    const int64_t bad = (lo < 0 ? t.argmin() : t.argmax()).item<int64_t>();
+    fail("{}: query {} lists database item {}, but the database files hold {} items (0..{})",
+         path, bad / t.size(1), lo < 0 ? lo : hi, n_db, n_db - 1);
+  }
+  return t;
 }
 
 // data.gist: the images (in memory, or decoded from an image list) replaced
@@ -261,6 +331,10 @@ Dataset load_dataset(const DataOptions& o) {
     fail("data: {} feature files but {} label files (give one label file per feature file)",
          o.files.size(), o.labels.size());
 
+  if (!o.roles.empty() && o.roles.size() != o.files.size())
+    fail("data: {} roles for {} files", o.roles.size(), o.files.size());
+  std::vector<torch::Tensor> roles;
+  int64_t items_before = 0;
   for (size_t i = 0; i < o.files.size(); ++i) {
     const std::string& f = o.files[i];
     if (o.format == "idx" || o.format == "npy") {
@@ -293,7 +367,17 @@ Dataset load_dataset(const DataOptions& o) {
              feats.back().size(0));
       labs.push_back(l);
     }
+    const int64_t items = feats.empty() ? static_cast<int64_t>(d.image_paths.size())
+                                        : items_before + feats.back().size(0);
+    if (!o.roles.empty()) {
+      const ItemRole r = o.roles[i] == "query"   ? ItemRole::query
+                         : o.roles[i] == "train" ? ItemRole::train
+                                                 : ItemRole::database;
+      roles.push_back(torch::full({items - items_before}, static_cast<int64_t>(r), torch::kUInt8));
+    }
+    items_before = items;
   }
+  if (!roles.empty()) d.roles = torch::cat(roles);
   if (!feats.empty()) d.features = pool(feats, o.files, "features");
   if (!labs.empty()) {
     d.labels = pool(labs, own_labels ? o.files : o.labels, "labels");
@@ -303,6 +387,12 @@ Dataset load_dataset(const DataOptions& o) {
                                        : 0;
   }
   if (!o.classes.empty()) keep_classes(d, o.classes, o.labels.empty() ? o.files[0] : o.labels[0]);
+  if (!o.ground_truth.empty()) {
+    if (!d.roles.defined()) fail("data.ground_truth: needs data.roles");
+    d.true_neighbors = read_ground_truth(
+        o.ground_truth, (d.roles == static_cast<int64_t>(ItemRole::query)).sum().item<int64_t>(),
+        (d.roles == static_cast<int64_t>(ItemRole::database)).sum().item<int64_t>(), cap);
+  }
   if (o.use_gist) gist_features(d, o);
   if (d.features.defined() && d.features.dim() == 2) {
     const auto& v = o.vectors;

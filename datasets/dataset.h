@@ -22,6 +22,9 @@
 
 namespace hashlab::data {
 
+// What an item is for when the files give the split (data.roles).
+enum class ItemRole : uint8_t { database = 0, query = 1, train = 2 };
+
 struct Dataset {
   torch::Tensor features;  // u8 [N, C, H, W] images, or f32 [N, D] vectors; undefined for
                            // image lists (see image_paths)
@@ -31,6 +34,8 @@ struct Dataset {
   int64_t num_classes = 0;               // 0 when unlabelled
   std::vector<std::string> image_paths;  // image-list datasets: decoded lazily by the Loader
   std::string name;
+  torch::Tensor roles;           // uint8 [N] ItemRole per item (data.roles), else undefined
+  torch::Tensor true_neighbors;  // int64 [Q, k] (data.ground_truth), else undefined
 
   int64_t size() const;
   bool is_image() const;  // u8 4-D features or image paths
@@ -41,7 +46,10 @@ struct DataOptions {
   std::string format = "idx";  // idx|cifar10|cifar100|fvecs|bvecs|ivecs|npy|image_list
   std::vector<std::string> files;   // feature files (image lists for image_list), pooled in order
   std::vector<std::string> labels;  // label files (idx or npy, by content), one per feature file
-  std::string root;                 // image lists: the directory image paths are relative to
+  // The directory relative file names above (and ground_truth) are taken in,
+  // and image lists' image paths, which must lie inside it. Empty: the
+  // working directory (image lists need one).
+  std::string root;
   std::string name;                 // shown in logs; default: derived from the first file
   Protocol protocol = Protocol::label;  // label|euclidean
   int64_t queries_per_class = 100;  // label protocol
@@ -49,6 +57,22 @@ struct DataOptions {
   int64_t train_per_class = 0;      // 0 = the whole database
   int64_t num_train = 0;            // 0 = all (after train_per_class)
   int64_t split_seed = 0;
+  // A drawn split's database: "rest" (every item that is not a query),
+  // "rest_without_train" (those minus the training set: DeepHash-pytorch's
+  // cifar10) or "train" (the training set: its cifar10-2).
+  std::string database = "rest";
+  // The split given by the files instead of drawn: roles[i] says what
+  // files[i] holds, "query", "database" or "train" (SIFT1M's query / base /
+  // learn files; DeepHash-pytorch's test / database / train lists). The
+  // training set is the database when no file is "train"; train_per_class and
+  // num_train still subsample it.
+  std::vector<std::string> roles;
+  // Each query's nearest database items in distance order, as 0-based
+  // positions in the database files taken in order (.ivecs, or an integer
+  // .npy [Q, k]: SIFT1M's sift_groundtruth.ivecs). Needs roles and the
+  // Euclidean protocol; the evaluation then uses it instead of computing the
+  // neighbours (not under validation, whose queries are other items).
+  std::string ground_truth;
   // Hold out the query set and evaluate on validation queries drawn from the
   // database instead (datasets/splits.h): for choosing hyperparameters.
   bool validation = false;

@@ -88,28 +88,61 @@ Split make_split(const Dataset& d, const DataOptions& o) {
     }
     return query;
   };
-  std::vector<int64_t> query = draw_queries(all, "items", "the pool");
-  std::vector<int64_t> database = complement(n, query);
+  std::vector<int64_t> query, database, train;
+  const bool by_files = d.roles.defined();
+  if (by_files) {
+    TORCH_CHECK(d.roles.numel() == n, "make_split: ", d.roles.numel(), " roles for ", n, " items");
+    torch::Tensor r = d.roles.contiguous();
+    const uint8_t* rp = r.data_ptr<uint8_t>();
+    for (int64_t i = 0; i < n; ++i) {
+      const auto role = static_cast<ItemRole>(rp[i]);
+      (role == ItemRole::query ? query : role == ItemRole::train ? train : database).push_back(i);
+    }
+    if (query.empty() || database.empty())
+      fail("data: the files give {} queries and {} database items (data.roles); both are needed",
+           query.size(), database.size());
+  } else {
+    query = draw_queries(all, "items", "the pool");
+    database = complement(n, query);
+  }
   if (o.validation) {
     // The test queries are set aside; validation queries come from the database.
     std::vector<int64_t> held_out = query;
     query = draw_queries(database, "database items (validation)",
                          "the database (validation)");
     held_out.insert(held_out.end(), query.begin(), query.end());
-    database = complement(n, held_out);
+    if (by_files) {
+      std::vector<char> q(static_cast<size_t>(n), 0);
+      for (int64_t i : query) q[static_cast<size_t>(i)] = 1;
+      database.erase(std::remove_if(database.begin(), database.end(),
+                                    [&](int64_t i) { return q[static_cast<size_t>(i)] != 0; }),
+                     database.end());
+    } else {
+      database = complement(n, held_out);
+    }
+  }
+  torch::Tensor true_neighbors;
+  if (d.true_neighbors.defined() && !o.validation) {
+    if (d.true_neighbors.size(0) != static_cast<int64_t>(query.size()) ||
+        d.true_neighbors.max().item<int64_t>() >= static_cast<int64_t>(database.size()))
+      fail("data: the ground truth ({} queries, ids up to {}) does not fit the split ({} queries, "
+           "{} database items)",
+           d.true_neighbors.size(0), d.true_neighbors.max().item<int64_t>(), query.size(),
+           database.size());
+    true_neighbors = d.true_neighbors;
   }
 
-  std::vector<int64_t> train = database;
+  if (!by_files || train.empty()) train = database;
   if (o.train_per_class > 0) {
     if (!per_class)
       fail("data: train_per_class needs single-label data and the label protocol (use "
            "num_train)");
-    auto classes = by_class(d.labels, d.num_classes, database);
+    auto classes = by_class(d.labels, d.num_classes, train);
     train.clear();
     for (size_t c = 0; c < classes.size(); ++c) {
       if (static_cast<int64_t>(classes[c].size()) < o.train_per_class)
-        fail("data: class {} has {} database items, fewer than train_per_class = {}", c,
-             classes[c].size(), o.train_per_class);
+        fail("data: class {} has {} {} items, fewer than train_per_class = {}", c,
+             classes[c].size(), by_files ? "training" : "database", o.train_per_class);
       auto t = draw(classes[c], o.train_per_class, rng);
       train.insert(train.end(), t.begin(), t.end());
     }
@@ -121,8 +154,23 @@ Split make_split(const Dataset& d, const DataOptions& o) {
            train.size());
     train = draw(train, o.num_train, rng);
   }
-  return Split{sorted_tensor(std::move(query)), sorted_tensor(std::move(database)),
-               sorted_tensor(std::move(train))};
+  if (o.database == "train") {
+    database = train;
+  } else if (o.database == "rest_without_train") {
+    std::vector<char> t(static_cast<size_t>(n), 0);
+    for (int64_t i : train) t[static_cast<size_t>(i)] = 1;
+    database.erase(std::remove_if(database.begin(), database.end(),
+                                  [&](int64_t i) { return t[static_cast<size_t>(i)] != 0; }),
+                   database.end());
+    if (database.empty())
+      fail("data: database: rest_without_train leaves no database item (the training set is the "
+           "whole rest; set train_per_class or num_train)");
+  } else if (o.database != "rest") {
+    fail("data.database: unknown value '{}' (rest, rest_without_train or train)", o.database);
+  }
+  Split s{sorted_tensor(std::move(query)), sorted_tensor(std::move(database)),
+          sorted_tensor(std::move(train)), true_neighbors};
+  return s;
 }
 
 }  // namespace hashlab::data

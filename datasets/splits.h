@@ -14,6 +14,14 @@
 // (same counts, the same generator continuing), and they become `query`; the
 // database and the training set are then taken from what remains.
 //
+// data.database changes what the database is: "rest_without_train" removes
+// the training set from it, "train" makes it the training set.
+//
+// data.roles: the files give the split (query, database, training files);
+// validation then draws its queries from the database items as above and the
+// query files are set aside. The training set is no subset of the database
+// when it comes from its own files.
+//
 // All three index tensors are int64, sorted ascending, into the pool.
 // Randomness: one std::mt19937_64 seeded with split_seed and a Fisher-Yates
 // shuffle drawing with uniform_below, so a seed gives the same split with
@@ -33,7 +41,12 @@ namespace hashlab::data {
 struct Split {
   torch::Tensor query;     // int64 [Q]
   torch::Tensor database;  // int64 [N - Q]
-  torch::Tensor train;     // int64 [T], a subset of database
+  torch::Tensor train;     // int64 [T]: a subset of database, unless data.roles or
+                           // data.database say otherwise
+  // int64 [Q, k]: each query's true nearest neighbours as positions in
+  // `database` (from data.ground_truth; undefined when there is none, and
+  // under validation).
+  torch::Tensor true_neighbors;
 };
 
 Split make_split(const Dataset& d, const DataOptions& o);

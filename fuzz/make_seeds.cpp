@@ -70,6 +70,22 @@ int main(int argc, char** argv) {
   Buf c100 = {3, 42}; c100.resize(3074, 9);
   write(out / "cifar/c100.bin", c100);
   write(out / "cifar/c10.bin.gz", gzip(c10));
+  // CIFAR-10 python batch of one image, pickled as Python 2's cPickle writes
+  // it (protocol 2): {"data": numpy uint8 [1, 3072], "labels": [7]}.
+  {
+    // (Hex escapes are split off where the next character is a hex digit.)
+    const char head[] =
+        "\x80\x02}(U\x04" "data" "cnumpy.core.multiarray\n_reconstruct\n"
+        "cnumpy\nndarray\nK\x00\x85U\x01" "b\x87R(K\x01K\x01M\x00\x0c\x86"
+        "cnumpy\ndtype\nU\x02u1K\x00K\x01\x87R(K\x03U\x01|NNNJ\xff\xff\xff\xff"
+        "J\xff\xff\xff\xffK\x00tb\x89T";
+    Buf pk(head, head + sizeof(head) - 1);
+    put_le32(pk, 3072);
+    pk.resize(pk.size() + 3072, 5);
+    const char tail[] = "tbU\x06labels](K\x07" "eu.";
+    pk.insert(pk.end(), tail, tail + sizeof(tail) - 1);
+    write(out / "cifar/c10_python_batch", pk);
+  }
   // vecs: fvecs (d = 3, 2 rows), bvecs (d = 4), ivecs (d = 2).
   Buf fv;
   for (int r = 0; r < 2; ++r) { put_le32(fv, 3); for (int k = 0; k < 3; ++k) put_le32(fv, 0x3f800000u + k); }

@@ -20,10 +20,12 @@ work=${FUZZ_WORK:-$repo/build-fuzz}
 cxx=${CXX_FUZZ:-clang++-14}
 mkdir -p "$work"
 
-reader_src="$repo/datasets/readers/$reader.cpp"
+reader_src=("$repo/datasets/readers/$reader.cpp")
+# CIFAR's python batches are pickles.
+[[ $reader == cifar ]] && reader_src+=("$repo/datasets/readers/pickle.cpp")
 flags=(-std=c++17 -O1 -g -fno-omit-frame-pointer -DFMT_HEADER_ONLY -I"$repo")
 "$cxx" "${flags[@]}" -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  "$repo/fuzz/fuzz_$reader.cpp" "$repo/datasets/readers/bytes.cpp" "$reader_src" \
+  "$repo/fuzz/fuzz_$reader.cpp" "$repo/datasets/readers/bytes.cpp" "${reader_src[@]}" \
   -lz -o "$work/fuzz_$reader"
 "$cxx" -std=c++17 -O1 "$repo/fuzz/make_seeds.cpp" -lz -o "$work/make_seeds"
 

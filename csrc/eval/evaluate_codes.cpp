@@ -38,12 +38,14 @@ nlohmann::json evaluate_codes(const codes::Codes& q, const codes::Codes& db,
 nlohmann::json evaluate_codes_euclidean(const codes::Codes& q, const codes::Codes& db,
                                         const torch::Tensor& query_features,
                                         const torch::Tensor& db_features,
-                                        const EvalOptions& opts) {
+                                        const EvalOptions& opts,
+                                        const torch::Tensor& true_neighbors) {
   check_same_kind(q, db);
   HL_CHECK(db.kind() == codes::CodeKind::binary,
            "evaluation: {} are evaluated with the label protocol (data.protocol: label)",
            db.describe());
-  return evaluate_euclidean(q.data(), db.data(), db.nbits(), query_features, db_features, opts);
+  return evaluate_euclidean(q.data(), db.data(), db.nbits(), query_features, db_features, opts,
+                            true_neighbors);
 }
 
 }  // namespace hashlab::eval

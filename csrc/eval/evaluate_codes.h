@@ -7,7 +7,8 @@
 // database ids, with "adc" the queries' un-quantised vectors `query_vectors`
 // (float [nq, M·dsub]) against the database ids.
 //
-// Euclidean protocol (metrics.h evaluate_euclidean): binary codes only.
+// Euclidean protocol (metrics.h evaluate_euclidean): binary codes only;
+// `true_neighbors` as there (a benchmark's ground truth).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -26,6 +27,7 @@ nlohmann::json evaluate_codes(const codes::Codes& queries, const codes::Codes& d
 nlohmann::json evaluate_codes_euclidean(const codes::Codes& queries, const codes::Codes& database,
                                         const torch::Tensor& query_features,
                                         const torch::Tensor& db_features,
-                                        const EvalOptions& opts = {});
+                                        const EvalOptions& opts = {},
+                                        const torch::Tensor& true_neighbors = torch::Tensor());
 
 }  // namespace hashlab::eval

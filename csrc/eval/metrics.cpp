@@ -568,17 +568,41 @@ nlohmann::json evaluate_hamming(const torch::Tensor& query_codes, const torch::T
 
 nlohmann::json evaluate_euclidean(const torch::Tensor& query_codes, const torch::Tensor& db_codes,
                                   int nbits, const torch::Tensor& query_features,
-                                  const torch::Tensor& db_features, const EvalOptions& opts) {
-  HL_CHECK(query_codes.size(0) == query_features.size(0) && db_codes.size(0) == db_features.size(0),
-           "evaluate: codes ({} queries, {} database) and features ({}, {}) disagree",
-           query_codes.size(0), db_codes.size(0), query_features.size(0), db_features.size(0));
+                                  const torch::Tensor& db_features, const EvalOptions& opts,
+                                  const torch::Tensor& true_neighbors) {
   ThreadsGuard guard(opts.threads);
   const int64_t nq = query_codes.size(0), n_db = db_codes.size(0);
-  int64_t k_gt = std::max(opts.recall_k, opts.sigah_gt);
-  for (int64_t n : opts.sigah_curves) k_gt = std::max(k_gt, n);
-  for (int64_t n : opts.m_recall_k) k_gt = std::max(k_gt, n);
-  k_gt = std::min(k_gt, n_db);
-  EuclideanMetrics metrics(opts, n_db, euclidean_knn(query_features, db_features, k_gt, opts.threads));
+  torch::Tensor gt;
+  if (true_neighbors.defined()) {
+    HL_CHECK(true_neighbors.dim() == 2 && true_neighbors.size(0) == nq && true_neighbors.size(1) >= 1,
+             "evaluate: the ground truth is [{}] but there are {} queries (expected [{}, k])",
+             c10::str(true_neighbors.sizes()), nq, nq);
+    gt = true_neighbors.cpu().to(torch::kLong).contiguous();
+    HL_CHECK(gt.min().item<int64_t>() >= 0 && gt.max().item<int64_t>() < n_db,
+             "evaluate: the ground truth lists database items {}..{}, but the database has {}",
+             gt.min().item<int64_t>(), gt.max().item<int64_t>(), n_db);
+    const int64_t k = gt.size(1);
+    auto need = [&](const char* key, int64_t v) {
+      HL_CHECK(v <= k,
+               "evaluate: eval.{} = {} needs {} true neighbours per query, but the ground truth "
+               "gives {} (set eval.{} to at most {})",
+               key, v, v, k, key, k);
+    };
+    need("recall_k", opts.recall_k);
+    need("sigah_gt", opts.sigah_gt);
+    for (int64_t v : opts.sigah_curves) need("sigah_curves", v);
+    for (int64_t v : opts.m_recall_k) need("m_recall_k", v);
+  } else {
+    HL_CHECK(nq == query_features.size(0) && n_db == db_features.size(0),
+             "evaluate: codes ({} queries, {} database) and features ({}, {}) disagree", nq, n_db,
+             query_features.size(0), db_features.size(0));
+    int64_t k_gt = std::max(opts.recall_k, opts.sigah_gt);
+    for (int64_t n : opts.sigah_curves) k_gt = std::max(k_gt, n);
+    for (int64_t n : opts.m_recall_k) k_gt = std::max(k_gt, n);
+    k_gt = std::min(k_gt, n_db);
+    gt = euclidean_knn(query_features, db_features, k_gt, opts.threads);
+  }
+  EuclideanMetrics metrics(opts, n_db, gt);
   const auto index = search::BinaryIndex::from_codes(db_codes, nbits);
   const int64_t block = query_block(opts, n_db);
   for (int64_t q0 = 0; q0 < nq; q0 += block) {

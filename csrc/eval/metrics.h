@@ -175,9 +175,14 @@ nlohmann::json evaluate_hamming(const torch::Tensor& query_codes, const torch::T
                                 const torch::Tensor& db_labels, const EvalOptions& opts = {});
 
 // Euclidean protocol: ground truth from the raw features, ranking by Hamming
-// distance of the codes. Adds "bits".
+// distance of the codes. Adds "bits". `true_neighbors` (int64 [nq, k], database
+// positions in distance order: a benchmark's ground-truth file) replaces the
+// computed neighbours when given; the features are then not used, and an
+// option needing more than k neighbours (recall_k, sigah_gt, sigah_curves,
+// m_recall_k) is an error naming it.
 nlohmann::json evaluate_euclidean(const torch::Tensor& query_codes, const torch::Tensor& db_codes,
                                   int nbits, const torch::Tensor& query_features,
-                                  const torch::Tensor& db_features, const EvalOptions& opts = {});
+                                  const torch::Tensor& db_features, const EvalOptions& opts = {},
+                                  const torch::Tensor& true_neighbors = torch::Tensor());
 
 }  // namespace hashlab::eval

@@ -1,5 +1,13 @@
-// CIFAR-10 / CIFAR-100 binary batches ("data_batch_1.bin", "train.bin"),
-// plain or gzip-compressed.
+// CIFAR-10 / CIFAR-100 batches, plain or gzip-compressed, in either of the
+// two distributions (told apart by content):
+// - the binary version ("cifar-10-batches-bin/data_batch_1.bin", "train.bin"),
+//   records as below;
+// - the python version ("cifar-10-batches-py/data_batch_1", "test_batch",
+//   "cifar-100-python/train"): a pickled dict of "data" (numpy uint8
+//   [n, 3072], rows as in a binary record) and "labels" (CIFAR-10) or
+//   "fine_labels" + "coarse_labels" (CIFAR-100), read by readers/pickle.h
+//   without running any Python.
+// The .tar.gz archives themselves are not read: extract them first.
 //
 // CIFAR-10 record: 1 label byte (0..9) + 3072 pixel bytes (1024 R, 1024 G,
 // 1024 B, each 32x32 row-major), 3073 bytes.

@@ -15,8 +15,8 @@ def _plain(x):
 
 
 def evaluate(query_codes, database_codes, *, query_labels=None, database_labels=None,
-             query_features=None, database_features=None, query_vectors=None, nbits=None,
-             **options):
+             query_features=None, database_features=None, query_vectors=None,
+             true_neighbors=None, nbits=None, **options):
     """Evaluates query codes against database codes; returns the metrics dict of
     ``hashlab eval`` (the same keys and, to the last digit, the same values).
 
@@ -30,7 +30,11 @@ def evaluate(query_codes, database_codes, *, query_labels=None, database_labels=
 
     Euclidean protocol: ``query_features`` and ``database_features``, float
     ``[n, d]``: the relevant items are each query's true nearest neighbours
-    in these features.
+    in these features. Or ``true_neighbors``, integer ``[nq, k]``: each
+    query's nearest database positions in distance order (a benchmark's
+    ground truth, e.g. SIFT1M's ``sift_groundtruth.ivecs``) instead of the
+    features; an option needing more than k neighbours (``sigah_gt``,
+    ``recall_k``, ...) is then an error naming it.
 
     options: the keys of a config's ``eval:`` section (docs/CONFIG.md), e.g.
     ``map_at=[100, 1000]``, ``radius=[0, 2]``, ``recall_k=100``, ``threads=2``;
@@ -42,7 +46,7 @@ def evaluate(query_codes, database_codes, *, query_labels=None, database_labels=
     for name, value in (("query_labels", query_labels), ("database_labels", database_labels),
                         ("query_features", query_features),
                         ("database_features", database_features),
-                        ("query_vectors", query_vectors)):
+                        ("query_vectors", query_vectors), ("true_neighbors", true_neighbors)):
         arrays[name] = None if value is None else _tensor(value, name)[0]
     for a, b in (("query_labels", "database_labels"), ("query_features", "database_features")):
         if (arrays[a] is None) != (arrays[b] is None):
@@ -55,7 +59,7 @@ def evaluate(query_codes, database_codes, *, query_labels=None, database_labels=
     try:
         return _C.evaluate(q._c, db._c, arrays["query_labels"], arrays["database_labels"],
                            arrays["query_features"], arrays["database_features"],
-                           arrays["query_vectors"], text)
+                           arrays["query_vectors"], arrays["true_neighbors"], text)
     except _C.Error as e:
         # The options were read as a config's eval: section from one line of
         # JSON: name the keyword argument, not that line's columns.

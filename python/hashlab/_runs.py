@@ -17,13 +17,16 @@ class Split:
     query, database, train: indices. labels: every item's labels (None for
     unlabelled data). features: every item's raw features (images uint8
     ``[N, C, H, W]`` or vectors float32 ``[N, D]``; None for image lists).
-    protocol: "label" or "euclidean".
+    protocol: "label" or "euclidean". true_neighbors: int64 ``[Q, k]``, each
+    query's nearest database items (positions in ``database``) from the data's
+    ground-truth file (``data.ground_truth``), or None.
     """
 
     def __init__(self, d):
         self.query = d["query"]
         self.database = d["database"]
         self.train = d["train"]
+        self.true_neighbors = d["true_neighbors"]
         self.labels = d["labels"]
         self.features = d["features"]
         self.protocol = d["protocol"]

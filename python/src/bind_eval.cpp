@@ -26,17 +26,18 @@ using OptTensor = std::optional<torch::Tensor>;
 
 py::object evaluate(const codes::Codes& q, const codes::Codes& db, const OptTensor& ql_,
                     const OptTensor& dl_, const OptTensor& qf_, const OptTensor& df_,
-                    const OptTensor& qv_, const std::string& options_json) {
+                    const OptTensor& qv_, const OptTensor& gt_, const std::string& options_json) {
   const torch::Tensor ql = ql_.value_or(torch::Tensor()), dl = dl_.value_or(torch::Tensor()),
                       qf = qf_.value_or(torch::Tensor()), df = df_.value_or(torch::Tensor()),
-                      qv = qv_.value_or(torch::Tensor());
+                      qv = qv_.value_or(torch::Tensor()), gt = gt_.value_or(torch::Tensor());
   const auto opts = eval_options(options_json);
   HL_CHECK(q.kind() == db.kind() && q.nbits() == db.nbits(),
            "evaluate: query_codes are {} but database_codes are {}", q.describe(), db.describe());
-  const bool labels = ql.defined() || dl.defined(), features = qf.defined() || df.defined();
+  const bool labels = ql.defined() || dl.defined(),
+             features = qf.defined() || df.defined() || gt.defined();
   HL_CHECK(labels != features,
            "evaluate: give query_labels and database_labels (label protocol) or query_features "
-           "and database_features (Euclidean protocol){}",
+           "and database_features, or true_neighbors (Euclidean protocol){}",
            labels ? ", not both" : "");
   nlohmann::json r;
   if (labels) {
@@ -52,6 +53,18 @@ py::object evaluate(const codes::Codes& q, const codes::Codes& db, const OptTens
     r = eval::evaluate_codes(q, db, qlab, dlab, opts, vectors);
   } else {
     HL_CHECK(!qv.defined(), "evaluate: query_vectors apply to PQ codes on labels");
+    if (gt.defined()) {
+      HL_CHECK(!qf.defined() && !df.defined(),
+               "evaluate: true_neighbors replace query_features and database_features; give one "
+               "or the other");
+      HL_CHECK(!gt.is_floating_point() && !gt.is_complex() && gt.scalar_type() != torch::kBool &&
+                   gt.dim() == 2 && gt.size(0) == q.size() && gt.size(1) >= 1,
+               "evaluate: true_neighbors: expected integer database ids [{}, k], got {}", q.size(),
+               describe(gt));
+      py::gil_scoped_release release;
+      r = eval::evaluate_codes_euclidean(q, db, torch::Tensor(), torch::Tensor(), opts, gt);
+      return to_python(r);
+    }
     const auto qfeat = check_features(qf, q.size(), "query_features");
     const auto dfeat = check_features(df, db.size(), "database_features");
     HL_CHECK(qfeat.size(1) == dfeat.size(1),
@@ -68,7 +81,8 @@ py::object evaluate(const codes::Codes& q, const codes::Codes& db, const OptTens
 void bind_eval(py::module_& m) {
   m.def("evaluate", &evaluate, py::arg("query_codes"), py::arg("database_codes"),
         py::arg("query_labels"), py::arg("database_labels"), py::arg("query_features"),
-        py::arg("database_features"), py::arg("query_vectors"), py::arg("options_json"));
+        py::arg("database_features"), py::arg("query_vectors"), py::arg("true_neighbors"),
+        py::arg("options_json"));
 }
 
 }  // namespace hashlab::python

@@ -93,6 +93,8 @@ py::dict run_split(const std::string& dir, const std::vector<std::string>& overr
   d["query"] = s.split.query;
   d["database"] = s.split.database;
   d["train"] = s.split.train;
+  d["true_neighbors"] =
+      s.split.true_neighbors.defined() ? py::cast(s.split.true_neighbors) : py::none();
   d["labels"] = s.dataset.labels.defined() ? py::cast(s.dataset.labels) : py::none();
   d["features"] = s.dataset.features.defined() ? py::cast(s.dataset.features) : py::none();
   d["protocol"] = s.data_options.protocol == Protocol::euclidean ? "euclidean" : "label";

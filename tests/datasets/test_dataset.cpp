@@ -347,6 +347,73 @@ TEST(Splits, MultiLabelDrawsRandomQueries) {
   expect_partition(s, 200);
 }
 
+std::set<int64_t> as_set(const torch::Tensor& t) {
+  return {t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel()};
+}
+
+TEST(Splits, DatabaseIsTheRestTheRestWithoutTrainOrTheTrainingSet) {
+  // DeepHash-pytorch's cifar10 / cifar10-1 / cifar10-2 on 7 classes of 30.
+  Dataset d = labelled(210, 7, 1);
+  DataOptions o;
+  o.queries_per_class = 2;
+  o.train_per_class = 5;
+  o.split_seed = 3;
+  Split rest = make_split(d, o);
+  o.database = "rest_without_train";
+  Split without = make_split(d, o);
+  EXPECT_TRUE(torch::equal(without.query, rest.query));
+  EXPECT_TRUE(torch::equal(without.train, rest.train));
+  EXPECT_EQ(rest.database.numel(), 210 - 14);
+  EXPECT_EQ(without.database.numel(), 210 - 14 - 35);
+  auto db = as_set(without.database), tr = as_set(without.train), q = as_set(without.query);
+  for (int64_t i : tr) EXPECT_EQ(db.count(i), 0u);
+  for (int64_t i : q) EXPECT_EQ(db.count(i) + tr.count(i), 0u);
+  o.database = "train";
+  Split train = make_split(d, o);
+  EXPECT_TRUE(torch::equal(train.database, train.train));
+  EXPECT_EQ(train.database.numel(), 35);
+  // The whole rest as training set leaves no database.
+  o.train_per_class = 0;
+  o.database = "rest_without_train";
+  expect_error([&] { make_split(d, o); }, "leaves no database item");
+}
+
+TEST(Splits, RolesGiveTheSplitAndGroundTruthComesWithIt) {
+  // Pool: 6 database items, 2 queries, 3 training items (file order).
+  Dataset d;
+  d.features = torch::randn({11, 3});
+  d.roles = torch::tensor({0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 2}, torch::kUInt8);
+  d.true_neighbors = torch::tensor({{5, 1}, {0, 2}}, torch::kInt64);
+  DataOptions o;
+  o.protocol = Protocol::euclidean;
+  Split s = make_split(d, o);
+  EXPECT_EQ(s.database.numel(), 6);
+  EXPECT_TRUE(torch::equal(s.query, torch::tensor({6, 7}, torch::kInt64)));
+  EXPECT_TRUE(torch::equal(s.train, torch::tensor({8, 9, 10}, torch::kInt64)));
+  EXPECT_TRUE(torch::equal(s.true_neighbors, d.true_neighbors));
+  o.num_train = 2;
+  EXPECT_EQ(make_split(d, o).train.numel(), 2);
+  // Without training files the database trains.
+  d.roles = torch::tensor({0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0}, torch::kUInt8);
+  o.num_train = 0;
+  Split t = make_split(d, o);
+  EXPECT_TRUE(torch::equal(t.train, t.database));
+  EXPECT_EQ(t.database.numel(), 9);
+  // Validation draws its queries from the database; the ground truth is then
+  // not the evaluation's (it belongs to the query files).
+  o.validation = true;
+  o.num_queries = 3;
+  Split v = make_split(d, o);
+  EXPECT_EQ(v.query.numel(), 3);
+  EXPECT_EQ(v.database.numel(), 6);
+  EXPECT_FALSE(v.true_neighbors.defined());
+  for (int64_t i : as_set(v.query)) EXPECT_TRUE(i < 6 || i > 7);
+  // Ground truth naming a database item past the end.
+  o.validation = false;
+  d.true_neighbors = torch::tensor({{9, 1}, {0, 2}}, torch::kInt64);
+  expect_error([&] { make_split(d, o); }, "does not fit the split");
+}
+
 // ---------------------------------------------------------------- real data
 
 TEST(FashionMnist, PoolsSeventyThousandWithSevenThousandPerClass) {

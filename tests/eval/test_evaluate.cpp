@@ -125,6 +125,42 @@ TEST(EvaluateEuclidean, MatchesMetricsOnPlainRanking) {
   EXPECT_GT(got["m_recall"].get<double>(), 0.0);
 }
 
+// Expects `stmt` to throw an error whose message contains `needle`.
+#define EXPECT_THROW_WHAT(stmt, needle)                                              \
+  try {                                                                              \
+    stmt;                                                                            \
+    ADD_FAILURE() << "expected an error containing '" << (needle) << "'";            \
+  } catch (const std::exception& e) {                                                \
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();    \
+  }
+
+TEST(EvaluateEuclidean, GivenTrueNeighborsReplaceTheComputedOnes) {
+  torch::manual_seed(10);
+  const int nbits = 12;
+  const int64_t nq = 9, n = 300;
+  auto qf = torch::randn({nq, 5}), dbf = torch::randn({n, 5});
+  auto q = random_codes(nq, nbits), db = random_codes(n, nbits);
+  EvalOptions o;
+  o.recall_k = 20;
+  o.sigah_gt = 40;
+  o.sigah_curves = {1, 10};
+  o.m_recall_max = 100;
+  auto computed = evaluate_euclidean(q, db, nbits, qf, dbf, o);
+  auto gt = euclidean_knn(qf, dbf, 40);
+  // A benchmark's file: no features needed, the same metrics.
+  expect_same_json(evaluate_euclidean(q, db, nbits, torch::Tensor(), torch::Tensor(), o, gt),
+                   computed);
+  // Other neighbours, other metrics: the given ones are used.
+  auto other = evaluate_euclidean(q, db, nbits, {}, {}, o, gt.roll(1, 0));
+  EXPECT_NE(other["sigah_map"].get<double>(), computed["sigah_map"].get<double>());
+  // An option needing more neighbours than given names itself.
+  o.sigah_gt = 41;
+  EXPECT_THROW_WHAT(evaluate_euclidean(q, db, nbits, {}, {}, o, gt), "eval.sigah_gt = 41");
+  o.sigah_gt = 40;
+  EXPECT_THROW_WHAT(evaluate_euclidean(q, db, nbits, {}, {}, o, gt.slice(0, 0, 5)), "9 queries");
+  EXPECT_THROW_WHAT(evaluate_euclidean(q, db, nbits, {}, {}, o, gt + 300), "database has 300");
+}
+
 }  // namespace
 }  // namespace hashlab::eval
 

@@ -75,6 +75,8 @@ void run_encode(const EncodeCmd& c) {
   data::DataOptions d = run.data_options;
   d.files = {c.input};
   d.labels.clear();
+  d.roles.clear();  // one file to encode: no split, no ground truth
+  d.ground_truth.clear();
   if (!c.format.empty()) d.format = c.format;
   auto ds = data::load_dataset(d);
   const auto shape = item_shape(ds, d);
