@@ -24,7 +24,7 @@ done
 [ -x "$HASHLAB" ] || { echo "bench_eval_euclidean: $HASHLAB not built (tools/build.sh)" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$HASHLAB" train -c configs/itq_fmnist.yaml --run-dir "$work/itq" data.protocol=euclidean \
+"$HASHLAB" train -c configs/itq/itq_fmnist.yaml --run-dir "$work/itq" data.protocol=euclidean \
   data.num_queries=1000 output.save_codes=false output.export=false > /dev/null 2> "$work/train.err" ||
   { cat "$work/train.err" >&2; exit 1; }
 printf '%-8s %-12s %-12s %s\n' threads eval_s gemm_s eval/gemm

@@ -13,7 +13,7 @@ bits=$("$HASHLAB" train -c "$CONFIG" "$@" --print-config | sed -n 's/^  bits: *\
 bits=${bits:-64}
 "$HASHLAB" train -c "$CONFIG" "$@" | tail -1 > "$OUT/main.json"
 for b in itq lsh; do
-  "$HASHLAB" train -c "configs/${b}_fmnist.yaml" "model.bits=$bits" | tail -1 > "$OUT/$b.json"
+  "$HASHLAB" train -c "configs/${b}/${b}_fmnist.yaml" "model.bits=$bits" | tail -1 > "$OUT/$b.json"
 done
 /usr/bin/python3 - "$OUT" <<'PY'
 import json, sys, os

@@ -3,7 +3,7 @@
 #
 #   tools/deepquan_ablation.sh [BITS] [OUT_DIR]          (defaults: 16, runs/deepquan_ablation_b<BITS>)
 #
-# 1. Pretrains the auto-encoder once: configs/deepquan_fmnist.yaml stopped at
+# 1. Pretrains the auto-encoder once: configs/deepquan/deepquan_fmnist.yaml stopped at
 #    its pretraining end (train.iterations = model.pretrain_steps). Its final
 #    evaluation is DAE-PQ.
 # 2. Copies that run once per variant and resumes it to the config's full
@@ -26,7 +26,7 @@ HASHLAB=${HASHLAB:-build/hashlab}
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
 EXTRA=${EXTRA:-}
-CONFIG=configs/deepquan_fmnist.yaml
+CONFIG=configs/deepquan/deepquan_fmnist.yaml
 
 # name|overrides (empty: the config as it is)
 ALL_VARIANTS=(

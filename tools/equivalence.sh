@@ -4,13 +4,13 @@
 # records (timings left out); and a run the OLD binary checkpointed half way
 # must resume under the NEW one to the codes the OLD one resumes it to, or be
 # refused with a clear message.
-#   tools/equivalence.sh OLD_BINARY NEW_BINARY [CONFIG ...]   (default: configs/*.yaml)
+#   tools/equivalence.sh OLD_BINARY NEW_BINARY [CONFIG ...]   (default: configs/*/*.yaml)
 # Prints one row per config and exits non-zero if any differs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OLD=$1 NEW=$2; shift 2
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(configs/*.yaml)
+[ ${#configs[@]} -gt 0 ] || configs=(configs/[a-z]*/*.yaml)
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 SHORT=(train.iterations=20 train.checkpoint_every=10 train.log_every=5 data.num_train=1000 threads=1)

@@ -126,20 +126,20 @@ if [[ "${HL_SKIP_CLI:-0}" != 1 && "${HL_SKIP_TRAIN:-0}" != 1 && -f "$FMNIST/trai
   FM_DATA=("data.files=[$FMNIST/train-images-idx3-ubyte.gz,$FMNIST/t10k-images-idx3-ubyte.gz]"
            "data.labels=[$FMNIST/train-labels-idx1-ubyte.gz,$FMNIST/t10k-labels-idx1-ubyte.gz]")
   for bits in 16 32 64; do
-    "$BUILD/hashlab" train -c "$ROOT/configs/deepquan_fmnist.yaml" model.bits=$bits device=cuda \
+    "$BUILD/hashlab" train -c "$ROOT/configs/deepquan/deepquan_fmnist.yaml" model.bits=$bits device=cuda \
       threads="$JOBS" --runs-root "$BUILD/runs" "${FM_DATA[@]}"
   done
   # WSL's deep variant on the GPU (its batch kNN graph is built on the CPU, then moved).
-  "$BUILD/hashlab" train -c "$ROOT/configs/wsl_mlp_fmnist.yaml" device=cuda threads="$JOBS" \
+  "$BUILD/hashlab" train -c "$ROOT/configs/wsl/wsl_mlp_fmnist.yaml" device=cuda threads="$JOBS" \
     --runs-root "$BUILD/runs" "${FM_DATA[@]}"
   # Auto-JacoBin with its Jacobian term on the GPU (the tangents are computed on the CPU).
-  "$BUILD/hashlab" train -c "$ROOT/configs/auto_jacobin_fmnist.yaml" device=cuda threads="$JOBS" \
+  "$BUILD/hashlab" train -c "$ROOT/configs/auto_jacobin/auto_jacobin_fmnist.yaml" device=cuda threads="$JOBS" \
     --runs-root "$BUILD/runs" "${FM_DATA[@]}"
   # ... and in its d = D regime (the input PCA applied on the GPU each step).
-  "$BUILD/hashlab" train -c "$ROOT/configs/auto_jacobin_fmnist_pca.yaml" device=cuda threads="$JOBS" \
+  "$BUILD/hashlab" train -c "$ROOT/configs/auto_jacobin/auto_jacobin_fmnist_pca.yaml" device=cuda threads="$JOBS" \
     --runs-root "$BUILD/runs" "${FM_DATA[@]}"
   # SiGAH's normalised inputs and kNN sigma on the GPU.
-  "$BUILD/hashlab" train -c "$ROOT/configs/sigah_fmnist.yaml" device=cuda threads="$JOBS" \
+  "$BUILD/hashlab" train -c "$ROOT/configs/sigah/sigah_fmnist.yaml" device=cuda threads="$JOBS" \
     --runs-root "$BUILD/runs" "${FM_DATA[@]}"
 elif [[ "${HL_SKIP_TRAIN:-0}" != 1 ]]; then
   log "no Fashion-MNIST under $FMNIST: DeepQuan GPU runs skipped"

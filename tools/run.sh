@@ -7,6 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install_deps.sh
 TARGETS=hashlab tools/build.sh   # the executable only: the tests are tools/test.sh's
-CONFIG=${1:-configs/hashnet_fmnist.yaml}
+CONFIG=${1:-configs/hashnet/hashnet_fmnist.yaml}
 [ $# -gt 0 ] && shift
 exec tools/compare.sh "$CONFIG" "$@"

@@ -1,7 +1,7 @@
 // YAML configuration: `_base_` inheritance, dotted command-line overrides,
 // and typed, strictly checked reading into option structs.
 //
-//   Config cfg = Config::load("configs/hashnet_fmnist.yaml", {"model.bits=32"});
+//   Config cfg = Config::load("configs/hashnet/hashnet_fmnist.yaml", {"model.bits=32"});
 //   Section m = cfg.section("model");
 //   m.get("bits", opts.bits, Range{1, 4096});
 //   m.finish();   // rejects keys nobody asked for, with file:line:col and a suggestion

@@ -21,7 +21,7 @@
 // points), computed once before the first step and found for a batch through
 // the items' pool indices.
 //
-// Variants (configs/*autobin*.yaml): AutoBin = jacobian: false; DAutoBin =
+// Variants (configs/auto_jacobin/*autobin*.yaml): AutoBin = jacobian: false; DAutoBin =
 // jacobian: false, noise: t; CAutoBin = jacobian: false, contractive: λ.
 //
 // Initialisation (§III-B, applied when training starts, not on resume):

@@ -8,7 +8,7 @@ the GIL released, and every error is a :class:`hashlab.Error` (a
 
     import hashlab, torch
 
-    run = hashlab.train("configs/hashnet_fmnist.yaml", overrides=["model.bits=64"])
+    run = hashlab.train("configs/hashnet/hashnet_fmnist.yaml", overrides=["model.bits=64"])
     index = hashlab.BinaryIndex(run.hasher.nbits)
     index.add(run.database_codes)
     distances, ids = index.search(run.query_codes, k=100)
