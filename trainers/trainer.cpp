@@ -204,7 +204,14 @@ LossMap Trainer::optimize(const std::string& name, const std::function<LossMap()
   const std::vector<torch::Tensor> own = optimizers_->parameters(name);
   LossMap first;
   auto evaluate_loss = [&]() -> torch::Tensor {
-    for (const auto& n : optimizers_->names()) optimizers_->get(n).zero_grad();
+    // Gradients are dropped, not zeroed (PyTorch's zero_grad(set_to_none=True)):
+    // backward then hands each gradient over in its fresh buffer instead of
+    // adding it into a zeroed one. For a large layer (AlexNet's fc6 weight is
+    // 151 MB) that is a memset and a read-add-write pass less per step.
+    // Consumers treat a missing gradient as zero (DataParallel, the optimizers).
+    for (const auto& n : optimizers_->names())
+      for (auto& group : optimizers_->get(n).param_groups())
+        for (auto& p : group.params()) p.mutable_grad().reset();
     LossMap losses;
     {
       AutocastGuard ac(amp);
