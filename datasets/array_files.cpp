@@ -1,7 +1,5 @@
 #include "datasets/array_files.h"
 
-#include <cstring>
-
 #include "csrc/core/error.h"
 #include "csrc/core/fs_util.h"
 #include "csrc/core/strings.h"

@@ -44,7 +44,15 @@ DataOptions DataOptions::from_yaml(Section s) {
   s.get("num_train", o.num_train, Range{0, 1e12});
   s.get("split_seed", o.split_seed);
   s.get_choice("database", o.database, {"rest", "rest_without_train", "train"});
-  s.get("roles", o.roles);
+  std::vector<std::string> roles;
+  s.get("roles", roles);
+  for (const auto& r : roles) {
+    if (r != "query" && r != "database" && r != "train")
+      fail("{}: unknown role '{}' (query, database or train)", s.where("roles"), r);
+    o.roles.push_back(r == "query" ? ItemRole::query
+                      : r == "train" ? ItemRole::train
+                                     : ItemRole::database);
+  }
   s.get("ground_truth", o.ground_truth);
   s.get("validation", o.validation);
   s.get("classes", o.classes, Range{0, (1 << 24) - 1});
@@ -88,12 +96,10 @@ DataOptions DataOptions::from_yaml(Section s) {
     if (o.roles.size() != o.files.size())
       fail("{}: {} roles for {} files (one of query, database, train per file)", s.where("roles"),
            o.roles.size(), o.files.size());
-    for (const auto& r : o.roles)
-      if (r != "query" && r != "database" && r != "train")
-        fail("{}: unknown role '{}' (query, database or train)", s.where("roles"), r);
-    for (const char* r : {"query", "database"})
-      if (std::find(o.roles.begin(), o.roles.end(), r) == o.roles.end())
-        fail("{}: no file has the role {}", s.where("roles"), r);
+    for (const auto& [role, name] : {std::pair{ItemRole::query, "query"},
+                                     std::pair{ItemRole::database, "database"}})
+      if (std::find(o.roles.begin(), o.roles.end(), role) == o.roles.end())
+        fail("{}: no file has the role {}", s.where("roles"), name);
     if (s.has("database"))
       fail("{}: the files give the database (data.roles); remove it", s.where("database"));
     if (!o.validation)
@@ -369,12 +375,9 @@ Dataset load_dataset(const DataOptions& o) {
     }
     const int64_t items = feats.empty() ? static_cast<int64_t>(d.image_paths.size())
                                         : items_before + feats.back().size(0);
-    if (!o.roles.empty()) {
-      const ItemRole r = o.roles[i] == "query"   ? ItemRole::query
-                         : o.roles[i] == "train" ? ItemRole::train
-                                                 : ItemRole::database;
-      roles.push_back(torch::full({items - items_before}, static_cast<int64_t>(r), torch::kUInt8));
-    }
+    if (!o.roles.empty())
+      roles.push_back(torch::full({items - items_before}, static_cast<int64_t>(o.roles[i]),
+                                  torch::kUInt8));
     items_before = items;
   }
   if (!roles.empty()) d.roles = torch::cat(roles);

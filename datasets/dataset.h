@@ -66,7 +66,7 @@ struct DataOptions {
   // learn files; DeepHash-pytorch's test / database / train lists). The
   // training set is the database when no file is "train"; train_per_class and
   // num_train still subsample it.
-  std::vector<std::string> roles;
+  std::vector<ItemRole> roles;
   // Each query's nearest database items in distance order, as 0-based
   // positions in the database files taken in order (.ivecs, or an integer
   // .npy [Q, k]: SIFT1M's sift_groundtruth.ivecs). Needs roles and the

@@ -166,10 +166,10 @@ void gabor_features(const Plan& p, const cv::Mat& x, float* dst) {
   padded.convertTo(padded, CV_32F);
   cv::dft(padded, X, cv::DFT_COMPLEX_OUTPUT);
   cv::Mat prod(n, n, CV_32FC2), y;
-  // Row r of the cropped image lies in block row_block[r]; the same for columns.
-  std::vector<int> row_block(side), col_block(side);
+  // Row (and column) i of the cropped image lies in block block_of[i].
+  std::vector<int> block_of(side);
   for (int64_t k = 0; k < blocks; ++k)
-    for (int i = p.edges[k]; i < p.edges[k + 1]; ++i) row_block[i] = col_block[i] = int(k);
+    for (int i = p.edges[k]; i < p.edges[k + 1]; ++i) block_of[i] = int(k);
   std::vector<double> sums(blocks * blocks);
   for (size_t f = 0; f < p.bank.size(); ++f) {
     const cv::Mat& g = p.bank[f];
@@ -186,9 +186,9 @@ void gabor_features(const Plan& p, const cv::Mat& x, float* dst) {
     std::fill(sums.begin(), sums.end(), 0.0);
     for (int r = 0; r < side; ++r) {
       const float* yr = y.ptr<float>(r + be) + 2 * be;
-      double* row_sums = sums.data() + row_block[r];
+      double* row_sums = sums.data() + block_of[r];
       for (int c = 0; c < side; ++c)
-        row_sums[col_block[c] * blocks] +=
+        row_sums[block_of[c] * blocks] +=
             std::sqrt(double(yr[2 * c]) * yr[2 * c] + double(yr[2 * c + 1]) * yr[2 * c + 1]);
     }
     for (int64_t bc = 0; bc < blocks; ++bc)
@@ -247,6 +247,15 @@ torch::Tensor compute_gist(const torch::Tensor& images, const GistOptions& o,
            images.size(1));
   HL_CHECK(images.size(2) >= 2 && images.size(3) >= 2, "GIST: images of {} x {} pixels",
            images.size(2), images.size(3));
+  HL_CHECK(o.colour == "gray" || o.colour == "rgb", "GIST: colour must be gray or rgb, got '{}'",
+           o.colour);
+  HL_CHECK(o.image_size >= 8 && o.blocks >= 1 && o.blocks <= o.image_size && o.boundary >= 0 &&
+               o.prefilter_fc > 0,
+           "GIST: image_size >= 8, 1 <= blocks <= image_size, boundary >= 0 and prefilter_fc > 0, "
+           "got {}, {}, {}, {}",
+           o.image_size, o.blocks, o.boundary, o.prefilter_fc);
+  for (int64_t k : o.orientations)
+    HL_CHECK(k >= 1 && k <= 64, "GIST: orientations per scale must be in [1, 64], got {}", k);
   const Plan p = make_plan(o);
   const int64_t N = images.size(0);
   auto out = torch::empty({N, o.dim()}, torch::kFloat32);

@@ -46,6 +46,17 @@ std::vector<int64_t> complement(int64_t n, const std::vector<int64_t>& taken) {
   return rest;
 }
 
+// `from` without the items of `drop` (indices < n), in `from`'s order.
+std::vector<int64_t> without(std::vector<int64_t> from, const std::vector<int64_t>& drop,
+                             int64_t n) {
+  std::vector<char> dropped(static_cast<size_t>(n), 0);
+  for (int64_t i : drop) dropped[static_cast<size_t>(i)] = 1;
+  from.erase(std::remove_if(from.begin(), from.end(),
+                            [&](int64_t i) { return dropped[static_cast<size_t>(i)] != 0; }),
+             from.end());
+  return from;
+}
+
 // Pool indices of each class, ascending, restricted to `among`.
 std::vector<std::vector<int64_t>> by_class(const torch::Tensor& labels, int64_t num_classes,
                                            const std::vector<int64_t>& among) {
@@ -107,19 +118,9 @@ Split make_split(const Dataset& d, const DataOptions& o) {
   }
   if (o.validation) {
     // The test queries are set aside; validation queries come from the database.
-    std::vector<int64_t> held_out = query;
     query = draw_queries(database, "database items (validation)",
                          "the database (validation)");
-    held_out.insert(held_out.end(), query.begin(), query.end());
-    if (by_files) {
-      std::vector<char> q(static_cast<size_t>(n), 0);
-      for (int64_t i : query) q[static_cast<size_t>(i)] = 1;
-      database.erase(std::remove_if(database.begin(), database.end(),
-                                    [&](int64_t i) { return q[static_cast<size_t>(i)] != 0; }),
-                     database.end());
-    } else {
-      database = complement(n, held_out);
-    }
+    database = without(std::move(database), query, n);
   }
   torch::Tensor true_neighbors;
   if (d.true_neighbors.defined() && !o.validation) {
@@ -157,20 +158,15 @@ Split make_split(const Dataset& d, const DataOptions& o) {
   if (o.database == "train") {
     database = train;
   } else if (o.database == "rest_without_train") {
-    std::vector<char> t(static_cast<size_t>(n), 0);
-    for (int64_t i : train) t[static_cast<size_t>(i)] = 1;
-    database.erase(std::remove_if(database.begin(), database.end(),
-                                  [&](int64_t i) { return t[static_cast<size_t>(i)] != 0; }),
-                   database.end());
+    database = without(std::move(database), train, n);
     if (database.empty())
       fail("data: database: rest_without_train leaves no database item (the training set is the "
            "whole rest; set train_per_class or num_train)");
   } else if (o.database != "rest") {
     fail("data.database: unknown value '{}' (rest, rest_without_train or train)", o.database);
   }
-  Split s{sorted_tensor(std::move(query)), sorted_tensor(std::move(database)),
-          sorted_tensor(std::move(train)), true_neighbors};
-  return s;
+  return Split{sorted_tensor(std::move(query)), sorted_tensor(std::move(database)),
+               sorted_tensor(std::move(train)), true_neighbors};
 }
 
 }  // namespace hashlab::data

@@ -566,6 +566,17 @@ nlohmann::json evaluate_hamming(const torch::Tensor& query_codes, const torch::T
   return j;
 }
 
+namespace {
+// The Euclidean options that read true neighbours, and how many each reads.
+std::vector<std::pair<const char*, int64_t>> neighbours_needed(const EvalOptions& o) {
+  std::vector<std::pair<const char*, int64_t>> need{{"recall_k", o.recall_k},
+                                                    {"sigah_gt", o.sigah_gt}};
+  for (int64_t v : o.sigah_curves) need.emplace_back("sigah_curves", v);
+  for (int64_t v : o.m_recall_k) need.emplace_back("m_recall_k", v);
+  return need;
+}
+}  // namespace
+
 nlohmann::json evaluate_euclidean(const torch::Tensor& query_codes, const torch::Tensor& db_codes,
                                   int nbits, const torch::Tensor& query_features,
                                   const torch::Tensor& db_features, const EvalOptions& opts,
@@ -578,29 +589,22 @@ nlohmann::json evaluate_euclidean(const torch::Tensor& query_codes, const torch:
              "evaluate: the ground truth is [{}] but there are {} queries (expected [{}, k])",
              c10::str(true_neighbors.sizes()), nq, nq);
     gt = true_neighbors.cpu().to(torch::kLong).contiguous();
-    HL_CHECK(gt.min().item<int64_t>() >= 0 && gt.max().item<int64_t>() < n_db,
-             "evaluate: the ground truth lists database items {}..{}, but the database has {}",
-             gt.min().item<int64_t>(), gt.max().item<int64_t>(), n_db);
-    const int64_t k = gt.size(1);
-    auto need = [&](const char* key, int64_t v) {
+    const int64_t lo = gt.min().item<int64_t>(), hi = gt.max().item<int64_t>(), k = gt.size(1);
+    HL_CHECK(lo >= 0 && hi < n_db,
+             "evaluate: the ground truth lists database items {}..{}, but the database has {}", lo,
+             hi, n_db);
+    for (const auto& [key, v] : neighbours_needed(opts))
       HL_CHECK(v <= k,
                "evaluate: eval.{} = {} needs {} true neighbours per query, but the ground truth "
                "gives {} (set eval.{} to at most {})",
                key, v, v, k, key, k);
-    };
-    need("recall_k", opts.recall_k);
-    need("sigah_gt", opts.sigah_gt);
-    for (int64_t v : opts.sigah_curves) need("sigah_curves", v);
-    for (int64_t v : opts.m_recall_k) need("m_recall_k", v);
   } else {
     HL_CHECK(nq == query_features.size(0) && n_db == db_features.size(0),
              "evaluate: codes ({} queries, {} database) and features ({}, {}) disagree", nq, n_db,
              query_features.size(0), db_features.size(0));
-    int64_t k_gt = std::max(opts.recall_k, opts.sigah_gt);
-    for (int64_t n : opts.sigah_curves) k_gt = std::max(k_gt, n);
-    for (int64_t n : opts.m_recall_k) k_gt = std::max(k_gt, n);
-    k_gt = std::min(k_gt, n_db);
-    gt = euclidean_knn(query_features, db_features, k_gt, opts.threads);
+    int64_t k_gt = 1;
+    for (const auto& need : neighbours_needed(opts)) k_gt = std::max(k_gt, need.second);
+    gt = euclidean_knn(query_features, db_features, std::min(k_gt, n_db), opts.threads);
   }
   EuclideanMetrics metrics(opts, n_db, gt);
   const auto index = search::BinaryIndex::from_codes(db_codes, nbits);

@@ -117,13 +117,11 @@ CifarData parse_cifar_pickle(const uint8_t* data, size_t size, const std::string
   out.labels.shape = {n};
   out.labels.bytes.resize(static_cast<size_t>(n) * 8);
   if (kind == CifarKind::cifar10) {
-    const char* key = p.root->get("labels") ? "labels" : "fine_labels";
-    if (!p.root->get(key))
-      fail("{}: no 'labels' in this pickled dict (CIFAR-100's batches have 'fine_labels': use "
-           "format cifar100)",
-           name);
-    if (std::string(key) == "fine_labels")
-      fail("{}: a CIFAR-100 batch ('fine_labels'); use format cifar100", name);
+    if (!p.root->get("labels"))
+      fail("{}: {}", name,
+           p.root->get("fine_labels")
+               ? "a CIFAR-100 batch ('fine_labels'); use format cifar100"
+               : "no 'labels' in this pickled dict (not a CIFAR-10 python batch)");
     pickled_labels(p.root->get("labels"), name + ": 'labels'", n, 10, out.labels.data<int64_t>());
   } else {
     if (!p.root->get("fine_labels"))

@@ -107,16 +107,7 @@ void bind_codes(py::module_& m) {
                                               c10::isFloatingType(images.scalar_type())),
                  "gist: images: expected uint8 or floating images [N, C, H, W] on the CPU, got {}",
                  describe(images));
-        HL_CHECK(colour == "gray" || colour == "rgb", "gist: colour must be gray or rgb, got '{}'",
-                 colour);
-        HL_CHECK(image_size >= 8 && blocks >= 1 && blocks <= image_size && boundary >= 0 &&
-                     prefilter_fc > 0,
-                 "gist: image_size >= 8, 1 <= blocks <= image_size, boundary >= 0 and "
-                 "prefilter_fc > 0, got {}, {}, {}, {}",
-                 image_size, blocks, boundary, prefilter_fc);
-        for (int64_t o : orientations)
-          HL_CHECK(o >= 1 && o <= 64, "gist: orientations per scale must be in [1, 64], got {}", o);
-        data::GistOptions o;
+        data::GistOptions o;  // compute_gist checks the options
         o.image_size = image_size, o.orientations = std::move(orientations), o.blocks = blocks;
         o.prefilter_fc = prefilter_fc, o.boundary = boundary, o.colour = colour;
         py::gil_scoped_release release;

@@ -183,17 +183,15 @@ def idx(t):
 
 # ------------------------------------------------------------- the splits
 def test_cifar10_splits_follow_deephash_pytorch(cifar, tmp_path):
-    base = [f"data.root={cifar}", "model.bits=8"]
-    small = ["data.queries_per_class=2", "data.train_per_class=3"]
     # 2 queries and 3 training images per class (cifar10-2: 10), out of 12.
-    for name, db_rule in (("cifar10", "rest_without_train"), ("cifar10_1", "rest"),
-                          ("cifar10_2", "train")):
-        over = base + (small if name != "cifar10_2" else
-                       ["data.queries_per_class=2", "data.train_per_class=10"])
+    for name, db_rule, train_per_class in (("cifar10", "rest_without_train", 3),
+                                           ("cifar10_1", "rest", 3), ("cifar10_2", "train", 10)):
         config = tmp_path / f"{name}.yaml"
         config.write_text(f"_base_: {cfg('_base_/datasets/' + name + '.yaml')}\nname: t\n"
                           "method: lsh\nmodel: {bits: 8}\ndevice: cpu\ntrain: {batch_size: 8}\n")
-        run = hashlab.train(str(config), overrides=["threads=1", f"data.root={cifar}"] + over[2:],
+        run = hashlab.train(str(config), overrides=["threads=1", f"data.root={cifar}",
+                                                    "data.queries_per_class=2",
+                                                    f"data.train_per_class={train_per_class}"],
                             run_dir=str(tmp_path / name))
         s = run.split()
         q, db, tr = idx(s.query), idx(s.database), idx(s.train)

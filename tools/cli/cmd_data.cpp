@@ -12,7 +12,6 @@
 #include <fmt/format.h>
 
 #include "csrc/core/error.h"
-#include "csrc/core/fs_util.h"
 #include "csrc/core/strings.h"
 #include "datasets/readers/cifar.h"
 #include "datasets/readers/idx.h"
