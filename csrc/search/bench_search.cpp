@@ -7,6 +7,7 @@
 #include <fstream>
 #include <atomic>
 #include <map>
+#include <optional>
 #include <chrono>
 #include <limits>
 #include <random>
@@ -99,35 +100,62 @@ std::string compare_topk(const TopK& ours, const int32_t* dist, const int64_t* i
 
 }  // namespace
 
-double roofline_gdist_s(int bits, int threads, double seconds) {
-  const detail::Kernels kern = detail::current_kernels();
-  const int W = (bits + 63) / 64;
-  const int64_t blocks = std::max<int64_t>(1, detail::kChunkBytes / (int64_t(W) * detail::kBlock * 8));
-  constexpr int kQueries = 64;
-  // Each thread: its own chunk and queries; thresholds 0, so nothing passes.
-  auto run = [&](int64_t reps) {
+namespace {
+
+// The roofline's loop: every thread scans its own L1-resident chunk against
+// kQueries queries whose thresholds (0) let nothing through. Calibrated once
+// to about `seconds` per timed round, so that rounds can be interleaved with
+// the search's (this machine's cores are shared with other guests, and a
+// roofline taken minutes apart from the search measures another machine).
+class Roofline {
+ public:
+  Roofline(int bits, int threads, double seconds) : bits_(bits), threads_(threads) {
+    const double per_rep = best_seconds(3, [&] { run(8); }) / 8;  // calibrate (and warm up)
+    reps_ = std::max<int64_t>(1, static_cast<int64_t>(seconds / per_rep));
+  }
+  // One timed round, in Gdist/s.
+  double round() {
+    int64_t total = 0;
+    const double t = best_seconds(1, [&] { total = run(reps_); });
+    return double(total) * kQueries * double(blocks() * detail::kBlock) / t / 1e9;
+  }
+
+ private:
+  static constexpr int kQueries = 64;
+  int words() const { return (bits_ + 63) / 64; }
+  int64_t blocks() const {
+    return std::max<int64_t>(1, detail::kChunkBytes / (int64_t(words()) * detail::kBlock * 8));
+  }
+  int64_t run(int64_t reps) const {
+    const detail::Kernels kern = detail::current_kernels();
+    const int W = words();
+    const int64_t nblocks = blocks();
     std::atomic<int64_t> done{0};
-    at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
+    at::parallel_for(0, threads_, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         std::mt19937_64 rng(1000 + t);
-        std::vector<uint64_t> chunk(blocks * W * detail::kBlock), q(kQueries * W);
+        std::vector<uint64_t> chunk(nblocks * W * detail::kBlock), q(kQueries * W);
         for (auto& x : chunk) x = rng();
         for (auto& x : q) x = rng();
         std::vector<detail::Selector> sel(kQueries);
-        for (auto& s : sel) s.reset(1, 0, bits, blocks * detail::kBlock);
-        for (int64_t r = 0; r < reps; ++r)
-          kern.scan(q.data(), kQueries, chunk.data(), W, 0, blocks, sel.data());
+        for (auto& s : sel) s.reset(1, 0, bits_, nblocks * detail::kBlock);
+        for (int64_t r = 0; r < reps; ++r) kern.scan(q.data(), kQueries, chunk.data(), W, 0, nblocks, sel.data());
         done += reps;
       }
     });
     return done.load();
-  };
-  const double per_rep = best_seconds(3, [&] { run(8); }) / 8;  // calibrate (and warm up)
-  const int64_t reps = std::max<int64_t>(1, static_cast<int64_t>(seconds / 3 / per_rep));
-  int64_t total = 0;
-  // Best of 3: this machine's cores are shared with other guests.
-  const double t = best_seconds(3, [&] { total = run(reps); });
-  return double(total) * kQueries * double(blocks * detail::kBlock) / t / 1e9;
+  }
+  int bits_, threads_;
+  int64_t reps_ = 1;
+};
+
+}  // namespace
+
+double roofline_gdist_s(int bits, int threads, double seconds) {
+  Roofline roof(bits, threads, seconds / 3);
+  double best = 0;
+  for (int r = 0; r < 3; ++r) best = std::max(best, roof.round());
+  return best;
 }
 
 BenchSearchResult run_bench_search(const BenchSearchOptions& o) {
@@ -150,14 +178,28 @@ BenchSearchResult run_bench_search(const BenchSearchOptions& o) {
   omp_set_num_threads(o.threads);
   at::set_num_threads(o.threads);
 
+  // Rounds alternate the search and the roofline (and, with threads > 1, both
+  // again on 1 thread), so that each fraction compares two timings taken
+  // seconds apart; the best of each over the rounds is reported.
   TopK ours;
-  r.ours_s = best_seconds(o.repeats, [&] { ours = hamming_topk(q, db, o.bits, o.k, o.threads); });
+  Roofline roof(o.bits, o.threads, 0.15);
+  std::optional<Roofline> roof_1t;
+  if (o.threads > 1) roof_1t.emplace(o.bits, 1, 0.15);
+  r.ours_s = r.ours_1t_s = std::numeric_limits<double>::infinity();
+  for (int round = 0; round < std::max(1, o.repeats); ++round) {
+    const double s = best_seconds(1, [&] { ours = hamming_topk(q, db, o.bits, o.k, o.threads); });
+    const double roof_now = roof.round();
+    r.ours_s = std::min(r.ours_s, s);
+    r.roofline_gdist_s = std::max(r.roofline_gdist_s, roof_now);
+    r.round_fractions.push_back(pairs / s / 1e9 / roof_now);
+    if (roof_1t) {
+      r.ours_1t_s = std::min(r.ours_1t_s, best_seconds(1, [&] { hamming_topk(q, db, o.bits, o.k, 1); }));
+      r.roofline_1t_gdist_s = std::max(r.roofline_1t_gdist_s, roof_1t->round());
+    }
+  }
   r.ours_gdist_s = pairs / r.ours_s / 1e9;
-  r.roofline_gdist_s = roofline_gdist_s(o.bits, o.threads);
-  if (o.threads > 1) {
-    r.ours_1t_s = best_seconds(o.repeats, [&] { hamming_topk(q, db, o.bits, o.k, 1); });
+  if (roof_1t) {
     r.ours_1t_gdist_s = pairs / r.ours_1t_s / 1e9;
-    r.roofline_1t_gdist_s = roofline_gdist_s(o.bits, 1);
   } else {
     r.roofline_1t_gdist_s = r.roofline_gdist_s;
   }
@@ -327,7 +369,8 @@ nlohmann::json to_json(const BenchSearchResult& r) {
                       {"ours_gdist_s", r.ours_gdist_s}, {"agree", r.agree},
                       {"roofline_gdist_s", r.roofline_gdist_s},
                       {"roofline_1t_gdist_s", r.roofline_1t_gdist_s},
-                      {"fraction_of_roofline", r.ours_gdist_s / r.roofline_gdist_s}};
+                      {"fraction_of_roofline", r.ours_gdist_s / r.roofline_gdist_s},
+                      {"round_fractions", r.round_fractions}};
   if (o.threads > 1) {
     j["ours_1t_s"] = r.ours_1t_s;
     j["ours_1t_gdist_s"] = r.ours_1t_gdist_s;
@@ -354,8 +397,9 @@ std::string to_text(const BenchSearchResult& r) {
   const auto& o = r.options;
   std::string s = fmt::format("hamming top-{}: {} bits, nb {}, nq {}, {} threads, kernel {}\n", o.k,
                               o.bits, o.nb, o.nq, o.threads, r.kernel);
-  s += fmt::format("  ours (cpu)    {:9.4f} s  {:8.3f} Gdist/s   {:.0f}% of the roofline\n", r.ours_s,
-                   r.ours_gdist_s, 100 * r.ours_gdist_s / r.roofline_gdist_s);
+  const auto [lo, hi] = std::minmax_element(r.round_fractions.begin(), r.round_fractions.end());
+  s += fmt::format("  ours (cpu)    {:9.4f} s  {:8.3f} Gdist/s   {:.0f}% of the roofline (rounds: {:.0f}-{:.0f}%)\n",
+                   r.ours_s, r.ours_gdist_s, 100 * r.ours_gdist_s / r.roofline_gdist_s, 100 * *lo, 100 * *hi);
   s += fmt::format("  roofline                 {:8.3f} Gdist/s   (the kernel on L1-resident codes, no "
                    "selection, {} threads)\n",
                    r.roofline_gdist_s, o.threads);

@@ -3,7 +3,7 @@
 // with the same thread count, plus (with --device cuda in a CUDA build) our
 // CUDA path and the fp16 matmul + torch::topk path Python users run.
 //
-// Throughput is Gdist/s = nq * nb / seconds / 1e9 (best of `repeats` runs).
+// Throughput is Gdist/s = nq * nb / seconds / 1e9 (best of `repeats` rounds).
 // Our search reads the codes in place (nothing is prepared per call).
 //
 // The roofline, measured in the same run: the kernel in use (the same scan
@@ -11,6 +11,9 @@
 // thresholds let no code through, on every thread at once: XOR + popcount +
 // compare with no memory traffic beyond L1 and no selection. The search is
 // reported as a fraction of it, and (threads > 1) against itself on 1 thread.
+// Each round times the search, then the roofline (then both on 1 thread), so
+// the two are measured on the same machine state; the fraction is best over
+// best, and each round's own fraction is kept beside it.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +44,7 @@ struct BenchSearchResult {
   double ratio = 0;                       // ours_gdist_s / faiss_gdist_s
   double roofline_gdist_s = 0, roofline_1t_gdist_s = 0;  // all threads, one thread
   double ours_1t_s = 0, ours_1t_gdist_s = 0;             // threads > 1 only
+  std::vector<double> round_fractions;  // ours / roofline within each round
   bool agree = true;                      // all compared results agree
   std::string disagreement;               // first difference found, if any
   // --device cuda only:

@@ -44,7 +44,8 @@ void add(CLI::App& app) {
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   c->add_option("--seed", b.seed, "random seed")->capture_default_str();
-  c->add_option("--repeats", b.repeats, "timed runs; the best is reported")->capture_default_str();
+  c->add_option("--repeats", b.repeats, "timed rounds, each the search then its roofline; the best of each is reported")
+      ->capture_default_str();
   c->add_option("--device", b.device, "cpu, or cuda to also time the CUDA paths")
       ->capture_default_str();
   c->add_option("--kernel", opts->kernel, "CPU kernel: auto, avx512-vpopcntdq, avx2, scalar")
