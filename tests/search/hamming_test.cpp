@@ -116,6 +116,41 @@ TEST_P(HammingKernels, TopKSplitsDatabaseAcrossThreadsExactly) {
   }
 }
 
+// Big enough (n / k >= 1100, k >= 64) that a top-k scan starts from
+// thresholds sampled from every 64th block. Query 0 is planted as an exact
+// copy in 50 of the sampled blocks only: its sample then says "distance 0"
+// while the database has fewer than k codes there, so it must be scanned
+// again from the full threshold. The reference is the distance matrix
+// (checked against brute force above) sorted by (distance, index).
+TEST_P(HammingKernels, TopKFromSampledThresholdsIsExactEvenWhenTheSampleMisleads) {
+  for (int nbits : {64, 130, 256}) {
+    auto db = random_codes(200003, nbits, nbits, nbits == 130 ? 2000 : 0);
+    for (int64_t nq : {3, 130}) {
+      auto q = random_codes(nq, nbits, nbits + nq);
+      for (int j = 0; j < 50; ++j) db[j * 64 * 8 + 3].copy_(q[0]);
+      auto dist = hs::hamming_distances(q, db, nbits, 2);
+      for (int threads : {1, 2}) {
+        SCOPED_TRACE(::testing::Message() << "nbits " << nbits << " nq " << nq << " threads " << threads);
+        auto r = hs::hamming_topk(q, db, nbits, 100, threads);
+        auto rd = r.distances.accessor<int32_t, 2>();
+        auto ri = r.indices.accessor<int64_t, 2>();
+        auto da = dist.accessor<int32_t, 2>();
+        for (int64_t i = 0; i < nq; ++i) {
+          std::vector<std::pair<int, int64_t>> want;
+          for (int64_t j = 0; j < db.size(0); ++j) want.emplace_back(da[i][j], j);
+          std::partial_sort(want.begin(), want.begin() + 100, want.end());
+          for (int64_t j = 0; j < 100; ++j) {
+            ASSERT_EQ(rd[i][j], want[j].first) << "q " << i << " rank " << j;
+            ASSERT_EQ(ri[i][j], want[j].second) << "q " << i << " rank " << j;
+          }
+        }
+        ASSERT_EQ(rd[0][49], 0);
+        ASSERT_GT(rd[0][50], 0);
+      }
+    }
+  }
+}
+
 TEST_P(HammingKernels, LongCodesUpTo4096Bits) {
   for (int nbits : {1, 63, 65, 1000, 4096}) {
     auto db = random_codes(50, nbits, nbits);
