@@ -6,6 +6,8 @@
 
 #include <fmt/ranges.h>
 
+#include "trainers/fused_sgd.h"
+
 namespace hashlab {
 
 // ------------------------------------------------------------------ options
@@ -210,10 +212,10 @@ std::unique_ptr<Optimizer> per_group(const OptimOptions& o, const std::vector<Pa
 
 void register_optimizers(OptimizerRegistry& r) {
   r.add("sgd", [](const OptimOptions& o, const std::vector<ParamGroup>& groups) {
-    return per_group<SGD, SGDOptions>(o, groups, [&](SGDOptions& s, double wd) {
+    return per_group<FusedSGD, SGDOptions>(o, groups, [&](SGDOptions& s, double wd) {
       s.momentum(o.momentum).nesterov(o.nesterov).weight_decay(wd);
     });
-  }, "SGD with momentum / Nesterov and weight decay");
+  }, "SGD with momentum / Nesterov and weight decay (one fused pass per parameter on the CPU)");
   r.add("adam", [](const OptimOptions& o, const std::vector<ParamGroup>& groups) {
     return per_group<Adam, AdamOptions>(o, groups, [&](AdamOptions& s, double wd) {
       s.betas({o.betas[0], o.betas[1]}).eps(o.eps).weight_decay(wd);
