@@ -222,15 +222,21 @@ def main():
         step()
     if on_cuda:
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(a.iters):
-        loss = step()
-    if on_cuda:
-        torch.cuda.synchronize()
-    sec = (time.perf_counter() - t0) / a.iters
+    # Timed in windows of 5 steps, as hashlab's train records (log_every 5)
+    # are: the mean over all of them, and the best window (the least
+    # disturbed by the other guests of a shared machine).
+    windows = []
+    for _ in range(a.iters // 5):
+        t0 = time.perf_counter()
+        for _ in range(5):
+            loss = step()
+        if on_cuda:
+            torch.cuda.synchronize()
+        windows.append((time.perf_counter() - t0) / 5)
+    sec, best = sum(windows) / len(windows), min(windows)
     print(json.dumps({"peer": "pytorch", "torch": torch.__version__, "backbone": a.backbone,
                       "batch": a.batch, "sec_per_step": sec, "images_per_s": a.batch / sec,
-                      "final_loss": float(loss)}))
+                      "best_images_per_s": a.batch / best, "final_loss": float(loss)}))
 
 
 if __name__ == "__main__":

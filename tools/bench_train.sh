@@ -10,7 +10,8 @@
 #
 # Ours: images/s = batch / mean sec_per_step of the train records after the
 # warm-up (metrics.jsonl). Peer: the same number over its timed steps. Prints
-# both and ours / peer. With --rounds R > 1 the two run R times each in the
+# both and ours / peer, and the same for the best 5-step window of each (the
+# train records' windows; the least disturbed by other guests). With --rounds R > 1 the two run R times each in the
 # order ours, peer, peer, ours, ... (a machine whose speed drifts favours
 # neither), and the last line gives every round's ratio and their median:
 # on a VM shared with other guests one pair's ratio moves by 10% or more. HASHLAB (default build/hashlab), PYTHON (default
@@ -76,7 +77,8 @@ work, warmup, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 recs = [json.loads(l) for l in open(f)]
 secs = [r["sec_per_step"] for r in recs if r.get("event") == "train" and r["step"] > warmup]
 sec = sum(secs) / len(secs)
-print(json.dumps({"peer": "hashlab", "sec_per_step": sec, "images_per_s": batch / sec}))
+print(json.dumps({"peer": "hashlab", "sec_per_step": sec, "images_per_s": batch / sec,
+                  "best_images_per_s": batch / min(secs)}))
 PY
 }
 peer() {
@@ -94,15 +96,20 @@ import sys, json
 o, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print(f"train step {sys.argv[3]} {sys.argv[4]}px batch {sys.argv[5]} on {sys.argv[6]}: "
       f"hashlab {o['images_per_s']:.1f} img/s, PyTorch {p['torch']} {p['images_per_s']:.1f} img/s, "
-      f"ratio {o['images_per_s'] / p['images_per_s']:.2f}x", file=sys.stderr)
-print(o['images_per_s'] / p['images_per_s'])
+      f"ratio {o['images_per_s'] / p['images_per_s']:.2f}x; best 5-step window "
+      f"{o['best_images_per_s']:.1f} / {p['best_images_per_s']:.1f} = "
+      f"{o['best_images_per_s'] / p['best_images_per_s']:.2f}x", file=sys.stderr)
+print(o['images_per_s'] / p['images_per_s'], o['best_images_per_s'] / p['best_images_per_s'])
 PY
 )")
 done
 if ((ROUNDS > 1)); then
   "$PYTHON" - "${RATIOS[@]}" <<'PY'
 import sys, statistics
-r = [float(x) for x in sys.argv[1:]]
-print(f"{len(r)} rounds: ratios {', '.join(f'{x:.2f}' for x in r)}; median {statistics.median(r):.2f}x")
+mean = [float(x.split()[0]) for x in sys.argv[1:]]
+best = [float(x.split()[1]) for x in sys.argv[1:]]
+fmt = lambda r: ", ".join(f"{x:.2f}" for x in r)
+print(f"{len(mean)} rounds: ratios {fmt(mean)}; median {statistics.median(mean):.2f}x")
+print(f"best 5-step windows: ratios {fmt(best)}; median {statistics.median(best):.2f}x")
 PY
 fi
