@@ -98,6 +98,13 @@ UpdateFn pick(bool momentum, bool first, bool nesterov) {
 }  // namespace
 
 torch::Tensor FusedSGD::step(LossClosure closure) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss;
+  // The closure first: it makes the gradients the checks below look at.
+  if (closure != nullptr) {
+    at::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
   for (const auto& group : param_groups_)
     for (const auto& p : group.params()) {
       if (!p.grad().defined()) continue;
@@ -105,15 +112,11 @@ torch::Tensor FusedSGD::step(LossClosure closure) {
       const bool buffer_ok =
           it == state_.end() ||
           fusable_buffer(static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer(), p);
-      if (!fusable(p) || !buffer_ok) return torch::optim::SGD::step(std::move(closure));
+      if (!fusable(p) || !buffer_ok) {
+        torch::optim::SGD::step();  // the closure has run
+        return loss;
+      }
     }
-
-  torch::NoGradGuard no_grad;
-  torch::Tensor loss;
-  if (closure != nullptr) {
-    at::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
   for (auto& group : param_groups_) {
     const auto& o = static_cast<const torch::optim::SGDOptions&>(group.options());
     const float lr = static_cast<float>(o.lr()), wd = static_cast<float>(o.weight_decay());

@@ -2,7 +2,8 @@
 // same parameters, gradients and options step for step, every combination of
 // weight decay, momentum, dampening and Nesterov, two groups with their own
 // learning rates, a parameter larger than one parallel task, one without a
-// gradient, and a non-contiguous one (which takes SGD's own path). Then the
+// gradient, and a non-contiguous one (which takes SGD's own path), every
+// other step through a closure that makes the gradients. Then the
 // state: a FusedSGD checkpoint loads into SGD and the two go on equal.
 #include <sstream>
 #include <vector>
@@ -79,10 +80,22 @@ TEST(FusedSGD, StepsLikeTorchSGD) {
             SGD ref_opt(groups(ref, o), o);
             hashlab::FusedSGD our_opt(groups(ours, o), o);
             for (int step = 0; step < 4; ++step) {
-              set_grads(ref, step);
-              set_grads(ours, step);
-              ref_opt.step();
-              our_opt.step();
+              if (step % 2 == 0) {
+                set_grads(ref, step);
+                set_grads(ours, step);
+                ref_opt.step();
+                our_opt.step();
+              } else {  // through a closure that makes the gradients, as the trainer steps
+                const torch::Tensor a = ref_opt.step([&] {
+                  set_grads(ref, step);
+                  return torch::ones({});
+                });
+                const torch::Tensor b = our_opt.step([&] {
+                  set_grads(ours, step);
+                  return torch::ones({});
+                });
+                ASSERT_TRUE(a.defined() && b.defined()) << what << ": the closure's loss is returned";
+              }
               expect_equal(ref, ours, what + " step " + std::to_string(step));
             }
             EXPECT_TRUE(torch::equal(ours.a.back(), make_params(non_contiguous).a.back()))
