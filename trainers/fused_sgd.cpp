@@ -5,16 +5,10 @@
 namespace hashlab {
 namespace {
 
-bool fusable(const torch::Tensor& p) {
-  const torch::Tensor& g = p.grad();
-  return p.device().is_cpu() && p.scalar_type() == torch::kFloat && p.layout() == torch::kStrided &&
-         p.is_contiguous() && g.defined() && g.device().is_cpu() && g.scalar_type() == torch::kFloat &&
-         g.layout() == torch::kStrided && g.is_contiguous() && g.numel() == p.numel();
-}
-
-bool fusable_buffer(const torch::Tensor& b, const torch::Tensor& p) {
-  return b.defined() && b.device().is_cpu() && b.scalar_type() == torch::kFloat &&
-         b.layout() == torch::kStrided && b.is_contiguous() && b.numel() == p.numel();
+// A dense contiguous float32 CPU tensor of n elements: what the fused pass reads.
+bool flat_cpu_float(const torch::Tensor& t, int64_t n) {
+  return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat &&
+         t.layout() == torch::kStrided && t.is_contiguous() && t.numel() == n;
 }
 
 // p -= lr * d over [i0, i1), where, with g' = g + wd p:
@@ -111,8 +105,9 @@ torch::Tensor FusedSGD::step(LossClosure closure) {
       auto it = state_.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
       const bool buffer_ok =
           it == state_.end() ||
-          fusable_buffer(static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer(), p);
-      if (!fusable(p) || !buffer_ok) {
+          flat_cpu_float(static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer(),
+                         p.numel());
+      if (!flat_cpu_float(p, p.numel()) || !flat_cpu_float(p.grad(), p.numel()) || !buffer_ok) {
         torch::optim::SGD::step();  // the closure has run
         return loss;
       }

@@ -151,13 +151,6 @@ class Roofline {
 
 }  // namespace
 
-double roofline_gdist_s(int bits, int threads, double seconds) {
-  Roofline roof(bits, threads, seconds / 3);
-  double best = 0;
-  for (int r = 0; r < 3; ++r) best = std::max(best, roof.round());
-  return best;
-}
-
 BenchSearchResult run_bench_search(const BenchSearchOptions& o) {
   HL_CHECK(o.bits >= 1 && o.bits <= 4096, "bench search: --bits must be in [1, 4096], got {}", o.bits);
   HL_CHECK(o.nb >= 1 && o.nq >= 1, "bench search: --nb and --nq must be >= 1");

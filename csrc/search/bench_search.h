@@ -73,8 +73,6 @@ struct BenchIndexOptions {
   bool in_memory = true;  // also search the index read into memory
 };
 nlohmann::json run_bench_index(const BenchIndexOptions& options);
-// The roofline above, in Gdist/s over `threads` threads, timed for about `seconds`.
-double roofline_gdist_s(int bits, int threads, double seconds = 0.5);
 nlohmann::json to_json(const BenchSearchResult& r);
 std::string to_text(const BenchSearchResult& r);
 

@@ -177,10 +177,12 @@ void release_rows(const DbView& db, int64_t r0, int64_t r1) {
 // mean fewer taken branches out of the scan's hot loop. The result stays
 // exact: a query whose part holds fewer than k codes below its start is
 // scanned again from the full threshold (see select_all). Returns empty
-// when the sample would not pay: few queries' worth of pushes to save
-// (small n / k), or too small a sample to estimate the threshold.
+// when the sample would not pay: too few pushes to save (small n / k), or
+// too small a sample to estimate the threshold. The sample is scanned in
+// chunks of chunk_blocks, as the part is.
 std::vector<int> sampled_thresholds(const Packed& q, int64_t qa, int64_t qb, const DbView& db,
-                                    int64_t b0, int64_t b1, int64_t k, const Kernels& kern) {
+                                    int64_t b0, int64_t b1, int64_t k, int64_t chunk_blocks,
+                                    const Kernels& kern) {
   constexpr int64_t kSampleStride = 64;
   constexpr int64_t kSafety = 4;
   const int64_t full_end = std::min(b1, db.n / kBlock);  // blocks without padding codes
@@ -198,7 +200,6 @@ std::vector<int> sampled_thresholds(const Packed& q, int64_t qa, int64_t qb, con
   }
   std::vector<Selector> sel(qb - qa);
   for (auto& s : sel) s.reset(m, db.nbits + 1, db.nbits, nsample * kBlock);
-  const int64_t chunk_blocks = std::max<int64_t>(1, kChunkBytes / (int64_t(W) * kBlock * 8));
   for (int64_t c0 = 0; c0 < nsample; c0 += chunk_blocks)
     kern.scan(&q.data[qa * W], qb - qa, &sample[c0 * W * kBlock], W, c0,
               std::min(nsample, c0 + chunk_blocks), sel.data());
@@ -303,7 +304,7 @@ std::vector<std::vector<Candidate>> select_all(const Packed& q, const DbView& db
     // few of the part before the scan.
     const std::vector<int> start = budget || db.release_pages
                                        ? std::vector<int>{}
-                                       : sampled_thresholds(q, qa, qb, db, b0, b1, k, kern);
+                                       : sampled_thresholds(q, qa, qb, db, b0, b1, k, chunk_blocks, kern);
     std::vector<Selector> sel(qb - qa);
     for (int64_t i = 0; i < qb - qa; ++i)
       sel[i].reset(k, start.empty() ? threshold : start[i], nbits, db.n);
